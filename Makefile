@@ -1,0 +1,35 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+# Each installs what is missing (Debian packages, then a .venv with pinned Python packages).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install system clean
+
+demo: install
+	$(BIN)/movierec demo
+
+test: install
+	$(BIN)/ruff check movierec tests bench
+	$(BIN)/ruff format --check movierec tests bench
+	$(BIN)/pytest
+
+install: system $(STAMP)
+
+system:
+	@./ops/install-system.sh
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check movierec tests bench
+	$(BIN)/ruff format --check movierec tests bench
+
+clean:
+	rm -rf $(VENV) .state .pytest_cache

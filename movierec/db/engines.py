@@ -1,0 +1,103 @@
+"""Engines and sessions: the one way into the database.
+
+Writes go to the primary. Reads that may be a moment stale (search, movie pages) may go to a
+replica when one is configured; :meth:`Database.session` with ``readonly=True`` picks it and
+falls back to the primary when the replica does not answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from movierec.config import Settings
+from movierec.errors import DatabaseUnavailable
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Normalise ``postgresql://`` / ``postgres://`` URLs to the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = 5) -> Engine:
+    """An engine whose connections time out statements after ``statement_timeout_ms``."""
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={
+            "options": f"-c statement_timeout={statement_timeout_ms}",
+            "connect_timeout": 5,
+        },
+    )
+
+
+class Database:
+    """The configured primary (and optional replica), with session factories for each."""
+
+    def __init__(self, settings: Settings):
+        settings.require("database_url")
+        self.settings = settings
+
+    @cached_property
+    def primary(self) -> Engine:
+        return make_engine(self.settings.database_url, self.settings.statement_timeout_ms)
+
+    @cached_property
+    def replica(self) -> Engine | None:
+        url = self.settings.replica_url
+        return make_engine(url, self.settings.statement_timeout_ms) if url else None
+
+    @cached_property
+    def _primary_sessions(self) -> sessionmaker[Session]:
+        return sessionmaker(self.primary, expire_on_commit=False)
+
+    @contextmanager
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error.
+
+        Raises :class:`DatabaseUnavailable` when no server answers.
+        """
+        engine = self._read_engine() if readonly else self.primary
+        maker = self._primary_sessions if engine is self.primary else sessionmaker(engine)
+        try:
+            with maker() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+
+    def _read_engine(self) -> Engine:
+        if self.replica is None:
+            return self.primary
+        try:
+            with self.replica.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return self.replica
+        except OperationalError:
+            return self.primary
+
+    def check(self) -> None:
+        """Raise :class:`DatabaseUnavailable` unless the primary answers a query."""
+        try:
+            with self.primary.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except OperationalError as exc:
+            raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+
+    def dispose(self) -> None:
+        for engine in (self.__dict__.get("primary"), self.__dict__.get("replica")):
+            if engine is not None:
+                engine.dispose()
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]

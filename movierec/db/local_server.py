@@ -1,0 +1,141 @@
+"""A private PostgreSQL server for the demo and the tests.
+
+It lives in a state directory (data dir, socket dir, log), listens on 127.0.0.1 only, on a
+free port, and trusts local connections: it is reachable from this machine alone and holds
+only demo or test data. Never touches the machine's own cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from movierec.db.tools import check_server_user_can_enter, give_to_server_user, run_pg_tool
+from movierec.errors import OpsCommandFailed
+
+SERVER_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "fsync": "off",  # a throwaway server: durability costs seconds and buys nothing here
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "128MB",
+    "max_connections": "200",
+    "log_min_messages": "warning",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalPostgres:
+    """A PostgreSQL server owned by movierec, kept under ``state_dir``."""
+
+    state_dir: Path
+    port: int = 0
+    durable: bool = False
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "postgres.log"
+
+    @property
+    def info_file(self) -> Path:
+        return self.state_dir / "server.json"
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def is_initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def is_running(self) -> bool:
+        if not self.is_initialized():
+            return False
+        try:
+            run_pg_tool("pg_ctl", ["status", "-D", str(self.data_dir)], timeout=10)
+        except OpsCommandFailed:
+            return False
+        return True
+
+    def init(self) -> None:
+        """initdb into the state directory (once)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = self.state_dir.resolve()
+        check_server_user_can_enter(self.state_dir)
+        give_to_server_user(self.state_dir)
+        if self.is_initialized():
+            return
+        run_pg_tool(
+            "initdb",
+            ["-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+             "--locale=C.UTF-8", "--no-sync"],
+            timeout=120,
+        )  # fmt: skip
+
+    def start(self) -> LocalPostgres:
+        """Initialise if needed and start on ``port`` (a free one when 0). Idempotent."""
+        self.init()
+        if self.is_running():
+            self.port = json.loads(self.info_file.read_text())["port"]
+            return self
+        self.port = self.port or free_port()
+        socket_dir = Path(tempfile.mkdtemp(prefix="movierec-pgsock-"))
+        give_to_server_user(socket_dir)
+        settings = dict(SERVER_SETTINGS, port=str(self.port))
+        settings["unix_socket_directories"] = f"'{socket_dir}'"
+        if self.durable:
+            for key in ("fsync", "synchronous_commit", "full_page_writes"):
+                settings.pop(key)
+        options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+        run_pg_tool(
+            "pg_ctl",
+            ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
+             "-o", options],
+            timeout=90,
+        )  # fmt: skip
+        self.info_file.write_text(json.dumps({"port": self.port, "socket_dir": str(socket_dir)}))
+        self._wait_for_port()
+        return self
+
+    def _wait_for_port(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise OpsCommandFailed(f"PostgreSQL did not listen on 127.0.0.1:{self.port}")
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) if it runs."""
+        if self.is_running():
+            run_pg_tool("pg_ctl", ["stop", "-D", str(self.data_dir), "-m", "fast", "-w"])
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """CREATE DATABASE ``name`` (optionally from ``template``) and return its URL."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+                if template:
+                    stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+                conn.execute(stmt)
+        return self.url(name)

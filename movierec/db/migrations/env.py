@@ -1,0 +1,28 @@
+"""Alembic environment: run migrations against the URL the caller put in the config."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from movierec.db.schema import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    connectable = config.attributes.get("connection")
+    if connectable is None:
+        engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+        with engine.connect() as connection:
+            _run(connection)
+    else:
+        _run(connectable)
+
+
+def _run(connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run_migrations_online()

@@ -1,0 +1,82 @@
+"""One runner for the PostgreSQL server tools (initdb, pg_ctl, ...).
+
+Arguments are lists, never shell strings. When the caller is root the tool runs as the
+``postgres`` OS user (PostgreSQL refuses to run as root) from ``/``, a directory that user can
+enter. ``LC_ALL=C`` keeps messages parseable; every call has a timeout, and a failure raises
+:class:`OpsCommandFailed` with the exit code and the end of stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from movierec.errors import OpsCommandFailed
+
+PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
+SERVER_USER = "postgres"
+
+
+def pg_bin_dir() -> Path:
+    """The directory holding initdb and pg_ctl (``MOVIEREC_PG_BIN`` overrides the search)."""
+    override = os.environ.get("MOVIEREC_PG_BIN")
+    candidates = [override] if override else list(PG_BIN_CANDIDATES)
+    found = shutil.which("pg_ctl")
+    if found and not override:
+        candidates.append(str(Path(found).parent))
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "pg_ctl").exists():
+            return Path(candidate)
+    raise OpsCommandFailed(
+        "PostgreSQL server tools not found (looked in "
+        + ", ".join(c for c in candidates if c)
+        + "); install postgresql-15 or set MOVIEREC_PG_BIN"
+    )
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def give_to_server_user(path: Path) -> None:
+    """Make ``path`` owned by the server's OS user when we are root (else it is ours already)."""
+    if running_as_root():
+        shutil.chown(path, user=SERVER_USER, group=SERVER_USER)
+
+
+def check_server_user_can_enter(path: Path) -> None:
+    """Raise :class:`OpsCommandFailed` if the server's OS user cannot reach ``path``.
+
+    A root-owned 0700 directory anywhere above the data directory (``mkdtemp`` makes those)
+    stops initdb with a bare "Permission denied"; name the culprit instead.
+    """
+    if not running_as_root():
+        return
+    for ancestor in reversed(path.resolve().parents):
+        mode = ancestor.stat().st_mode
+        if ancestor.stat().st_uid != 0 or mode & 0o001:
+            continue
+        raise OpsCommandFailed(
+            f"the {SERVER_USER} OS user cannot enter {ancestor} (mode {oct(mode & 0o777)}); "
+            "choose a state directory below world-traversable directories"
+        )
+
+
+def run_pg_tool(tool: str, args: list[str], timeout: float = 60.0) -> str:
+    """Run ``tool`` from the PostgreSQL bin dir and return its stdout."""
+    argv = [str(pg_bin_dir() / tool), *args]
+    if running_as_root():
+        argv = ["/usr/sbin/runuser", "-u", SERVER_USER, "--", *argv]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "LANG": "C"}
+    try:
+        done = subprocess.run(
+            argv, cwd="/", env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise OpsCommandFailed(f"{tool} did not finish within {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise OpsCommandFailed(f"{tool} exited with {done.returncode}: {' | '.join(tail)}")
+    return done.stdout

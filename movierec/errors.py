@@ -1,0 +1,33 @@
+"""Every error movierec raises on purpose descends from :class:`MovierecError`.
+
+The CLI and the web layer catch this one base class and turn it into a one-line message (CLI) or
+a 4xx/5xx JSON/HTML answer (web); anything else is a bug and keeps its traceback.
+"""
+
+
+class MovierecError(Exception):
+    """Base of all expected failures; ``str(err)`` is a one-line message for a person."""
+
+
+class ConfigError(MovierecError):
+    """A setting is missing or malformed."""
+
+
+class BadInput(MovierecError):
+    """Input from a user or a file is not what was expected (the message says where and what)."""
+
+
+class NotFound(MovierecError):
+    """A requested object (movie, user, model version) does not exist."""
+
+
+class DatabaseUnavailable(MovierecError):
+    """The database server cannot be reached or refused the connection."""
+
+
+class ModelNotReady(MovierecError):
+    """No trained model artifact is available yet."""
+
+
+class OpsCommandFailed(MovierecError):
+    """An external tool (initdb, pg_ctl, gunicorn, ...) exited with an error."""

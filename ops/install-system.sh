@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages movierec needs, only those missing. Safe to re-run.
+# Usage: ops/install-system.sh [package ...]   (default: what the core and the tests need)
+set -euo pipefail
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(postgresql-15 postgresql-contrib)
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${missing[*]}"
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
