@@ -11,7 +11,7 @@ import json
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from movierec.db.tools import check_server_user_can_enter, give_to_server_user, run_pg_tool
@@ -42,6 +42,9 @@ class LocalPostgres:
     state_dir: Path
     port: int = 0
     durable: bool = False
+    # Extra postgresql.conf settings (values as they would be written there, strings quoted),
+    # e.g. archive_command for pgBackRest or hot_standby for a replica.
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -85,6 +88,10 @@ class LocalPostgres:
             timeout=120,
         )  # fmt: skip
 
+    @property
+    def conf_file(self) -> Path:
+        return self.data_dir / "movierec.conf"
+
     def start(self) -> LocalPostgres:
         """Initialise if needed and start on ``port`` (a free one when 0). Idempotent."""
         self.init()
@@ -94,21 +101,39 @@ class LocalPostgres:
         self.port = self.port or free_port()
         socket_dir = Path(tempfile.mkdtemp(prefix="movierec-pgsock-"))
         give_to_server_user(socket_dir)
-        settings = dict(SERVER_SETTINGS, port=str(self.port))
-        settings["unix_socket_directories"] = f"'{socket_dir}'"
-        if self.durable:
-            for key in ("fsync", "synchronous_commit", "full_page_writes"):
-                settings.pop(key)
-        options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+        self._write_conf(socket_dir)
         run_pg_tool(
             "pg_ctl",
-            ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
-             "-o", options],
+            ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60"],
             timeout=90,
-        )  # fmt: skip
+        )
         self.info_file.write_text(json.dumps({"port": self.port, "socket_dir": str(socket_dir)}))
         self._wait_for_port()
         return self
+
+    def _write_conf(self, socket_dir: Path) -> None:
+        """Our settings go in their own file, included from postgresql.conf.
+
+        A file rather than ``-c`` options: values with spaces (archive_command) survive, and
+        ALTER SYSTEM (postgresql.auto.conf, read last) can still override them.
+        """
+        settings = dict(SERVER_SETTINGS, port=str(self.port))
+        if self.durable:
+            for key in ("fsync", "synchronous_commit", "full_page_writes"):
+                settings.pop(key)
+        settings.update(self.settings)
+        settings["unix_socket_directories"] = f"'{socket_dir}'"
+        self.conf_file.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        give_to_server_user(self.conf_file)
+        main_conf = self.data_dir / "postgresql.conf"
+        include = "include_if_exists = 'movierec.conf'\n"
+        if include not in main_conf.read_text():
+            with main_conf.open("a") as fh:
+                fh.write(include)
+
+    def socket_dir(self) -> Path:
+        """The Unix socket directory of the running server (pgBackRest connects through it)."""
+        return Path(json.loads(self.info_file.read_text())["socket_dir"])
 
     def _wait_for_port(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
