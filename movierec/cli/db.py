@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
+from movierec.cli import db_history, db_replica
 from movierec.cli.common import console, settings_from
 from movierec.db import LocalPostgres
 from movierec.db.migrate import current_tables, upgrade
 
 app = typer.Typer(help="Database: schema and a local PostgreSQL server.", no_args_is_help=True)
+app.add_typer(db_replica.app, name="replica")
+app.add_typer(db_history.app, name="history")
 
 
 @app.command()
