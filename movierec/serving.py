@@ -1,0 +1,57 @@
+"""Run a WSGI app factory under gunicorn, in this process (``movierec serve ...``).
+
+Each worker calls the factory itself after the fork, so database pools and memory-mapped model
+files are opened per worker, never shared across a fork.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from movierec.config import Settings
+
+FACTORIES = {
+    "web": "movierec.web:create_app",
+    "ai": "movierec.ai.server:create_app",
+}
+
+
+def load_factory(kind: str) -> Callable[..., Any]:
+    module_name, _, attr = FACTORIES[kind].partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]):
+        self._factory = factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self._factory()
+
+
+def serve(kind: str, settings: Settings, host: str, port: int, workers: int) -> None:
+    """Serve the ``web`` or ``ai`` app until SIGINT/SIGTERM. Blocks."""
+    factory = load_factory(kind)
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": 4,
+        "timeout": 60,
+        "graceful_timeout": 5,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "proc_name": f"movierec-{kind}",
+    }
+    _Gunicorn(lambda: factory(settings), options).run()
