@@ -20,6 +20,7 @@ install: system $(STAMP)
 
 system:
 	@./ops/install-system.sh
+	@./ops/install-test-tools.sh
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
