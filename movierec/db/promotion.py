@@ -1,0 +1,178 @@
+"""Promote a standby to primary, never leaving two writable primaries.
+
+The order is what keeps it safe. First check that the standby is up and in recovery, so that
+fencing never leaves the cluster with nothing to promote. Then fence the old primary: stop
+it when movierec runs it (fast shutdown streams all WAL to the connected standbys before the
+server exits), refuse when it still answers and cannot be stopped. Then wait until the standby
+has replayed the old primary's last checkpoint, so no commit is lost. Then mark the old data
+directory with standby.signal, so that restarting it (``movierec db start-local``) brings it up
+read-only, and only then ``pg_ctl promote``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+from movierec.config import Settings
+from movierec.db.local_server import LocalPostgres
+from movierec.db.tools import give_to_server_user, run_pg_tool
+from movierec.db.topology import (
+    PromotionRefused,
+    ReplicationError,
+    Role,
+    Server,
+    connect,
+    load_topology,
+    reachable,
+    save_topology,
+    server_url,
+    topology_lock,
+)
+from movierec.errors import BadInput, DatabaseUnavailable, OpsCommandFailed
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What ``promote`` did, for the admin."""
+
+    primary: Server  # the promoted server, now the primary
+    url: str  # its database URL (password masked): the new MOVIEREC_DATABASE_URL
+    former: Server  # the old primary, now a former primary
+    fencing: str  # how the old primary was fenced, in words
+    orphans: tuple[str, ...] = ()  # other standbys still following the old primary
+
+
+def promote(settings: Settings, name: str, force: bool = False, wait: float = 60.0) -> Promotion:
+    """Fence the primary and promote standby ``name`` in its place.
+
+    With ``force``, promote even when the standby has not replayed everything the old primary
+    wrote (those commits are lost). Raises :class:`NotFound` for an unknown name,
+    :class:`BadInput` for a server that is not a local standby, :class:`DatabaseUnavailable`
+    when the standby is down, :class:`PromotionRefused` when the old primary cannot be fenced
+    or the standby lags behind it, and :class:`OpsCommandFailed` / :class:`ReplicationError`
+    when pg_ctl promote fails.
+    """
+    with topology_lock(settings):
+        topology = load_topology(settings)
+        target = topology.get(name)
+        if target.role is not Role.STANDBY or target.local is None:
+            raise BadInput(f"{name} is a {target.role} not run here; only a local standby")
+        with connect(settings, target) as conn:
+            if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                raise PromotionRefused(f"{name} is not in recovery: it is writable already")
+        old = topology.primary()
+        fencing, final_lsn = _fence(settings, old)
+        if final_lsn is not None:
+            _wait_for_replay(settings, target, final_lsn, force, wait)
+        if old.local is not None:
+            _mark_standby(old.local)
+        run_pg_tool(
+            "pg_ctl",
+            ["promote", "-D", str(target.local.data_dir), "-w", "-t", str(int(wait))],
+            timeout=wait + 30,
+        )
+        _wait_until_writable(settings, target, wait)
+        _forget_standby_settings(settings, target)
+        new = dataclasses.replace(target, role=Role.PRIMARY, slot=None, upstream=None)
+        former = dataclasses.replace(old, role=Role.FORMER_PRIMARY)
+        save_topology(settings, topology.with_server(new).with_server(former))
+    orphans = tuple(
+        s.name for s in topology.standbys() if s.name != name and s.upstream == old.name
+    )
+    return Promotion(new, server_url(settings, new), former, fencing, orphans)
+
+
+def _fence(settings: Settings, old: Server) -> tuple[str, str | None]:
+    """Make sure ``old`` accepts no more writes; return what was done and its final WAL LSN.
+
+    The LSN is that of its shutdown checkpoint, or None when it is unknown (not local, or it
+    crashed). Raises :class:`PromotionRefused` when it still answers.
+    """
+    local = old.local
+    if local is None:
+        if reachable(settings, old):
+            raise PromotionRefused(
+                f"the primary {old.name} ({old.address}) still answers and movierec does not run"
+                " it, so it cannot fence it: stop it, then promote"
+            )
+        return "unreachable and not run by movierec: make sure it stays down", None
+    if local.is_running():
+        try:
+            local.stop()
+        except OpsCommandFailed as exc:
+            raise PromotionRefused(f"cannot stop the primary {old.name}: {exc}") from exc
+        how = "stopped (fast shutdown)"
+    else:
+        how = "was already stopped"
+    if reachable(settings, old):
+        raise PromotionRefused(
+            f"a server still answers at {old.address} after stopping {old.name}; stop it first"
+        )
+    cluster_state, checkpoint = _control_data(local)
+    if cluster_state != "shut down":
+        how += f"; it did not shut down cleanly ({cluster_state}): unstreamed commits are lost"
+        return how, None
+    return how + "; marked standby, so a restart comes up read-only", checkpoint
+
+
+def _control_data(local: LocalPostgres) -> tuple[str, str]:
+    """The cluster state and latest checkpoint LSN pg_controldata reads from the data dir."""
+    values = {}
+    for line in run_pg_tool("pg_controldata", [str(local.data_dir)], timeout=30).splitlines():
+        key, _, value = line.partition(":")
+        values[key.strip()] = value.strip()
+    return values.get("Database cluster state", "unknown"), values["Latest checkpoint location"]
+
+
+def _wait_for_replay(settings: Settings, target: Server, lsn: str, force: bool, wait: float):
+    """Wait until ``target`` replayed WAL up to ``lsn``; raises :class:`PromotionRefused`."""
+    deadline = time.monotonic() + wait
+    while True:
+        with connect(settings, target) as conn:
+            done = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[
+                0
+            ]
+        if done or force:
+            return
+        if time.monotonic() > deadline:
+            raise PromotionRefused(
+                f"{target.name} has not replayed the primary's WAL up to {lsn}; promoting would"
+                " lose commits. Restart the old primary (movierec db start-local), or --force"
+            )
+        time.sleep(0.1)
+
+
+def _mark_standby(local: LocalPostgres) -> None:
+    """standby.signal: if anyone starts the old primary again, it is a read-only standby."""
+    signal = local.data_dir / "standby.signal"
+    signal.touch()
+    give_to_server_user(signal)
+
+
+def _wait_until_writable(settings: Settings, server: Server, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with connect(settings, server) as conn:
+                if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                    return
+        except DatabaseUnavailable:
+            pass  # the server may drop connections at the end of recovery
+        if time.monotonic() > deadline:
+            raise ReplicationError(f"{server.name} is still in recovery after {wait:.0f} s")
+        time.sleep(0.05)
+
+
+def _forget_standby_settings(settings: Settings, server: Server) -> None:
+    """Drop what the new primary copied from its standby days.
+
+    synchronous_standby_names came from the old primary's postgresql.auto.conf when the base
+    backup ran with sync on; with no standby of its own, every commit would wait forever.
+    """
+    with connect(settings, server) as conn:
+        conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        conn.execute("ALTER SYSTEM RESET primary_conninfo")
+        conn.execute("ALTER SYSTEM RESET primary_slot_name")
+        conn.execute("SELECT pg_reload_conf()")
