@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.core import TyperGroup
 
-from movierec.cli import backup, data, db, demo, model, serve
+from movierec.cli import backup, data, db, demo, director, model, serve
 from movierec.cli.common import debug_enabled, err_console
 from movierec.config import load_settings
 from movierec.errors import MovierecError
@@ -39,6 +39,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(model.app, name="model")
 app.add_typer(serve.app, name="serve")
 app.add_typer(backup.app, name="backup")
+app.add_typer(director.app, name="director")
 app.command("demo")(demo.demo)
 
 
