@@ -1,0 +1,49 @@
+"""The user's own page: their ratings, recent searches and preferred genres."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from movierec.web.db import commit, get_session
+from movierec.web.forms import PreferencesForm
+from movierec.web.users import (
+    preferred_genres,
+    ratings_of,
+    recent_searches,
+    save_preferred_genres,
+)
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+
+@bp.get("")
+@login_required
+def index() -> str:
+    session = get_session()
+    page = request.args.get("page", "1")
+    page_number = int(page) if page.isdigit() and 0 < int(page) <= 10_000 else 1
+    ratings, more = ratings_of(session, current_user.id, page_number)
+    form = PreferencesForm(genres=preferred_genres(session, current_user.id))
+    return render_template(
+        "account/index.html",
+        ratings=ratings,
+        page=page_number,
+        more=more,
+        searches=recent_searches(session, current_user.id),
+        form=form,
+    )
+
+
+@bp.post("/genres")
+@login_required
+def genres() -> Response:
+    form = PreferencesForm()
+    if form.validate_on_submit():
+        save_preferred_genres(get_session(), current_user.id, form.genres.data or [])
+        commit()
+        flash("Preferred genres saved.", "info")
+    else:
+        flash("Those genres were not understood.", "error")
+    return redirect(url_for("account.index"))

@@ -1,0 +1,118 @@
+"""The JSON API under /api/: movies, search, the user's ratings, recommendations.
+
+Errors answer ``{"error": "..."}`` (see :mod:`movierec.web.errors`). POSTs are authenticated
+by the session cookie, so CSRFProtect wants the token in an ``X-CSRFToken`` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from movierec.errors import BadInput
+from movierec.web import catalog, picks
+from movierec.web.db import commit, get_session, read_session
+from movierec.web.movies import remember_search
+from movierec.web.users import check_rating, rate, ratings_of
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_K = 100
+
+
+@bp.get("/movies/<int:movie_id>")
+def movie(movie_id: int) -> Response:
+    with read_session() as session:
+        found = catalog.with_rating_stats(session, catalog.movie_or_404(session, movie_id))
+    return jsonify(movie_json(found))
+
+
+@bp.get("/search")
+def search() -> Response:
+    query = catalog.parse_search(request.args)
+    if query.is_empty:
+        raise BadInput("give q, genre or year")
+    remember_search(query)
+    with read_session() as session:
+        page = catalog.search(session, query)
+    return jsonify(
+        q=query.q,
+        genre=query.genre,
+        year=query.year,
+        page=query.page,
+        has_next=page.has_next,
+        results=[movie_json(m) for m in page.movies],
+    )
+
+
+@bp.get("/ratings")
+@login_required
+def my_ratings() -> Response:
+    page = _int_arg("page", 1, 1, 10_000)
+    ratings, more = ratings_of(get_session(), current_user.id, page)
+    items = [
+        {
+            "movie_id": r.movie_id,
+            "title": r.title,
+            "year": r.year,
+            "rating": r.rating,
+            "rated_at": r.rated_at.isoformat(),
+        }
+        for r in ratings
+    ]
+    return jsonify(page=page, has_next=more, ratings=items)
+
+
+@bp.post("/ratings")
+@login_required
+def rate_movie() -> Response:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadInput('send a JSON object {"movie_id": int, "rating": number}')
+    movie_id = body.get("movie_id")
+    if isinstance(movie_id, bool) or not isinstance(movie_id, int) or movie_id < 1:
+        raise BadInput("movie_id must be a positive integer")
+    rating = check_rating(body.get("rating"))
+    session = get_session()
+    catalog.movie_or_404(session, movie_id)
+    rate(session, current_user.id, movie_id, rating)
+    commit()
+    return jsonify(movie_id=movie_id, rating=rating)
+
+
+@bp.get("/recommendations")
+@login_required
+def recommendations() -> Response:
+    found = picks.for_user(current_user.id, _int_arg("k", 10, 1, MAX_K))
+    return jsonify(
+        model_version=found.model_version,
+        fallback=found.fallback or found.limited,
+        limited=found.limited,
+        reason=found.reason,
+        items=[movie_json(m) for m in found.movies],
+    )
+
+
+def movie_json(movie: catalog.MovieItem) -> dict[str, Any]:
+    return {
+        "id": movie.id,
+        "title": movie.title,
+        "year": movie.year,
+        "genres": list(movie.genres),
+        "imdb_url": movie.imdb_url,
+        "tmdb_url": movie.tmdb_url,
+        "ratings": movie.ratings,
+        "average_rating": movie.average,
+        "score": movie.score,
+    }
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadInput(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)

@@ -1,0 +1,193 @@
+"""Reading the movie catalogue: lookup, title search, popular movies, rating statistics.
+
+Queries return frozen :class:`MovieItem` rows rather than ORM objects, so pages can use them
+after their (possibly read-only, replica) session has ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from flask import abort
+from sqlalchemy import Row, Text, func, literal, select
+from sqlalchemy.orm import Session
+
+from movierec.db.schema import GENRES, Movie, Rating
+from movierec.errors import BadInput
+
+PAGE_SIZE = 20
+MAX_PAGE = 500
+MAX_QUERY_CHARS = 200
+MAX_ID = 2**63 - 1
+_COLUMNS = (Movie.id, Movie.title, Movie.year, Movie.genres, Movie.imdb_id, Movie.tmdb_id)
+
+
+@dataclass(frozen=True)
+class MovieItem:
+    id: int
+    title: str
+    year: int | None
+    genres: tuple[str, ...]
+    imdb_id: str | None = None
+    tmdb_id: int | None = None
+    ratings: int = 0
+    average: float | None = None
+    score: float | None = None
+
+    @property
+    def imdb_url(self) -> str | None:
+        # MovieLens stores the IMDb number without its "tt" prefix and zero padding.
+        if not self.imdb_id:
+            return None
+        digits = self.imdb_id.removeprefix("tt")
+        return f"https://www.imdb.com/title/tt{digits.zfill(7)}/"
+
+    @property
+    def tmdb_url(self) -> str | None:
+        return f"https://www.themoviedb.org/movie/{self.tmdb_id}" if self.tmdb_id else None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    q: str = ""
+    genre: str | None = None
+    year: int | None = None
+    page: int = 1
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.q or self.genre or self.year)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    query: SearchQuery
+    movies: tuple[MovieItem, ...]
+    has_next: bool
+
+
+def parse_search(args: Mapping[str, str]) -> SearchQuery:
+    """Read ``q``, ``genre``, ``year`` and ``page`` from request arguments.
+
+    Raises :class:`BadInput` naming every malformed argument.
+    """
+    problems = []
+    q = " ".join(args.get("q", "").split())[:MAX_QUERY_CHARS]
+    genre = args.get("genre") or None
+    if genre is not None and genre not in GENRES:
+        problems.append(f"unknown genre {genre!r}")
+        genre = None
+    year = _int_arg(args, "year", 1870, 2100, problems)
+    page = _int_arg(args, "page", 1, MAX_PAGE, problems) or 1
+    if problems:
+        raise BadInput("; ".join(problems))
+    return SearchQuery(q=q, genre=genre, year=year, page=page)
+
+
+def _int_arg(
+    args: Mapping[str, str], name: str, low: int, high: int, problems: list[str]
+) -> int | None:
+    raw = (args.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        problems.append(f"{name} must be a whole number from {low} to {high}")
+        return None
+    return int(raw)
+
+
+def search(session: Session, query: SearchQuery) -> SearchPage:
+    """One page of movies matching ``query``, best matches first."""
+    stmt = select(*_COLUMNS)
+    if query.q:
+        words = func.plainto_tsquery("simple", query.q)
+        word_match = Movie.title_tsv.bool_op("@@")(words)
+        # Trigram matches catch typos: against the whole title (%) and against its best
+        # matching run of words (<%), so a misspelled word in a long title still matches.
+        typo_match = Movie.title.bool_op("%")(query.q) | literal(query.q, Text).bool_op("<%")(
+            Movie.title
+        )
+        stmt = stmt.where(word_match | typo_match).order_by(
+            word_match.desc(),
+            func.word_similarity(query.q, Movie.title).desc(),
+            func.similarity(Movie.title, query.q).desc(),
+        )
+    if query.genre:
+        stmt = stmt.where(Movie.genres.contains([query.genre]))
+    if query.year:
+        stmt = stmt.where(Movie.year == query.year)
+    if not query.q:
+        stmt = stmt.order_by(Movie.title)
+    stmt = stmt.order_by(Movie.id).offset((query.page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    rows = [_item(row) for row in session.execute(stmt)]
+    return SearchPage(query, tuple(rows[:PAGE_SIZE]), has_next=len(rows) > PAGE_SIZE)
+
+
+def movie_or_404(session: Session, movie_id: int) -> MovieItem:
+    """The movie; aborts with 404 when there is none."""
+    # Ids come from URLs and JSON; one beyond bigint would be a database error, not a miss.
+    row = None
+    if 0 < movie_id <= MAX_ID:
+        row = session.execute(select(*_COLUMNS).where(Movie.id == movie_id)).first()
+    if row is None:
+        abort(404, description=f"There is no movie {movie_id}.")
+    return _item(row)
+
+
+def with_rating_stats(session: Session, movie: MovieItem) -> MovieItem:
+    """``movie`` with its number of ratings and their average."""
+    count, average = session.execute(
+        select(func.count(), func.avg(Rating.rating)).where(Rating.movie_id == movie.id)
+    ).one()
+    return replace(movie, ratings=count, average=None if average is None else _round(average))
+
+
+def movies_by_ids(session: Session, scored: Iterable[tuple[int, float]]) -> list[MovieItem]:
+    """The movies for ``(id, score)`` pairs in one query, in the given order; unknown ids drop."""
+    scores = dict(scored)
+    if not scores:
+        return []
+    rows = session.execute(select(*_COLUMNS).where(Movie.id.in_(scores)))
+    by_id = {row.id: _item(row) for row in rows}
+    return [replace(by_id[i], score=scores[i]) for i in scores if i in by_id]
+
+
+def popular(session: Session, limit: int) -> list[MovieItem]:
+    """The ``limit`` most rated movies, with their rating counts and averages."""
+    stats = (
+        select(
+            Rating.movie_id,
+            func.count().label("ratings"),
+            func.avg(Rating.rating).label("average"),
+        )
+        .group_by(Rating.movie_id)
+        .subquery()
+    )
+    stmt = (
+        select(*_COLUMNS, stats.c.ratings, stats.c.average)
+        .join(stats, stats.c.movie_id == Movie.id)
+        .order_by(stats.c.ratings.desc(), Movie.id)
+        .limit(limit)
+    )
+    return [_item(row) for row in session.execute(stmt)]
+
+
+def _item(row: Row) -> MovieItem:
+    fields = row._mapping
+    average = fields.get("average")
+    return MovieItem(
+        id=row.id,
+        title=row.title,
+        year=row.year,
+        genres=tuple(row.genres or ()),
+        imdb_id=row.imdb_id,
+        tmdb_id=row.tmdb_id,
+        ratings=int(fields.get("ratings") or 0),
+        average=None if average is None else _round(average),
+    )
+
+
+def _round(average: Decimal | float) -> float:
+    return round(float(average), 2)

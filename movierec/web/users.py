@@ -1,0 +1,131 @@
+"""What the site stores about a user: the account, ratings, searches and preferred genres."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from movierec.db.schema import Movie, Preference, Rating, Search, User
+from movierec.errors import BadInput
+from movierec.web.catalog import SearchQuery
+
+RATINGS_PAGE = 100
+
+
+@dataclass(frozen=True)
+class RatedMovie:
+    movie_id: int
+    title: str
+    year: int | None
+    rating: float
+    rated_at: datetime
+
+
+@dataclass(frozen=True)
+class PastSearch:
+    query: str
+    genre: str | None
+    year: int | None
+    searched_at: datetime
+
+
+def check_rating(value: object) -> float:
+    """``value`` as a rating: 0.5 to 5 in half stars. Raises :class:`BadInput`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput("rating must be a number from 0.5 to 5 in steps of 0.5")
+    # Compared before float(): a huge JSON integer would overflow the conversion.
+    if not 0.5 <= value <= 5 or float(value) * 2 != int(float(value) * 2):
+        raise BadInput(f"rating {value} is not from 0.5 to 5 in steps of 0.5")
+    return float(value)
+
+
+def create_user(session: Session, username: str, password_hash: str) -> int | None:
+    """The new user's id, or None when ``username`` is taken (also by a concurrent sign-up)."""
+    stmt = (
+        insert(User)
+        .values(username=username, password_hash=password_hash)
+        .on_conflict_do_nothing(index_elements=[User.username])
+        .returning(User.id)
+    )
+    return session.scalar(stmt)
+
+
+def user_by_name(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def set_password_hash(session: Session, user_id: int, password_hash: str) -> None:
+    session.get_one(User, user_id).password_hash = password_hash
+
+
+def rate(session: Session, user_id: int, movie_id: int, rating: float) -> None:
+    """Set (or replace) the user's rating of the movie."""
+    stmt = insert(Rating).values(user_id=user_id, movie_id=movie_id, rating=rating)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Rating.user_id, Rating.movie_id],
+            set_={"rating": stmt.excluded.rating, "rated_at": func.now()},
+        )
+    )
+
+
+def unrate(session: Session, user_id: int, movie_id: int) -> bool:
+    """Remove the user's rating of the movie; False when there was none."""
+    result = session.execute(
+        delete(Rating).where(Rating.user_id == user_id, Rating.movie_id == movie_id)
+    )
+    return bool(result.rowcount)
+
+
+def rating_of(session: Session, user_id: int, movie_id: int) -> float | None:
+    return session.scalar(
+        select(Rating.rating).where(Rating.user_id == user_id, Rating.movie_id == movie_id)
+    )
+
+
+def ratings_of(session: Session, user_id: int, page: int = 1) -> tuple[list[RatedMovie], bool]:
+    """One page of the user's ratings, newest first, and whether another page follows."""
+    rows = session.execute(
+        select(Rating.movie_id, Movie.title, Movie.year, Rating.rating, Rating.rated_at)
+        .join(Movie, Movie.id == Rating.movie_id)
+        .where(Rating.user_id == user_id)
+        .order_by(Rating.rated_at.desc(), Rating.movie_id)
+        .offset((page - 1) * RATINGS_PAGE)
+        .limit(RATINGS_PAGE + 1)
+    ).all()
+    rated = [RatedMovie(*row) for row in rows[:RATINGS_PAGE]]
+    return rated, len(rows) > RATINGS_PAGE
+
+
+def record_search(session: Session, user_id: int, query: SearchQuery) -> None:
+    session.add(Search(user_id=user_id, query=query.q, genre=query.genre, year=query.year))
+
+
+def recent_searches(session: Session, user_id: int, limit: int = 20) -> list[PastSearch]:
+    rows = session.execute(
+        select(Search.query, Search.genre, Search.year, Search.searched_at)
+        .where(Search.user_id == user_id)
+        .order_by(Search.searched_at.desc(), Search.id.desc())
+        .limit(limit)
+    )
+    return [PastSearch(*row) for row in rows]
+
+
+def preferred_genres(session: Session, user_id: int) -> list[str]:
+    genres = session.scalar(select(Preference.genres).where(Preference.user_id == user_id))
+    return list(genres or [])
+
+
+def save_preferred_genres(session: Session, user_id: int, genres: Sequence[str]) -> None:
+    stmt = insert(Preference).values(user_id=user_id, genres=list(genres))
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Preference.user_id],
+            set_={"genres": stmt.excluded.genres, "updated_at": func.now()},
+        )
+    )

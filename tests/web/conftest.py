@@ -1,0 +1,230 @@
+"""Fixtures for the site: apps on the per-test database, seeded rows, a stand-in AI server.
+
+The stand-in answers the recommender's JSON shapes from a real loopback socket, so the AI
+client is exercised over HTTP exactly as in production, without a trained model.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import argon2
+import pytest
+from flask import Flask, abort, jsonify, request
+from werkzeug.serving import make_server
+
+from movierec.db import Movie, Rating, User
+from movierec.db.local_server import free_port
+from movierec.web import close_app, create_app
+from movierec.web.auth import Passwords
+
+PASSWORD = "correct horse battery"
+# argon2id is slow on purpose; tests use its cheapest costs (the app too, via
+# ARGON2_PARAMETERS), and test_web_auth checks that real apps keep the default ones.
+TEST_ARGON2 = argon2.profiles.CHEAPEST
+PASSWORD_HASH = Passwords(TEST_ARGON2).hasher.hash(PASSWORD)
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+@dataclass
+class StandInAI:
+    """What the stand-in recommender will answer; tests set the fields they need."""
+
+    url: str = ""
+    recommendations: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    fallback: bool = False
+    similar: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    status: int = 200  # anything else: every endpoint answers this status
+    delay: float = 0.0
+    body: str | None = None  # a raw body instead of the JSON answer
+    calls: list[str] = field(default_factory=list)
+
+    def reset(self) -> None:
+        # In place: the running stand-in app holds this very object.
+        self.__dict__.update(StandInAI(url=self.url).__dict__)
+
+
+def _stand_in_app(state: StandInAI) -> Flask:
+    app = Flask("stand_in_ai")
+
+    @app.before_request
+    def misbehave():
+        state.calls.append(request.full_path)
+        time.sleep(state.delay)
+        if state.status != 200:
+            return jsonify(error="stand-in failure"), state.status
+        if state.body is not None:
+            return state.body, 200, {"Content-Type": "application/json"}
+        return None
+
+    @app.get("/recommend")
+    def recommend():
+        user, k = int(request.args["user"]), int(request.args["k"])
+        items = state.recommendations.get(user, [])[:k]
+        return jsonify(
+            user=user,
+            k=k,
+            model_version="stand-in-1",
+            fallback=state.fallback,
+            reason="new user" if state.fallback else None,
+            items=[{"movie_id": m, "score": s} for m, s in items],
+        )
+
+    @app.get("/similar")
+    def similar():
+        movie = int(request.args["movie"])
+        if movie not in state.similar:
+            abort(404)
+        items = state.similar[movie][: int(request.args["k"])]
+        return jsonify(
+            movie=movie,
+            model_version="stand-in-1",
+            items=[{"movie_id": m, "score": s} for m, s in items],
+        )
+
+    @app.get("/health")
+    def health():
+        return jsonify(status="ok", model_version="stand-in-1")
+
+    return app
+
+
+@pytest.fixture(scope="session")
+def _ai_servers() -> Iterator[list[StandInAI]]:
+    """Two stand-in recommenders for the whole session; tests get them reset."""
+    states, servers, threads = [], [], []
+    for _ in range(2):
+        state = StandInAI()
+        server = make_server("127.0.0.1", 0, _stand_in_app(state), threaded=True)
+        state.url = f"http://127.0.0.1:{server.server_port}"
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        states.append(state)
+        servers.append(server)
+        threads.append(thread)
+    yield states
+    for server, thread in zip(servers, threads, strict=True):
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def ai(_ai_servers) -> StandInAI:
+    for state in _ai_servers:
+        state.reset()
+    return _ai_servers[0]
+
+
+@pytest.fixture
+def ai2(_ai_servers, ai) -> StandInAI:
+    return _ai_servers[1]
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """An http URL on which nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def make_app(settings, ai):
+    """Build apps on the test database; lower-case keys override settings, upper-case are
+    Flask config. CSRF is off unless a test turns it on."""
+    apps = []
+
+    def make(**config) -> Flask:
+        base = {**settings.as_dict(), "ai_urls": (ai.url,), "ai_timeout": 1.0}
+        flask_config = {
+            "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+            "ARGON2_PARAMETERS": TEST_ARGON2,
+        }
+        app = create_app({**base, **flask_config, **config})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        close_app(app)
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def seed(database) -> SimpleNamespace:
+    """Five movies, users ann and bob (password PASSWORD), a few ratings. Heat is the most
+    rated; ann rated Heat and The Godfather, bob Heat, The Shining and Alien."""
+    with database.session() as s:
+        movies = {
+            "shining": Movie(
+                id=1,
+                title="The Shining",
+                year=1980,
+                genres=["Horror", "Thriller"],
+                imdb_id="0081505",
+                tmdb_id=694,
+            ),
+            "heat": Movie(id=2, title="Heat", year=1995, genres=["Action", "Crime", "Thriller"]),
+            "toy": Movie(
+                id=3,
+                title="Toy Story",
+                year=1995,
+                genres=["Adventure", "Animation", "Children", "Comedy"],
+            ),
+            "godfather": Movie(id=4, title="The Godfather", year=1972, genres=["Crime", "Drama"]),
+            "alien": Movie(id=5, title="Alien", year=1979, genres=["Horror", "Sci-Fi"]),
+        }
+        ann = User(username="ann", password_hash=PASSWORD_HASH)
+        bob = User(username="bob", password_hash=PASSWORD_HASH)
+        s.add_all([*movies.values(), ann, bob])
+        s.flush()
+        s.add_all(
+            [
+                Rating(user_id=ann.id, movie_id=2, rating=4.0),
+                Rating(user_id=ann.id, movie_id=4, rating=5.0),
+                Rating(user_id=bob.id, movie_id=2, rating=5.0),
+                Rating(user_id=bob.id, movie_id=1, rating=3.0),
+                Rating(user_id=bob.id, movie_id=5, rating=4.0),
+            ]
+        )
+    return SimpleNamespace(ann=ann.id, bob=bob.id, **{k: m.id for k, m in movies.items()})
+
+
+def log_in(client, username: str = "ann", password: str = PASSWORD, token: str | None = None):
+    data = {"username": username, "password": password}
+    if token is not None:
+        data["csrf_token"] = token
+    return client.post("/auth/login", data=data)
+
+
+def csrf_token(client, path: str) -> str:
+    """The CSRF token from the first form (or the API meta tag) on the page at ``path``."""
+    page = client.get(path).get_data(as_text=True)
+    match = CSRF_FIELD.search(page) or CSRF_META.search(page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def titles(response) -> list[str]:
+    """Movie titles linked on a page, in order."""
+    return re.findall(r'<a href="/movies/\d+">([^<]*)</a>', response.get_data(as_text=True))
+
+
+@pytest.fixture
+def helpers() -> SimpleNamespace:
+    return SimpleNamespace(log_in=log_in, csrf_token=csrf_token, titles=titles, password=PASSWORD)
