@@ -1,0 +1,84 @@
+"""What every recommender answers with, and the interface the server and the web side rely on.
+
+"Cannot personalise" is a result, not an error: :meth:`Recommender.recommend` for a user the
+model has never seen returns popular movies with ``fallback=True`` and a ``reason``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+RATING_MIN = 0.5
+RATING_MAX = 5.0
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """An ordered answer: best first.
+
+    ``items`` holds ``(movie_id, score)`` pairs. For a personal answer the score is the predicted
+    rating (clipped to 0.5..5; the order uses the unclipped estimate, so equal scores keep the
+    model's order). For a fallback answer the score is the movie's number of ratings.
+    """
+
+    items: tuple[tuple[int, float], ...]
+    model_version: str
+    fallback: bool = False
+    reason: str | None = None
+
+    @property
+    def movie_ids(self) -> list[int]:
+        return [movie_id for movie_id, _ in self.items]
+
+
+@dataclass(frozen=True)
+class Similar:
+    """Movies like ``movie_id``, best first; scores are cosine similarities in -1..1."""
+
+    movie_id: int
+    items: tuple[tuple[int, float], ...]
+    model_version: str
+
+    @property
+    def movie_ids(self) -> list[int]:
+        return [movie_id for movie_id, _ in self.items]
+
+
+def clip_rating(value: float) -> float:
+    return float(min(RATING_MAX, max(RATING_MIN, value)))
+
+
+class Recommender(ABC):
+    """A loaded model. Implementations must never raise for an unknown user."""
+
+    version: str
+
+    @abstractmethod
+    def knows_user(self, user_id: int) -> bool:
+        """Whether the model has factors for ``user_id`` (rated something before training)."""
+
+    @abstractmethod
+    def recommend(
+        self,
+        user_id: int,
+        k: int = 10,
+        exclude: Iterable[int] = (),
+        genres: Sequence[str] | None = None,
+    ) -> Recommendations:
+        """The ``k`` best movies for ``user_id``, never one in ``exclude`` or already rated.
+
+        Raises :class:`~movierec.errors.BadInput` when ``k`` is not positive.
+        """
+
+    @abstractmethod
+    def similar(self, movie_id: int, k: int = 10) -> Similar:
+        """The ``k`` movies most like ``movie_id``.
+
+        Raises :class:`~movierec.errors.NotFound` when the model does not know the movie.
+        """
+
+    @abstractmethod
+    def predict(self, user_id: int, movie_id: int) -> float:
+        """The predicted rating in 0.5..5; unknown ids fall back to biases and the mean."""

@@ -1,0 +1,243 @@
+"""Ratings as NumPy arrays with id maps, read from the database or built from arrays.
+
+Database ids are sparse 64-bit numbers; models want dense indices 0..n-1. :class:`RatingsData`
+keeps both directions: ``user_ids[user_index[j]]`` is the database user of rating ``j``, and
+:func:`dense_index` maps database ids back. The ratings table is streamed with a binary
+``COPY ... TO STDOUT`` and parsed with ``np.frombuffer``: no Python object per rating, so tens
+of millions of rows read in seconds with memory for the arrays only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from sqlalchemy import func, select, text
+from surprise import Trainset
+
+from movierec.ai.base import RATING_MAX, RATING_MIN
+from movierec.db import GENRES, Database, Movie
+from movierec.errors import BadInput, DatabaseUnavailable
+
+Progress = Callable[[int, int | None], None]
+
+# Ratings are half stars; twice the rating is a small integer with a fixed-width binary form,
+# unlike numeric, whose binary form is variable-length.
+RATINGS_COPY = (
+    "COPY (SELECT user_id, movie_id, (rating * 2)::int2 FROM ratings) TO STDOUT (FORMAT BINARY)"
+)
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+COPY_TRAILER = b"\xff\xff"
+# One tuple of (int8, int8, int2): field count, then (length, value) per field, big-endian.
+COPY_ROW = np.dtype(
+    [("n", ">i2"), ("l1", ">i4"), ("u", ">i8"), ("l2", ">i4"), ("m", ">i8"), ("l3", ">i4"),
+     ("r", ">i2")]
+)  # fmt: skip
+CHUNK_ROWS = 262_144
+GENRE_CHUNK_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class RatingsData:
+    """One rating per row, in dense indices, plus the maps back to database ids.
+
+    ``user_ids`` and ``movie_ids`` are sorted, so :func:`dense_index` is a binary search.
+    """
+
+    user_index: np.ndarray  # int32, one per rating
+    item_index: np.ndarray  # int32, one per rating
+    ratings: np.ndarray  # float32, one per rating
+    user_ids: np.ndarray  # int64, dense user index -> database id
+    movie_ids: np.ndarray  # int64, dense item index -> database id
+
+    @property
+    def n_ratings(self) -> int:
+        return int(self.ratings.shape[0])
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_ids.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.movie_ids.shape[0])
+
+    def item_counts(self) -> np.ndarray:
+        """Number of ratings per dense item (int64)."""
+        return np.bincount(self.item_index, minlength=self.n_items).astype(np.int64)
+
+
+def ratings_from_arrays(users: Sequence[int], movies: Sequence[int], ratings: Sequence[float]):
+    """Build :class:`RatingsData` from parallel arrays of database ids and ratings.
+
+    Raises :class:`BadInput` when the arrays differ in length or a rating is outside 0.5..5.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    movies = np.asarray(movies, dtype=np.int64)
+    values = np.asarray(ratings, dtype=np.float32)
+    if not users.shape == movies.shape == values.shape or users.ndim != 1:
+        raise BadInput("users, movies and ratings must be 1-d arrays of equal length")
+    if values.size and (values.min() < RATING_MIN or values.max() > RATING_MAX):
+        raise BadInput(f"ratings must lie in {RATING_MIN}..{RATING_MAX}")
+    user_ids, user_index = np.unique(users, return_inverse=True)
+    movie_ids, item_index = np.unique(movies, return_inverse=True)
+    return RatingsData(
+        user_index=user_index.astype(np.int32),
+        item_index=item_index.astype(np.int32),
+        ratings=values,
+        user_ids=user_ids,
+        movie_ids=movie_ids,
+    )
+
+
+def dense_index(sorted_ids: np.ndarray, ids: Iterable[int]) -> np.ndarray:
+    """Dense indices of those ``ids`` present in ``sorted_ids`` (absent ones are dropped)."""
+    wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
+    if wanted.size == 0 or sorted_ids.size == 0:
+        return np.empty(0, dtype=np.int64)
+    pos = np.searchsorted(sorted_ids, wanted)
+    pos = np.minimum(pos, sorted_ids.size - 1)
+    return pos[sorted_ids[pos] == wanted]
+
+
+def read_ratings(database: Database, progress: Progress | None = None) -> RatingsData:
+    """Stream every rating out of the database into :class:`RatingsData`.
+
+    Reads from a replica when one is configured. ``progress(rows_read, None)`` is called after
+    each chunk. Raises :class:`DatabaseUnavailable` when the server cannot be reached or drops
+    the connection, and :class:`BadInput` when the COPY stream is not what is expected.
+    """
+    with database.session(readonly=True) as session:
+        # A full export may take minutes; the per-statement limit is meant for page requests.
+        session.execute(text("SET LOCAL statement_timeout = 0"))
+        raw = session.connection().connection.driver_connection
+        try:
+            users, movies, halves = _copy_ratings(raw, progress)
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(
+                f"database unavailable while reading ratings: {first}"
+            ) from exc
+    return ratings_from_arrays(users, movies, halves.astype(np.float32) / 2)
+
+
+def _copy_ratings(conn: psycopg.Connection, progress: Progress | None):
+    parts: list[np.ndarray] = []
+    buffer = bytearray()
+    rows = 0
+    header_done = False
+    with conn.cursor() as cur, cur.copy(RATINGS_COPY) as copy:
+        for block in copy:
+            buffer += block
+            if not header_done:
+                header_done = _strip_header(buffer)
+            if header_done and len(buffer) >= CHUNK_ROWS * COPY_ROW.itemsize:
+                parts.append(_take_rows(buffer))
+                rows += parts[-1].shape[0]
+                if progress:
+                    progress(rows, None)
+    if not header_done:
+        raise BadInput("ratings COPY stream ended inside its header")
+    parts.append(_take_rows(buffer))
+    if bytes(buffer) != COPY_TRAILER:
+        raise BadInput("ratings COPY stream did not end with the binary COPY trailer")
+    if progress:
+        progress(rows + parts[-1].shape[0], None)
+    table = np.concatenate(parts) if parts else np.empty(0, dtype=COPY_ROW)
+    return table["u"].astype(np.int64), table["m"].astype(np.int64), table["r"].astype(np.int16)
+
+
+def _strip_header(buffer: bytearray) -> bool:
+    """Remove the binary COPY header from ``buffer`` once it is complete; False until then."""
+    if len(buffer) < 19:
+        return False
+    if bytes(buffer[:11]) != COPY_SIGNATURE:
+        raise BadInput("ratings COPY stream is not in PostgreSQL binary format")
+    extension = int.from_bytes(buffer[15:19], "big")
+    if len(buffer) < 19 + extension:
+        return False
+    del buffer[: 19 + extension]
+    return True
+
+
+def _take_rows(buffer: bytearray) -> np.ndarray:
+    """Parse and remove every complete row at the front of ``buffer``."""
+    n = len(buffer) // COPY_ROW.itemsize
+    # The 2-byte trailer never completes a 32-byte row, so it stays in the buffer.
+    table = np.frombuffer(bytes(buffer[: n * COPY_ROW.itemsize]), dtype=COPY_ROW)
+    del buffer[: n * COPY_ROW.itemsize]
+    ok = (table["n"] == 3) & (table["l1"] == 8) & (table["l2"] == 8) & (table["l3"] == 2)
+    if not ok.all():
+        raise BadInput("ratings COPY stream has a row with unexpected fields or a NULL")
+    return table
+
+
+def read_movie_genres(database: Database, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Genre names and a bool matrix ``(len(movie_ids), n_genres)`` for the given movies.
+
+    Names are the schema's ``GENRES`` followed by any other genre found, sorted. The movies
+    table is streamed with a server-side cursor in chunks, never held whole in Python objects.
+    Raises :class:`DatabaseUnavailable`.
+    """
+    with database.session(readonly=True) as session:
+        session.execute(text("SET LOCAL statement_timeout = 0"))
+        found = session.scalars(select(func.unnest(Movie.genres)).distinct())
+        names = np.array(list(GENRES) + sorted(set(found) - set(GENRES)), dtype=np.str_)
+        column = {name: j for j, name in enumerate(names.tolist())}
+        matrix = np.zeros((movie_ids.shape[0], names.shape[0]), dtype=bool)
+        if movie_ids.size == 0:
+            return names, matrix
+        query = select(Movie.id, Movie.genres).where(Movie.genres != [])
+        result = session.execute(query.execution_options(yield_per=GENRE_CHUNK_ROWS))
+        for chunk in result.partitions():
+            ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
+            pos = np.minimum(np.searchsorted(movie_ids, ids), movie_ids.size - 1)
+            known = (movie_ids[pos] == ids).tolist()  # movies nobody rated are not in the model
+            for row, is_known, (_, genres) in zip(pos.tolist(), known, chunk, strict=True):
+                if is_known:
+                    matrix[row, [column[g] for g in genres]] = True
+    return names, matrix
+
+
+def to_trainset(data: RatingsData, rows: np.ndarray | None = None) -> Trainset:
+    """A surprise :class:`~surprise.Trainset` over ``rows`` (all ratings when None).
+
+    Inner ids are the dense indices of the whole data set, even for a subset, so factors of a
+    model trained on a split line up with ``data``; users and items with no rating in ``rows``
+    are absent from ``ur``/``ir`` and surprise treats them as unknown. Raw ids are database
+    ids (ints). Built directly, because ``Dataset.load_from_df`` needs pandas.
+    """
+    users = data.user_index if rows is None else data.user_index[rows]
+    items = data.item_index if rows is None else data.item_index[rows]
+    values = data.ratings if rows is None else data.ratings[rows]
+    ur = _grouped(users, items, values)
+    ir = _grouped(items, users, values)
+    return Trainset(
+        ur=ur,
+        ir=ir,
+        n_users=data.n_users,
+        n_items=data.n_items,
+        n_ratings=int(values.shape[0]),
+        rating_scale=(RATING_MIN, RATING_MAX),
+        raw2inner_id_users={int(data.user_ids[u]): u for u in ur},
+        raw2inner_id_items={int(data.movie_ids[i]): i for i in ir},
+    )
+
+
+def _grouped(keys: np.ndarray, others: np.ndarray, values: np.ndarray) -> defaultdict:
+    """``{key: [(other, value), ...]}``, the shape of surprise's ``ur`` and ``ir``."""
+    grouped: defaultdict = defaultdict(list)
+    if keys.size == 0:
+        return grouped
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    starts, ends = np.r_[0, bounds].tolist(), np.r_[bounds, keys.size].tolist()
+    others_list, values_list = others[order].tolist(), values[order].tolist()
+    for start, end in zip(starts, ends, strict=True):
+        pairs = zip(others_list[start:end], values_list[start:end], strict=True)
+        grouped[int(keys[start])] = list(pairs)
+    return grouped

@@ -1,0 +1,66 @@
+"""``movierec model train|list|show`` through typer's CliRunner, configured by environment."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from movierec.cli.main import app
+
+
+@pytest.fixture
+def run(db_url, settings):
+    runner = CliRunner()
+    env = {
+        "MOVIEREC_DATABASE_URL": db_url,
+        "MOVIEREC_MODEL_DIR": str(settings.model_dir),
+        "MOVIEREC_DEBUG": "",
+    }
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), env=env)
+
+    return invoke
+
+
+FAST = ("--factors", "8", "--epochs", "40", "--lr", "0.01", "--reg", "0.05")
+
+
+def test_train_prints_metrics_then_list_and_show_the_version(run, loaded, settings):
+    trained = run("model", "train", *FAST, "--seed", "3")
+    assert trained.exit_code == 0, trained.output
+    version = next(settings.model_dir.iterdir()).name
+    assert f"saved model {version}" in trained.stdout
+    assert "SVD" in trained.stdout and "global mean" in trained.stdout
+    assert "fitting on all ratings" in trained.stderr  # the stage progress
+
+    listed = run("model", "list")
+    assert listed.exit_code == 0 and version in listed.stdout
+
+    shown = run("model", "show", "--json")
+    meta = json.loads(shown.stdout)
+    assert meta["version"] == version and meta["params"]["seed"] == 3
+    assert meta["metrics"]["rmse"] < meta["metrics"]["baseline_rmse"]
+    assert version in run("model", "show", version).stdout
+
+
+def test_train_on_a_database_without_ratings_fails_in_one_line(run, settings):
+    result = run("model", "train", *FAST)
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error:") and "no ratings" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_list_and_show_without_models(run):
+    listed = run("model", "list")
+    assert listed.exit_code == 0 and "no models" in listed.stdout
+    shown = run("model", "show")
+    assert shown.exit_code == 1 and "model train" in shown.stderr
+    missing = run("model", "show", "20200101T000000Z-svd")
+    assert missing.exit_code == 1 and "not found" in missing.stderr
+
+
+def test_out_of_range_options_are_refused(run):
+    result = run("model", "train", "--factors", "0")
+    assert result.exit_code == 2 and "--factors" in result.output

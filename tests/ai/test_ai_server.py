@@ -1,0 +1,174 @@
+"""The recommender server through Flask's test client, and once over a real socket."""
+
+import threading
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from movierec.ai import (
+    FactorModel,
+    TrainParams,
+    fit_svd,
+    load_model,
+    model_arrays,
+    ratings_from_arrays,
+    train_model,
+)
+from movierec.ai.server import create_app
+from movierec.config import load_settings
+from movierec.db.local_server import free_port
+
+
+@pytest.fixture
+def make_app():
+    """create_app, with every app's connection pool closed before its database is dropped."""
+    apps = []
+
+    def make(*args, **kwargs):
+        apps.append(create_app(*args, **kwargs))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        if app.extensions["movierec.ai"]["database"] is not None:
+            app.extensions["movierec.ai"]["database"].dispose()
+
+
+@pytest.fixture
+def client(trained, settings, make_app):
+    return make_app(settings).test_client()
+
+
+@pytest.fixture(scope="module")
+def offline_client(synthetic, tmp_path_factory):
+    """An app with an in-memory model and no database: enough for parameter checks."""
+    users, movies, ratings = zip(*synthetic.ratings, strict=True)
+    data = ratings_from_arrays(users, movies, ratings)
+    factors = fit_svd(data, TrainParams(factors=4, epochs=5, test_size=0))
+    model = FactorModel(model_arrays(factors, data), {"version": "offline"})
+    settings = load_settings(
+        environ={}, toml_path=None, overrides={"model_dir": tmp_path_factory.mktemp("m")}
+    )
+    return create_app(settings, model=model).test_client()
+
+
+def test_recommend_excludes_what_the_user_rated_even_after_training(client, loaded, model, execute):
+    user = loaded.user_ids[0]
+    first = client.get(f"/recommend?user={user}&k=5")
+    assert first.status_code == 200
+    body = first.get_json()
+    assert list(body) == ["user", "k", "model_version", "fallback", "reason", "items"]
+    assert (body["user"], body["k"], body["fallback"], body["reason"]) == (user, 5, False, None)
+    assert body["model_version"] == model.version
+    ids = [item["movie_id"] for item in body["items"]]
+    assert ids == model.recommend(user, k=5).movie_ids
+    assert not set(ids) & loaded.rated_by(user)
+    execute("INSERT INTO ratings (user_id, movie_id, rating) VALUES (%s, %s, 2)", (user, ids[0]))
+    after = client.get(f"/recommend?user={user}&k=5").get_json()
+    assert [item["movie_id"] for item in after["items"]] == ids[1:] + [
+        model.recommend(user, k=6).movie_ids[5]
+    ]
+
+
+def test_recommend_defaults_to_ten_and_works_without_a_database(offline_client, synthetic):
+    body = offline_client.get(f"/recommend?user={synthetic.user_ids[1]}").get_json()
+    assert len(body["items"]) == 10 and body["model_version"] == "offline"
+    assert not {i["movie_id"] for i in body["items"]} & synthetic.rated_by(synthetic.user_ids[1])
+
+
+def test_new_user_gets_popular_movies_in_preferred_genres(client, loaded):
+    body = client.get("/recommend?user=9001&k=4").get_json()
+    assert body["fallback"] is True and "Horror" in body["reason"]
+    assert len(body["items"]) == 4
+    assert all("Horror" in loaded.genres[item["movie_id"]] for item in body["items"])
+    stranger = client.get("/recommend?user=424242&k=4").get_json()
+    assert stranger["fallback"] is True and "Horror" not in stranger["reason"]
+
+
+@pytest.mark.parametrize(
+    "query, word",
+    [
+        ("", "missing"),
+        ("user=abc", "integer"),
+        ("user=1.5", "integer"),
+        ("user=0", "between"),
+        ("user=1000&k=0", "between"),
+        ("user=1000&k=101", "between"),
+        ("user=1000&k=ten", "integer"),
+        ("user=99999999999999999999999", "integer"),
+    ],
+)
+def test_bad_parameters_are_400_json(offline_client, query, word):
+    answer = offline_client.get(f"/recommend?{query}")
+    assert answer.status_code == 400 and word in answer.get_json()["error"]
+
+
+def test_similar_and_its_404(client, loaded, model):
+    movie = loaded.movie_ids[2]
+    body = client.get(f"/similar?movie={movie}&k=3").get_json()
+    assert body["movie"] == movie and body["model_version"] == model.version
+    assert [i["movie_id"] for i in body["items"]] == model.similar(movie, 3).movie_ids
+    missing = client.get("/similar?movie=31337")
+    assert missing.status_code == 404 and "31337" in missing.get_json()["error"]
+    assert client.get("/similar?movie=x").status_code == 400
+
+
+def test_health_and_model_metadata(client, trained):
+    assert client.get("/health").get_json() == {
+        "status": "ok", "model_version": trained.artifact.version,
+    }  # fmt: skip
+    assert client.get("/model").get_json() == trained.artifact.meta
+
+
+def test_framework_errors_are_json(offline_client):
+    client = offline_client
+    for answer, status in ((client.get("/nope"), 404), (client.post("/recommend"), 405)):
+        assert answer.status_code == status and answer.is_json
+        assert answer.get_json()["error"]
+
+
+def test_a_bug_is_a_500_json_without_traceback(trained, settings, monkeypatch, make_app):
+    model = load_model(settings.model_dir)
+    monkeypatch.setattr(model, "recommend", lambda *a, **kw: 1 / 0)
+    answer = make_app(settings, model=model).test_client().get("/recommend?user=1000")
+    assert answer.status_code == 500 and answer.get_json() == {"error": "internal error"}
+
+
+def test_without_a_model_health_is_503_then_a_new_model_is_picked_up(
+    loaded, database, settings, fast_params, make_app
+):
+    client = make_app(settings, reload_interval=0).test_client()
+    assert client.get("/health").status_code == 503
+    assert client.get("/health").get_json() == {"status": "no-model"}
+    answer = client.get("/recommend?user=1000")
+    assert answer.status_code == 503 and "model train" in answer.get_json()["error"]
+    report = train_model(database, settings.model_dir, fast_params)
+    assert client.get("/health").get_json()["model_version"] == report.artifact.version
+    assert client.get("/recommend?user=1000").status_code == 200
+
+
+def test_database_down_still_answers_from_the_model(trained, loaded, settings, model, make_app):
+    dead = settings.replace(database_url=f"postgresql://u@127.0.0.1:{free_port()}/gone")
+    client = make_app(dead).test_client()
+    user = loaded.user_ids[4]
+    body = client.get(f"/recommend?user={user}&k=5").get_json()
+    assert [i["movie_id"] for i in body["items"]] == model.recommend(user, 5).movie_ids
+    assert client.get("/recommend?user=9001&k=3").get_json()["fallback"] is True
+
+
+@pytest.mark.integration
+def test_recommend_over_a_real_socket(trained, loaded, settings, make_app):
+    server = make_server("127.0.0.1", 0, make_app(settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        answer = requests.get(f"{url}/recommend", params={"user": loaded.user_ids[0]}, timeout=5)
+        assert answer.status_code == 200
+        assert answer.headers["Content-Type"] == "application/json"
+        assert len(answer.json()["items"]) == 10
+        assert requests.get(f"{url}/health", timeout=5).json()["status"] == "ok"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
