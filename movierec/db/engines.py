@@ -93,7 +93,14 @@ class Database:
         except OperationalError as exc:
             raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
 
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.dispose()
+
     def dispose(self) -> None:
+        """Close every pooled connection (a script's last step; tests between databases)."""
         for engine in (self.__dict__.get("primary"), self.__dict__.get("replica")):
             if engine is not None:
                 engine.dispose()
