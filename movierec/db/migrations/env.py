@@ -19,8 +19,19 @@ def run_migrations_online() -> None:
         _run(connectable)
 
 
+# Tables that migrations create with raw SQL and no model describes (the change history is
+# partitioned by month and written only by triggers): autogenerate must not propose dropping them.
+UNMODELLED = ("change_history", "change_sets")
+
+
+def _include_name(name, type_, parent_names) -> bool:
+    return not (type_ == "table" and name.startswith(UNMODELLED))
+
+
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, include_name=_include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 
