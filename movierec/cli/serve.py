@@ -11,9 +11,9 @@ from movierec.serving import serve
 
 app = typer.Typer(help="Serve the web site or a recommender (AI) server.", no_args_is_help=True)
 
-HostOption = Annotated[str | None, typer.Option(help="Address to bind [settings].")]
-PortOption = Annotated[int | None, typer.Option(help="Port to bind [settings].")]
-WorkersOption = Annotated[int | None, typer.Option(help="gunicorn worker processes [settings].")]
+HostOption = Annotated[str | None, typer.Option(help="Address to bind (default: from settings).")]
+PortOption = Annotated[int | None, typer.Option(help="Port to bind (default: from settings).")]
+WorkersOption = Annotated[int | None, typer.Option(help="gunicorn worker processes (default: from settings).")]
 
 
 @app.command()

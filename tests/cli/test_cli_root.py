@@ -1,0 +1,49 @@
+"""The CLI's root: every group has --help, settings errors are one line with exit status 1."""
+
+import pytest
+from typer.testing import CliRunner
+
+from movierec.cli.main import app
+
+GROUPS = ["db", "data", "model", "serve", "backup", "director", "db replica", "db history"]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_has_help(group):
+    result = CliRunner().invoke(app, [*group.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_missing_database_url_is_one_line(monkeypatch):
+    monkeypatch.delenv("MOVIEREC_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(app, ["db", "init"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: missing setting(s): MOVIEREC_DATABASE_URL (environment or movierec.toml)"
+    ]
+
+
+def test_malformed_setting_is_one_line(monkeypatch):
+    monkeypatch.setenv("MOVIEREC_WEB_PORT", "eighty")
+    result = CliRunner().invoke(app, ["db", "init"])
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "web_port" in result.stderr
+
+
+def test_db_init_creates_schema_and_is_idempotent(pg_server, monkeypatch):
+    url = pg_server.create_database("cli_init")
+    monkeypatch.setenv("MOVIEREC_DATABASE_URL", url)
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["db", "init"])
+        assert result.exit_code == 0, result.output
+        assert "ratings" in result.stdout and "movies" in result.stdout
+
+
+def test_unreachable_database_is_one_line(monkeypatch):
+    monkeypatch.setenv("MOVIEREC_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+    result = CliRunner().invoke(app, ["db", "init"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: database unavailable")
+    assert len(result.stderr.strip().splitlines()) == 1
