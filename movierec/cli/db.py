@@ -31,7 +31,8 @@ def init(ctx: typer.Context) -> None:
 def start_local(
     ctx: typer.Context,
     state_dir: Annotated[
-        Path | None, typer.Option(help="Where the server keeps its files (default: state_dir/postgres).")
+        Path | None,
+        typer.Option(help="Where the server keeps its files (default: state_dir/postgres)."),
     ] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
     dbname: Annotated[str, typer.Option(help="Database to create.")] = "movierec",

@@ -13,7 +13,9 @@ app = typer.Typer(help="Serve the web site or a recommender (AI) server.", no_ar
 
 HostOption = Annotated[str | None, typer.Option(help="Address to bind (default: from settings).")]
 PortOption = Annotated[int | None, typer.Option(help="Port to bind (default: from settings).")]
-WorkersOption = Annotated[int | None, typer.Option(help="gunicorn worker processes (default: from settings).")]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="gunicorn worker processes (default: from settings).")
+]
 
 
 @app.command()
