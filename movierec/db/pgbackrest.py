@@ -15,14 +15,18 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from typing import Any
 
 from movierec.db.local_server import LocalPostgres
-from movierec.db.tools import SERVER_USER, check_server_user_can_enter, running_as_root
+from movierec.db.tools import (
+    SERVER_USER,
+    check_server_user_can_enter,
+    run_as_server_user,
+    running_as_root,
+)
 from movierec.errors import ConfigError, OpsCommandFailed
 
 OPS_DIR = Path(__file__).resolve().parents[2] / "ops" / "pgbackrest"
@@ -184,23 +188,7 @@ def run_pgbackrest(
         *(args or []),
         command,
     ]
-    if running_as_root():
-        argv = ["/usr/sbin/runuser", "-u", SERVER_USER, "--", *argv]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "LANG": "C"}
-    try:
-        done = subprocess.run(
-            argv, cwd="/", env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise OpsCommandFailed(
-            f"pgbackrest {command} did not finish within {timeout:.0f} s"
-        ) from exc
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise OpsCommandFailed(
-            f"pgbackrest {command} exited with {done.returncode}: {' | '.join(tail)}"
-        )
-    return done.stdout
+    return run_as_server_user(f"pgbackrest {command}", argv, timeout)
 
 
 def info(config: BackupConfig, stanza: str | None = None) -> list[dict[str, Any]]:

@@ -64,9 +64,12 @@ def check_server_user_can_enter(path: Path) -> None:
         )
 
 
-def run_pg_tool(tool: str, args: list[str], timeout: float = 60.0) -> str:
-    """Run ``tool`` from the PostgreSQL bin dir and return its stdout."""
-    argv = [str(pg_bin_dir() / tool), *args]
+def run_as_server_user(name: str, argv: list[str], timeout: float = 60.0) -> str:
+    """Run ``argv`` (as the server's OS user when we are root) and return its stdout.
+
+    ``name`` is what error messages call the command. Raises :class:`OpsCommandFailed` with
+    the exit code and the end of stderr, or when it outlives ``timeout``.
+    """
     if running_as_root():
         argv = ["/usr/sbin/runuser", "-u", SERVER_USER, "--", *argv]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "LANG": "C"}
@@ -75,8 +78,13 @@ def run_pg_tool(tool: str, args: list[str], timeout: float = 60.0) -> str:
             argv, cwd="/", env=env, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise OpsCommandFailed(f"{tool} did not finish within {timeout:.0f} s") from exc
+        raise OpsCommandFailed(f"{name} did not finish within {timeout:.0f} s") from exc
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise OpsCommandFailed(f"{tool} exited with {done.returncode}: {' | '.join(tail)}")
+        raise OpsCommandFailed(f"{name} exited with {done.returncode}: {' | '.join(tail)}")
     return done.stdout
+
+
+def run_pg_tool(tool: str, args: list[str], timeout: float = 60.0) -> str:
+    """Run ``tool`` from the PostgreSQL bin dir and return its stdout."""
+    return run_as_server_user(tool, [str(pg_bin_dir() / tool), *args], timeout)
