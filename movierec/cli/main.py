@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from movierec.cli import backup, data, db, demo, director, model, serve
@@ -24,7 +25,7 @@ class OneLineErrors(TyperGroup):
         except MovierecError as exc:
             if debug_enabled():
                 raise
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             ctx.exit(1)
 
 
