@@ -25,7 +25,9 @@ class OneLineErrors(TyperGroup):
         except MovierecError as exc:
             if debug_enabled():
                 raise
-            err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             ctx.exit(1)
 
 
