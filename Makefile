@@ -6,20 +6,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install system clean
+.PHONY: demo test lint install system test-tools clean
 
-demo: install
-	$(BIN)/movierec demo
+# MOVIELENS=path/to/ml-latest-small imports that release instead of generating data.
+demo: system $(STAMP)
+	$(BIN)/movierec demo $(if $(MOVIELENS),--movielens $(MOVIELENS))
 
 test: install
 	$(BIN)/ruff check movierec tests bench
 	$(BIN)/ruff format --check movierec tests bench
 	$(BIN)/pytest
 
-install: system $(STAMP)
+install: system test-tools $(STAMP)
 
 system:
 	@./ops/install-system.sh
+
+# Chromium and the test OpenID Connect provider: only the tests need them.
+test-tools: system
 	@./ops/install-test-tools.sh
 
 $(STAMP): pyproject.toml
