@@ -11,6 +11,7 @@ on an unconfigured machine.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -32,6 +33,9 @@ class Settings:
     replica_url: str | None = None
     ai_urls: tuple[str, ...] = ("http://127.0.0.1:8101",)
     ai_timeout: float = 2.0
+    # The model sharded by movie: one group of replica URLs per shard, "a1,a2;b1,b2" (or a
+    # TOML list of lists). When set, the web side fans out to every shard and ai_urls is unused.
+    ai_shards: tuple[tuple[str, ...], ...] = ()
     secret_key: str | None = None
     model_dir: Path = Path(".state/models")
     state_dir: Path = Path(".state")
@@ -40,6 +44,8 @@ class Settings:
     ai_host: str = "127.0.0.1"
     ai_port: int = 8101
     web_workers: int = 2
+    web_cache_mb: int = 64  # per web worker process: hot movies, searches, recommendations
+    instance_name: str = ""  # e.g. web-1: labels /metrics (the local cluster sets it)
     ai_workers: int = 1
     statement_timeout_ms: int = 5000
     github_client_id: str | None = None
@@ -49,7 +55,22 @@ class Settings:
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
     oidc_client_secret: str | None = None
+    oidc_title: str = "OpenID Connect"  # the provider's name on the login page
+    google_issuer: str = "https://accounts.google.com"  # Google is discovered as an OIDC issuer
+    web_secure_cookies: bool = False  # served over HTTPS: Secure cookies and HSTS
+    web_proxy_count: int = 0  # proxies in front whose X-Forwarded-For/-Proto are trusted
+    ratelimit_storage_uri: str = "memory://"  # e.g. redis://127.0.0.1:6379 (shared by workers)
+    ratelimit_login: str = "10 per minute"  # failed logins, per IP and per account
+    ratelimit_signup: str = "10 per hour"  # sign-ups per IP
     debug: bool = False
+    # Models: which algorithm `movierec model train|refresh` uses per kind ("auto" = EASE up to
+    # ease_max_items movies, ALS above), their hyper-parameters ({algo: {param: value}}, a TOML
+    # table or JSON in MOVIEREC_ALGO_PARAMS), and how often `model refresh --every` runs.
+    ranking_algo: str = "auto"
+    rating_algo: str = "svd"
+    ease_max_items: int = 20_000
+    model_refresh_interval: float = 0.0
+    algo_params: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def require(self, *names: str) -> None:
@@ -91,13 +112,25 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "tuple[tuple[str, ...], ...]":
+            groups = raw.split(";") if isinstance(raw, str) else list(raw)
+            split = [g.split(",") if isinstance(g, str) else list(g) for g in groups]
+            shards = (tuple(str(u).strip() for u in group if str(u).strip()) for group in split)
+            return tuple(shard for shard in shards if shard)
         if kind == "tuple[str, ...]":
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             return tuple(str(i).strip() for i in items if str(i).strip())
+        if kind == "Mapping[str, Any]":
+            value = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(value, Mapping) or not all(
+                isinstance(v, Mapping) for v in value.values()
+            ):
+                raise ValueError("expected {algorithm: {parameter: value}}")
+            return {str(k): dict(v) for k, v in value.items()}
         if raw is None:
             return None
         return str(raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         problems.append(f"{name}: {raw!r} is malformed ({exc})")
         return _FIELDS[name].default
 
@@ -107,17 +140,25 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
         url = values.get(name)
         if url and urlparse(url).scheme not in ("postgresql", "postgresql+psycopg", "postgres"):
             problems.append(f"{name}: {url!r} is not a postgresql:// URL")
-    for url in values.get("ai_urls", ()):
+    for url in (*values.get("ai_urls", ()), *(u for g in values.get("ai_shards", ()) for u in g)):
         if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
             problems.append(f"ai_urls: {url!r} is not an http(s) URL")
     for name in ("web_port", "ai_port"):
         if not 0 < values[name] < 65536:
             problems.append(f"{name}: {values[name]} is not a TCP port")
+    if values["web_proxy_count"] < 0:
+        problems.append("web_proxy_count: must not be negative")
+    if values["web_cache_mb"] < 0:
+        problems.append("web_cache_mb: must not be negative (0 turns the web caches off)")
     for name in ("web_workers", "ai_workers", "statement_timeout_ms"):
         if values[name] < 1:
             problems.append(f"{name}: must be at least 1")
     if values["ai_timeout"] <= 0:
         problems.append("ai_timeout: must be positive")
+    if values["ease_max_items"] < 1:
+        problems.append("ease_max_items: must be at least 1")
+    if values["model_refresh_interval"] < 0:
+        problems.append("model_refresh_interval: must not be negative (0 = off)")
 
 
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:

@@ -145,3 +145,22 @@ def load_arrays(info: ArtifactInfo, names: tuple[str, ...]) -> dict[str, np.ndar
         except (OSError, ValueError) as exc:
             raise ModelNotReady(f"model {info.version} is damaged: {name}.npy: {exc}") from exc
     return arrays
+
+
+def update_meta(model_dir: Path, version: str, changes: Mapping[str, Any]) -> ArtifactInfo:
+    """Merge ``changes`` into a version's meta.json, atomically (temp file + ``os.replace``).
+
+    Raises :class:`NotFound` for an unknown version, :class:`ModelNotReady` when unreadable.
+    """
+    info = read_artifact(Path(model_dir), version)
+    meta = {**info.meta, **changes}
+    fd, tmp = tempfile.mkstemp(prefix=".meta-", dir=info.path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, info.path / META_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ArtifactInfo(info.version, info.path, meta)

@@ -27,6 +27,9 @@ class Recommendations:
     model_version: str
     fallback: bool = False
     reason: str | None = None
+    # Per item (same order), the movie among the user's signals that contributed most to its
+    # score ("because you liked X"), or None; empty when the model gives no explanations.
+    because: tuple[int | None, ...] = ()
 
     @property
     def movie_ids(self) -> list[int]:
@@ -46,14 +49,36 @@ class Similar:
         return [movie_id for movie_id, _ in self.items]
 
 
+@dataclass(frozen=True)
+class Signals:
+    """What a user has told the service, for folding them into a ranking model at request time.
+
+    ``ratings`` are ``(movie_id, stars)`` pairs; when ``complete`` they are all of the user's
+    ratings (read from the database, including those made after training), otherwise the model
+    adds the ratings it was trained on. ``liked`` are movies picked as favourites, ``genres``
+    preferred genres, ``searched_genres`` genres the user searched for (a weak signal).
+    """
+
+    ratings: tuple[tuple[int, float], ...] = ()
+    liked: tuple[int, ...] = ()
+    genres: tuple[str, ...] = ()
+    searched_genres: tuple[str, ...] = ()
+    complete: bool = False
+
+
 def clip_rating(value: float) -> float:
     return float(min(RATING_MAX, max(RATING_MIN, value)))
 
 
 class Recommender(ABC):
-    """A loaded model. Implementations must never raise for an unknown user."""
+    """A loaded model. Implementations must never raise for an unknown user.
+
+    ``kind`` is ``"rating"`` (predicts stars; ranks by them) or ``"ranking"`` (orders movies;
+    :meth:`predict` is refused). Ranking models take ``signals`` and ``demote_genres`` too.
+    """
 
     version: str
+    kind: str = "rating"
 
     @abstractmethod
     def knows_user(self, user_id: int) -> bool:

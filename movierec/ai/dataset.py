@@ -9,12 +9,15 @@ of millions of rows read in seconds with memory for the arrays only.
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import psycopg
+import scipy.sparse as sp
 from sqlalchemy import func, select, text
 from surprise import Trainset
 
@@ -26,15 +29,17 @@ Progress = Callable[[int, int | None], None]
 
 # Ratings are half stars; twice the rating is a small integer with a fixed-width binary form,
 # unlike numeric, whose binary form is variable-length.
+# The rating time travels as whole epoch seconds (int8), for time-ordered hold-outs.
 RATINGS_COPY = (
-    "COPY (SELECT user_id, movie_id, (rating * 2)::int2 FROM ratings) TO STDOUT (FORMAT BINARY)"
+    "COPY (SELECT user_id, movie_id, (rating * 2)::int2, "
+    "coalesce(extract(epoch FROM rated_at), 0)::int8 FROM ratings) TO STDOUT (FORMAT BINARY)"
 )
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 COPY_TRAILER = b"\xff\xff"
-# One tuple of (int8, int8, int2): field count, then (length, value) per field, big-endian.
+# One tuple of (int8, int8, int2, int8): field count, then (length, value) per field, big-endian.
 COPY_ROW = np.dtype(
     [("n", ">i2"), ("l1", ">i4"), ("u", ">i8"), ("l2", ">i4"), ("m", ">i8"), ("l3", ">i4"),
-     ("r", ">i2")]
+     ("r", ">i2"), ("l4", ">i4"), ("t", ">i8")]
 )  # fmt: skip
 CHUNK_ROWS = 262_144
 GENRE_CHUNK_ROWS = 50_000
@@ -52,6 +57,7 @@ class RatingsData:
     ratings: np.ndarray  # float32, one per rating
     user_ids: np.ndarray  # int64, dense user index -> database id
     movie_ids: np.ndarray  # int64, dense item index -> database id
+    timestamps: np.ndarray | None = None  # int64 epoch seconds, one per rating, when known
 
     @property
     def n_ratings(self) -> int:
@@ -70,16 +76,25 @@ class RatingsData:
         return np.bincount(self.item_index, minlength=self.n_items).astype(np.int64)
 
 
-def ratings_from_arrays(users: Sequence[int], movies: Sequence[int], ratings: Sequence[float]):
-    """Build :class:`RatingsData` from parallel arrays of database ids and ratings.
+def ratings_from_arrays(
+    users: Sequence[int],
+    movies: Sequence[int],
+    ratings: Sequence[float],
+    timestamps: Sequence[int] | None = None,
+):
+    """Build :class:`RatingsData` from parallel arrays of database ids, ratings and (optional)
+    epoch-second timestamps.
 
     Raises :class:`BadInput` when the arrays differ in length or a rating is outside 0.5..5.
     """
     users = np.asarray(users, dtype=np.int64)
     movies = np.asarray(movies, dtype=np.int64)
     values = np.asarray(ratings, dtype=np.float32)
+    stamps = None if timestamps is None else np.asarray(timestamps, dtype=np.int64)
     if not users.shape == movies.shape == values.shape or users.ndim != 1:
         raise BadInput("users, movies and ratings must be 1-d arrays of equal length")
+    if stamps is not None and stamps.shape != users.shape:
+        raise BadInput("timestamps must be as long as the ratings")
     if values.size and (values.min() < RATING_MIN or values.max() > RATING_MAX):
         raise BadInput(f"ratings must lie in {RATING_MIN}..{RATING_MAX}")
     user_ids, user_index = np.unique(users, return_inverse=True)
@@ -90,6 +105,60 @@ def ratings_from_arrays(users: Sequence[int], movies: Sequence[int], ratings: Se
         ratings=values,
         user_ids=user_ids,
         movie_ids=movie_ids,
+        timestamps=stamps,
+    )
+
+
+def user_item_matrix(
+    data: RatingsData, rows: np.ndarray | None = None, values: str = "binary"
+) -> sp.csr_matrix:
+    """A ``(n_users, n_items)`` CSR matrix of ``rows`` (all when None), float32.
+
+    ``values`` is ``"binary"`` (1 per rating) or ``"rating"`` (the rating itself).
+    """
+    users = data.user_index if rows is None else data.user_index[rows]
+    items = data.item_index if rows is None else data.item_index[rows]
+    if values == "binary":
+        cells = np.ones(users.shape[0], dtype=np.float32)
+    else:
+        cells = data.ratings if rows is None else data.ratings[rows]
+    matrix = sp.csr_matrix(
+        (cells.astype(np.float32), (users, items)), shape=(data.n_users, data.n_items)
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
+def read_movielens(path: Path | str) -> RatingsData:
+    """Ratings from a MovieLens file: ml-100k ``u.data`` (tabs), ml-1m/10m ``ratings.dat``
+    (``::``) or ml-latest/ml-25m ``ratings.csv`` (header line); a directory means the one of
+    these it holds. Columns are user, movie, rating, timestamp.
+
+    Raises :class:`BadInput` when no such file is found or it does not parse.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = [path / n for n in ("u.data", "ratings.dat", "ratings.csv") if (path / n).exists()]
+        if not found:
+            raise BadInput(f"{path} holds no u.data, ratings.dat or ratings.csv")
+        path = found[0]
+    try:
+        if path.name.endswith(".csv"):
+            table = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+        elif path.name.endswith(".dat"):
+            text_rows = path.read_text(encoding="latin-1").replace("::", "\t")
+            table = np.loadtxt(io.StringIO(text_rows), dtype=np.float64, ndmin=2)
+        else:
+            table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"cannot read MovieLens ratings from {path}: {exc}") from exc
+    if table.shape[1] < 4:
+        raise BadInput(f"{path}: expected user, movie, rating, timestamp columns")
+    return ratings_from_arrays(
+        table[:, 0].astype(np.int64),
+        table[:, 1].astype(np.int64),
+        table[:, 2],
+        table[:, 3].astype(np.int64),
     )
 
 
@@ -115,13 +184,13 @@ def read_ratings(database: Database, progress: Progress | None = None) -> Rating
         session.execute(text("SET LOCAL statement_timeout = 0"))
         raw = session.connection().connection.driver_connection
         try:
-            users, movies, halves = _copy_ratings(raw, progress)
+            users, movies, halves, stamps = _copy_ratings(raw, progress)
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseUnavailable(
                 f"database unavailable while reading ratings: {first}"
             ) from exc
-    return ratings_from_arrays(users, movies, halves.astype(np.float32) / 2)
+    return ratings_from_arrays(users, movies, halves.astype(np.float32) / 2, stamps)
 
 
 def _copy_ratings(conn: psycopg.Connection, progress: Progress | None):
@@ -147,7 +216,12 @@ def _copy_ratings(conn: psycopg.Connection, progress: Progress | None):
     if progress:
         progress(rows + parts[-1].shape[0], None)
     table = np.concatenate(parts) if parts else np.empty(0, dtype=COPY_ROW)
-    return table["u"].astype(np.int64), table["m"].astype(np.int64), table["r"].astype(np.int16)
+    return (
+        table["u"].astype(np.int64),
+        table["m"].astype(np.int64),
+        table["r"].astype(np.int16),
+        table["t"].astype(np.int64),
+    )
 
 
 def _strip_header(buffer: bytearray) -> bool:
@@ -166,10 +240,11 @@ def _strip_header(buffer: bytearray) -> bool:
 def _take_rows(buffer: bytearray) -> np.ndarray:
     """Parse and remove every complete row at the front of ``buffer``."""
     n = len(buffer) // COPY_ROW.itemsize
-    # The 2-byte trailer never completes a 32-byte row, so it stays in the buffer.
+    # The 2-byte trailer never completes a 44-byte row, so it stays in the buffer.
     table = np.frombuffer(bytes(buffer[: n * COPY_ROW.itemsize]), dtype=COPY_ROW)
     del buffer[: n * COPY_ROW.itemsize]
-    ok = (table["n"] == 3) & (table["l1"] == 8) & (table["l2"] == 8) & (table["l3"] == 2)
+    ok = (table["n"] == 4) & (table["l1"] == 8) & (table["l2"] == 8) & (table["l3"] == 2)
+    ok &= table["l4"] == 8
     if not ok.all():
         raise BadInput("ratings COPY stream has a row with unexpected fields or a NULL")
     return table

@@ -1,11 +1,13 @@
-"""Seeded splits and error metrics, kept outside the algorithms so every model is measured alike."""
+"""Seeded splits and error and top-N metrics, kept outside the algorithms so every model is
+measured alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from movierec.ai.dataset import RatingsData
 from movierec.ai.factors import Factors
@@ -81,3 +83,122 @@ def evaluate(
         n_train=int(train_rows.shape[0]),
         n_test=int(test_rows.shape[0]),
     )
+
+
+@dataclass(frozen=True)
+class TopN:
+    """Top-``k`` quality over the users with at least one held-out rating.
+
+    precision = hits / k; recall = hits / held-out; NDCG with binary gains and the ideal DCG
+    of min(held-out, k) hits; MAP@k = Σ precision@j at each hit / min(held-out, k); coverage =
+    share of the catalogue in anyone's list; novelty = mean ``-log2(p)`` of recommended movies,
+    ``p = (training raters + 1) / (users + 1)``.
+    """
+
+    k: int
+    precision: float
+    recall: float
+    ndcg: float
+    map: float
+    coverage: float
+    novelty: float
+    n_users: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def per_user_split(
+    users: np.ndarray,
+    test_size: float,
+    seed: int,
+    timestamps: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(train, test)`` holding out ``round(n_u · test_size)`` of each user's rows:
+    the latest ones when ``timestamps`` are given (ties broken at random), else random ones.
+
+    Raises :class:`BadInput` when ``test_size`` is not in (0, 1) or nothing is held out.
+    """
+    if not 0 < test_size < 1:
+        raise BadInput(f"test size must be between 0 and 1 (exclusive), not {test_size}")
+    users = np.asarray(users)
+    noise = np.random.default_rng(seed).random(users.shape[0])
+    keys = (noise,) if timestamps is None else (noise, -np.asarray(timestamps))
+    order = np.lexsort((*keys, users))  # per user: latest (or random) first
+    counts = np.bincount(users)
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    position = np.empty(users.shape[0], dtype=np.int64)
+    position[order] = np.arange(users.shape[0]) - np.repeat(starts, counts)
+    held = np.floor(counts * test_size + 0.5).astype(np.int64)
+    test = position < held[users]
+    if not test.any():
+        raise BadInput(f"{users.shape[0]} rating(s) are too few to hold out {test_size:.0%}")
+    return np.flatnonzero(~test), np.flatnonzero(test)
+
+
+def top_n_metrics(
+    scores_for: Callable[[np.ndarray], np.ndarray],
+    seen: sp.csr_matrix,
+    held_out: sp.csr_matrix,
+    k: int = 10,
+    batch: int = 512,
+) -> TopN:
+    """Rank every movie a user has not rated in ``seen`` by ``scores_for(users)`` (a dense
+    ``(len(users), n_items)`` array) and measure against ``held_out`` (both user-item CSR).
+
+    Raises :class:`BadInput` when no user has a held-out rating.
+    """
+    n_users, n_items = seen.shape
+    held_out = sp.csr_matrix(held_out, copy=True)
+    held_out.eliminate_zeros()
+    users = np.flatnonzero(np.diff(held_out.indptr) > 0)
+    if users.size == 0:
+        raise BadInput("no user has a held-out rating to evaluate on")
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    popularity = np.diff(seen.tocsc().indptr)
+    information = -np.log2((popularity + 1) / (n_users + 1))
+    totals = np.zeros(4)
+    novelty_sum, novelty_count = 0.0, 0
+    shown = np.zeros(n_items, dtype=bool)
+    for start in range(0, users.size, batch):
+        chunk = users[start : start + batch]
+        scores = np.array(scores_for(chunk), dtype=np.float64)
+        seen_rows = seen[chunk].tocoo()
+        scores[seen_rows.row, seen_rows.col] = -np.inf
+        top = _top_rows(scores, k)
+        relevant = held_out[chunk].toarray() > 0
+        hits = np.take_along_axis(relevant, top, axis=1) & np.isfinite(
+            np.take_along_axis(scores, top, axis=1)
+        )
+        n_rel = relevant.sum(axis=1)
+        ideal = np.minimum(n_rel, k)
+        idcg = np.cumsum(discount)[ideal - 1]
+        cumulative = np.cumsum(hits, axis=1)
+        precision_at = cumulative / np.arange(1, k + 1)
+        totals[0] += (hits.sum(axis=1) / k).sum()
+        totals[1] += (hits.sum(axis=1) / n_rel).sum()
+        totals[2] += ((hits * discount).sum(axis=1) / idcg).sum()
+        totals[3] += ((precision_at * hits).sum(axis=1) / ideal).sum()
+        listed = top[np.isfinite(np.take_along_axis(scores, top, axis=1))]
+        shown[listed] = True
+        novelty_sum += float(information[listed].sum())
+        novelty_count += int(listed.size)
+    mean = totals / users.size
+    return TopN(
+        k=k,
+        precision=float(mean[0]),
+        recall=float(mean[1]),
+        ndcg=float(mean[2]),
+        map=float(mean[3]),
+        coverage=float(shown.sum() / n_items),
+        novelty=novelty_sum / max(1, novelty_count),
+        n_users=int(users.size),
+    )
+
+
+def _top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the ``k`` largest scores, best first (ties: lower index)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from movierec.ai.artifact import load_arrays, read_artifact
-from movierec.ai.base import Recommendations, Recommender, Similar, clip_rating
+from movierec.ai.artifact import ArtifactInfo, load_arrays, read_artifact
+from movierec.ai.base import Recommendations, Recommender, Signals, Similar, clip_rating
 from movierec.ai.dataset import RatingsData, dense_index
 from movierec.ai.factors import Factors
 from movierec.errors import BadInput, ModelNotReady, NotFound
@@ -31,13 +31,12 @@ ARRAY_NAMES = (
 )  # fmt: skip
 
 
-def model_arrays(
-    factors: Factors,
+def common_arrays(
     data: RatingsData,
     genre_names: np.ndarray | None = None,
     movie_genres: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """The arrays :class:`FactorModel` needs, from factors fitted on all of ``data``."""
+    """Arrays every artifact holds: id maps, popularity, genres, and who rated what (CSR)."""
     counts = data.item_counts()
     by_user = np.lexsort((data.item_index, data.user_index))
     per_user = np.bincount(data.user_index, minlength=data.n_users)
@@ -47,12 +46,6 @@ def model_arrays(
     return {
         "user_ids": data.user_ids.astype(np.int64),
         "movie_ids": data.movie_ids.astype(np.int64),
-        "user_factors": factors.user_factors,
-        "item_factors": factors.item_factors,
-        "user_bias": factors.user_bias,
-        "item_bias": factors.item_bias,
-        "item_norms": np.linalg.norm(factors.item_factors, axis=1).astype(np.float32),
-        "global_mean": np.array(factors.global_mean, dtype=np.float64),
         "popularity": counts,
         # Most rated first; among equals the older (smaller) id, so the order is stable.
         "popular_order": np.lexsort((data.movie_ids, -counts)).astype(np.int32),
@@ -61,21 +54,72 @@ def model_arrays(
         # CSR of what each user had rated: items of user u are rated_items[indptr[u]:indptr[u+1]].
         "rated_indptr": np.r_[0, np.cumsum(per_user)].astype(np.int64),
         "rated_items": data.item_index[by_user].astype(np.int32),
+        "rated_values": data.ratings[by_user].astype(np.float32),
     }
 
 
-def load_model(model_dir: Path | str, version: str | None = None) -> FactorModel:
-    """Load an artifact (the newest when ``version`` is None) memory-mapped.
+def model_arrays(
+    factors: Factors,
+    data: RatingsData,
+    genre_names: np.ndarray | None = None,
+    movie_genres: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The arrays :class:`FactorModel` needs, from factors fitted on all of ``data``."""
+    common = common_arrays(data, genre_names, movie_genres)
+    del common["rated_values"]
+    return {
+        **common,
+        "user_factors": factors.user_factors,
+        "item_factors": factors.item_factors,
+        "user_bias": factors.user_bias,
+        "item_bias": factors.item_bias,
+        "item_norms": np.linalg.norm(factors.item_factors, axis=1).astype(np.float32),
+        "global_mean": np.array(factors.global_mean, dtype=np.float64),
+    }
+
+
+def model_from_artifact(info: ArtifactInfo) -> Recommender:
+    """The serving class for an artifact's ``form`` (``factors`` when the meta has none).
+
+    Raises :class:`ModelNotReady` when arrays are missing or damaged or the form is unknown.
+    """
+    from movierec.ai.knn import KNN_ARRAYS, KnnModel
+    from movierec.ai.ranking import COMMON_ARRAYS, FORM_ARRAYS, RankingModel
+
+    form = info.meta.get("form", "factors")
+    if form == "factors":
+        return FactorModel(load_arrays(info, ARRAY_NAMES), info.meta)
+    if form == "knn":
+        names = (*COMMON_ARRAYS, *KNN_ARRAYS, "user_bias", "item_bias", "global_mean")
+        return KnnModel(load_arrays(info, names), info.meta)
+    if form in FORM_ARRAYS:
+        return RankingModel(load_arrays(info, COMMON_ARRAYS + FORM_ARRAYS[form]), info.meta)
+    raise ModelNotReady(f"model {info.version} has an unknown form {form!r}")
+
+
+def load_model(
+    model_dir: Path | str, version: str | None = None, kind: str | None = None
+) -> Recommender:
+    """Load an artifact memory-mapped: ``version``; else the live (or newest) one of ``kind``;
+    else the newest of all.
 
     Raises :class:`ModelNotReady` when there is no model or it is damaged, and
     :class:`NotFound` when ``version`` does not exist.
     """
+    if version is None and kind is not None:
+        from movierec.ai.registry import serving_version
+
+        version = serving_version(Path(model_dir), kind)
+        if version is None:
+            raise ModelNotReady(f"no {kind} model in {model_dir}; run `movierec model train`")
     info = read_artifact(Path(model_dir), version)
-    return FactorModel(load_arrays(info, ARRAY_NAMES), info.meta)
+    return model_from_artifact(info)
 
 
 class FactorModel(Recommender):
-    """A biased matrix-factorisation model (surprise SVD) over its artifact's arrays."""
+    """A matrix-factorisation rating model (SVD, SVD++, NMF, BaselineOnly) over its arrays."""
+
+    kind = "rating"
 
     def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]):
         """Raises :class:`ModelNotReady` when the arrays do not fit together."""
@@ -96,6 +140,7 @@ class FactorModel(Recommender):
         self._rated_indptr = arrays["rated_indptr"]
         self._rated_items = arrays["rated_items"]
         self._genre_column = {g.casefold(): j for j, g in enumerate(self.genre_names)}
+        self.biased = bool(self.meta.get("biased", True))  # False for NMF
         self._check_shapes()
 
     def _check_shapes(self) -> None:
@@ -151,6 +196,8 @@ class FactorModel(Recommender):
 
     def _estimates(self, u: int) -> np.ndarray:
         scores = np.asarray(self._qi @ self._pu[u])
+        if not self.biased:
+            return scores
         scores += self._bi
         scores += np.float32(self.global_mean + self._bu[u])
         return scores
@@ -161,12 +208,16 @@ class FactorModel(Recommender):
         k: int = 10,
         exclude: Iterable[int] = (),
         genres: Sequence[str] | None = None,
+        signals: Signals | None = None,
+        demote_genres: Sequence[str] = (),
     ) -> Recommendations:
         """The ``k`` best movies for ``user_id`` that it has not rated and ``exclude`` lacks.
 
         A user the model does not know gets the most rated movies (in ``genres`` when given
         and any match), with ``fallback=True`` and a ``reason``; ``genres`` is ignored for
-        known users, whose factors already say what they like.
+        known users, whose factors already say what they like. ``signals`` are ignored (a
+        rating model knows its training ratings only; ranking models fold signals in); movies
+        in ``demote_genres`` come after all others.
         Raises :class:`BadInput` when ``k`` is not a positive integer.
         """
         k = _check_k(k)
@@ -177,8 +228,20 @@ class FactorModel(Recommender):
         scores = self._estimates(u)
         scores[self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]]] = -np.inf
         scores[excluded] = -np.inf
+        estimates = scores.copy()
+        columns = [
+            self._genre_column[g.casefold()]
+            for g in demote_genres
+            if g.casefold() in self._genre_column
+        ]
+        finite = np.isfinite(scores)
+        if columns and finite.any():
+            shift = float(scores[finite].max() - scores[finite].min()) + 1.0
+            scores[np.asarray(self._movie_genres[:, columns]).any(axis=1) & finite] -= shift
         top = _top_k(scores, k)
-        items = tuple((int(self.movie_ids[i]), clip_rating(float(scores[i]))) for i in top.tolist())
+        items = tuple(
+            (int(self.movie_ids[i]), clip_rating(float(estimates[i]))) for i in top.tolist()
+        )
         return Recommendations(items=items, model_version=self.version)
 
     def _popular(self, k: int, excluded: np.ndarray, genres: Sequence[str]) -> Recommendations:
@@ -237,6 +300,9 @@ class FactorModel(Recommender):
         drops its bias and the factor product."""
         u, i = self._user_pos(user_id), self._item_pos(movie_id)
         est = self.global_mean
+        if not self.biased:
+            both = u is not None and i is not None
+            return clip_rating(float(np.dot(self._pu[u], self._qi[i])) if both else est)
         if u is not None:
             est += float(self._bu[u])
         if i is not None:

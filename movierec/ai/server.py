@@ -4,13 +4,23 @@
 
 =====================================  =====================================================
 ``GET /recommend?user=ID&k=N``         200 ``{user, k, model_version, fallback, reason,
-                                       items: [{movie_id, score}]}``; k is 1..100, default 10
+  ``&exclude=1,2&demote_genres=Horror``  items: [{movie_id, score, because?}]}``; k is 1..100,
+                                       default 10; ``because`` (a movie id) is there when a
+                                       ranking model names the user's movie that weighed most
+``GET /predict?user=ID&movie=ID``      200 ``{user, movie, model_version, rating}`` from the
+                                       rating model (503 when there is none)
 ``GET /similar?movie=ID&k=N``          200 ``{movie, k, model_version, items}``; 404 when the
                                        model does not know the movie
 ``GET /health``                        200 ``{status: "ok", model_version}``, or 503
                                        ``{status: "no-model"}``
-``GET /model``                         the artifact's meta.json (503 without a model)
+``GET /model``                         the /recommend model's meta.json (503 without one)
+``GET /models``                        ``{ranking: meta|null, rating: meta|null}``
 =====================================  =====================================================
+
+``/recommend`` answers from the live ranking model (EASE or ALS: the user's database ratings,
+favourites, preferred and searched genres are folded in per request), or from the rating
+model when no ranking model was trained. ``exclude`` (movie ids the user marked "not
+interested") never appear; movies of ``demote_genres`` come after all others.
 
 Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 404, 405, 503 while
 no model has been trained (the web side has its own popularity fallback; the server does not
@@ -27,7 +37,7 @@ import re
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from movierec.ai.scorer import FactorModel
+from movierec.ai.base import Recommender
 from movierec.ai.user_context import UserContextReader
 from movierec.ai.watcher import ModelWatcher
 from movierec.config import Settings, load_settings
@@ -44,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MAX_K = 100
 DEFAULT_K = 10
+MAX_LIST = 1000  # exclude ids / demoted genres per request
 MAX_ID = 2**63 - 1
 EXTENSION = "movierec.ai"
 INTEGER = re.compile(r"^[+-]?[0-9]{1,19}$")
@@ -54,22 +65,32 @@ bp = Blueprint("recommender", __name__)
 
 def create_app(
     settings: Settings | None = None,
-    model: FactorModel | None = None,
+    model: Recommender | None = None,
     reload_interval: float = 5.0,
 ) -> Flask:
     """The recommender app. Settings come from :func:`load_settings` when not given.
 
-    With ``model`` the app serves that model only; otherwise the newest artifact in
-    ``settings.model_dir``, re-checked every ``reload_interval`` seconds.
-    Raises :class:`~movierec.errors.ConfigError` for bad settings.
+    With ``model`` the app serves that model only (for its kind); otherwise the live (or
+    newest) artifact of each kind in ``settings.model_dir``, re-checked every
+    ``reload_interval`` seconds. Raises :class:`~movierec.errors.ConfigError` for bad settings.
     """
     settings = settings or load_settings()
     app = Flask(__name__)
     app.json.sort_keys = False
-    watcher = ModelWatcher(settings.model_dir, reload_interval, pinned=model)
+    watchers = {
+        kind: ModelWatcher(
+            None if model is not None else settings.model_dir,
+            reload_interval,
+            pinned=model if model is not None and model.kind == kind else None,
+            kind=kind,
+        )
+        for kind in ("ranking", "rating")
+    }
+    watcher = _Either(watchers["ranking"], watchers["rating"])
     database = Database(settings) if settings.database_url else None
     app.extensions[EXTENSION] = {
         "watcher": watcher,
+        "watchers": watchers,
         "users": UserContextReader(database),
         "database": database,  # so that whoever ends the app can dispose of its pool
     }
@@ -82,11 +103,40 @@ def create_app(
     return app
 
 
-def _model() -> FactorModel:
+class _Either:
+    """The ranking model when there is one, else the rating model (both may be None)."""
+
+    def __init__(self, ranking: ModelWatcher, rating: ModelWatcher):
+        self.ranking, self.rating = ranking, rating
+
+    def current(self) -> Recommender | None:
+        return self.ranking.current() or self.rating.current()
+
+
+def _model() -> Recommender:
     model = current_app.extensions[EXTENSION]["watcher"].current()
     if model is None:
         raise ModelNotReady("no trained model yet; run `movierec model train`")
     return model
+
+
+def _id_list(name: str) -> list[int]:
+    raw = request.args.get(name, "").strip()
+    parts = [p.strip() for p in raw.split(",") if p.strip()] if raw else []
+    if len(parts) > MAX_LIST:
+        raise BadInput(f"parameter {name!r} lists more than {MAX_LIST} ids")
+    bad = [p for p in parts if not INTEGER.match(p)]
+    if bad:
+        raise BadInput(f"parameter {name!r} must list integers, not {bad[0][:40]!r}")
+    return [int(p) for p in parts]
+
+
+def _word_list(name: str) -> list[str]:
+    raw = request.args.get(name, "").strip()
+    words = [w.strip() for w in raw.split(",") if w.strip()] if raw else []
+    if len(words) > MAX_LIST or any(len(w) > 64 for w in words):
+        raise BadInput(f"parameter {name!r} is too long")
+    return words
 
 
 def _int_param(name: str, default: int | None = None, low: int = 1, high: int = MAX_ID) -> int:
@@ -103,8 +153,16 @@ def _int_param(name: str, default: int | None = None, low: int = 1, high: int = 
     return value
 
 
-def _items(pairs: tuple[tuple[int, float], ...]) -> list[dict[str, float | int]]:
-    return [{"movie_id": movie_id, "score": round(score, 4)} for movie_id, score in pairs]
+def _items(
+    pairs: tuple[tuple[int, float], ...], because: tuple[int | None, ...] = ()
+) -> list[dict[str, float | int]]:
+    items: list[dict[str, float | int]] = []
+    for j, (movie_id, score) in enumerate(pairs):
+        item: dict[str, float | int] = {"movie_id": movie_id, "score": round(score, 4)}
+        if j < len(because) and because[j] is not None:
+            item["because"] = because[j]
+        items.append(item)
+    return items
 
 
 @bp.get("/recommend")
@@ -112,18 +170,52 @@ def recommend():
     """Top-k movies for a user, excluding everything the database says they rated."""
     user_id = _int_param("user")
     k = _int_param("k", DEFAULT_K, high=MAX_K)
-    model = _model()
+    exclude = _id_list("exclude")
+    demote = _word_list("demote_genres")
+    model = _model()  # this one object answers the whole request, whatever is swapped in
     users: UserContextReader = current_app.extensions[EXTENSION]["users"]
-    # Preferred genres only matter for a user the model cannot personalise for.
-    context = users.read(user_id, want_genres=not model.knows_user(user_id))
-    recs = model.recommend(user_id, k, exclude=context.rated, genres=context.genres)
+    if model.kind == "ranking":
+        context = users.read(user_id, want_genres=True)
+        recs = model.recommend(
+            user_id,
+            k,
+            exclude=context.rated | set(exclude),
+            signals=context.signals(),
+            demote_genres=demote,
+        )
+    else:
+        # Preferred genres only matter for a user the model cannot personalise for.
+        context = users.read(user_id, want_genres=not model.knows_user(user_id))
+        recs = model.recommend(
+            user_id,
+            k,
+            exclude=context.rated | set(exclude),
+            genres=context.genres,
+            demote_genres=demote,
+        )
     return jsonify(
         user=user_id,
         k=k,
         model_version=recs.model_version,
         fallback=recs.fallback,
         reason=recs.reason,
-        items=_items(recs.items),
+        items=_items(recs.items, recs.because),
+    )
+
+
+@bp.get("/predict")
+def predict():
+    """Predicted stars of one movie for one user, from the rating model."""
+    user_id = _int_param("user")
+    movie_id = _int_param("movie")
+    model = current_app.extensions[EXTENSION]["watchers"]["rating"].current()
+    if model is None:
+        raise ModelNotReady("no rating model yet; run `movierec model train --algo svd`")
+    return jsonify(
+        user=user_id,
+        movie=movie_id,
+        model_version=model.version,
+        rating=round(model.predict(user_id, movie_id), 4),
     )
 
 
@@ -149,6 +241,13 @@ def health():
 @bp.get("/model")
 def model_meta():
     return jsonify(_model().meta)
+
+
+@bp.get("/models")
+def models_meta():
+    watchers = current_app.extensions[EXTENSION]["watchers"]
+    found = {kind: watcher.current() for kind, watcher in watchers.items()}
+    return jsonify({kind: (m.meta if m is not None else None) for kind, m in found.items()})
 
 
 def _http_error(exc: HTTPException):

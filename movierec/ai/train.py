@@ -1,35 +1,45 @@
-"""Training: database ratings -> surprise SVD -> hold-out metrics -> a versioned artifact.
+"""Training: ratings -> any algorithm -> hold-out metrics -> a versioned artifact.
 
-With ``test_size > 0`` the model is first fitted on a random ``1 - test_size`` share and scored
-on the rest (RMSE, MAE, and the same for predicting the global mean, as a floor to beat). The
-saved model is then refitted on *all* ratings with the same hyper-parameters: the held-out
-ratings are often the only ones of new users, and serving a model that ignores a fifth of the
-data to save one fit would be a bad trade. The hold-out error is thus a slightly pessimistic
-estimate for the saved model. ``test_size=0`` skips the evaluation (one fit only).
+With ``test_size > 0`` the model is first fitted on a held-out split and scored on the rest;
+the saved model is then refitted on *all* ratings with the same hyper-parameters (the held-out
+ratings are often the only ones of new users). Rating models are scored by RMSE/MAE on a
+random share of all ratings (as before), ranking models by top-N metrics on each user's
+latest ratings (a time-ordered hold-out per user: recommending the future from the past).
+``test_size=0`` skips the evaluation (one fit only).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import surprise
-from surprise import SVD
 
+from movierec.ai.algorithms import RANKING, Fitted, choose_ranking_algo, get_algorithm
+from movierec.ai.algorithms.rating import FittedFactors
 from movierec.ai.artifact import ArtifactInfo, write_artifact
-from movierec.ai.dataset import RatingsData, read_movie_genres, read_ratings, to_trainset
-from movierec.ai.evaluation import Metrics, evaluate, holdout_split
+from movierec.ai.dataset import RatingsData, read_movie_genres, read_ratings, user_item_matrix
+from movierec.ai.evaluation import (
+    Metrics,
+    TopN,
+    holdout_split,
+    mae,
+    per_user_split,
+    rmse,
+    top_n_metrics,
+)
 from movierec.ai.factors import Factors
-from movierec.ai.scorer import model_arrays
+from movierec.ai.scorer import common_arrays, model_arrays
 from movierec.db import Database
 from movierec.errors import BadInput, ModelNotReady
 
 ALGORITHM = "svd"
-FORMAT = 1
+FORMAT = 2
+TOP_K = 10
 
 # progress(stage, done, total): a stage starts with done=0 and ends with done == total.
 StageProgress = Callable[[str, int, int | None], None]
@@ -63,6 +73,9 @@ class TrainParams:
             raise BadInput("bad training parameters: " + "; ".join(problems))
         return self
 
+    def algo_params(self) -> dict[str, Any]:
+        return {"factors": self.factors, "epochs": self.epochs, "lr": self.lr, "reg": self.reg}
+
 
 @dataclass(frozen=True)
 class TrainReport:
@@ -72,36 +85,166 @@ class TrainReport:
     n_movies: int
     n_ratings: int
     train_seconds: float
+    top_n: TopN | None = None
+    algo: str = ALGORITHM
+    kind: str = "rating"
 
 
 def fit_svd(data: RatingsData, params: TrainParams, rows: np.ndarray | None = None) -> Factors:
     """Fit surprise's SVD on ``rows`` of ``data`` (all when None) and return its factors."""
-    trainset = to_trainset(data, rows)
-    algo = SVD(
-        n_factors=params.factors,
-        n_epochs=params.epochs,
-        lr_all=params.lr,
-        reg_all=params.reg,
-        random_state=params.seed,
-    )
-    algo.fit(trainset)
-    return Factors.from_svd(algo, trainset)
+    fitted = get_algorithm("svd").fit(data, rows, params.algo_params(), params.seed)
+    assert isinstance(fitted, FittedFactors)
+    return fitted.factors
 
 
-def holdout_metrics(
-    data: RatingsData, params: TrainParams, progress: StageProgress | None = None
+def rating_metrics(
+    data: RatingsData, algo: str, params: Mapping[str, Any], test_size: float, seed: int
 ) -> Metrics:
-    """Fit on a seeded random split and score on the held-out ratings.
+    """Fit on a seeded random split of all ratings and score RMSE/MAE on the rest.
 
     Raises :class:`BadInput` when the split leaves either side empty.
     """
+    train_rows, test_rows = holdout_split(data.n_ratings, test_size, seed)
+    fitted = get_algorithm(algo).fit(data, train_rows, params, seed)
+    actual = data.ratings[test_rows].astype(np.float64)
+    predicted = fitted.estimate_pairs(data.user_index[test_rows], data.item_index[test_rows])
+    mean = float(data.ratings[train_rows].mean())
+    baseline = np.full_like(actual, mean)
+    return Metrics(
+        rmse=rmse(predicted, actual),
+        mae=mae(predicted, actual),
+        baseline_rmse=rmse(baseline, actual),
+        baseline_mae=mae(baseline, actual),
+        n_train=int(train_rows.shape[0]),
+        n_test=int(test_rows.shape[0]),
+    )
+
+
+def time_split(data: RatingsData, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's latest ``test_size`` share held out (random per user without timestamps)."""
+    return per_user_split(data.user_index, test_size, seed, data.timestamps)
+
+
+def ranking_metrics(
+    data: RatingsData,
+    algo: str,
+    params: Mapping[str, Any],
+    split: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    k: int = TOP_K,
+) -> TopN:
+    """Top-``k`` metrics of ``algo`` fitted on ``split[0]`` and measured on ``split[1]``."""
+    train_rows, test_rows = split
+    fitted = get_algorithm(algo).fit(data, train_rows, params, seed)
+    return score_top_n(fitted, data, train_rows, test_rows, k)
+
+
+def score_top_n(
+    fitted: Fitted, data: RatingsData, train_rows: np.ndarray, test_rows: np.ndarray, k: int
+) -> TopN:
+    seen = user_item_matrix(data, train_rows, "rating")
+    held = user_item_matrix(data, test_rows, "binary")
+    return top_n_metrics(lambda users: fitted.score_users(users, seen), seen, held, k)
+
+
+def resolve_algo(name: str | None, n_items: int, ease_max_items: int | None = None) -> str:
+    """``auto`` (or None) becomes ``ease`` or ``als`` by catalogue size; others are checked."""
+    if name in (None, "", "auto"):
+        return choose_ranking_algo(n_items, *(() if ease_max_items is None else (ease_max_items,)))
+    return get_algorithm(name).name
+
+
+def train_on_data(
+    data: RatingsData,
+    model_dir: Path,
+    algo: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    test_size: float = 0.2,
+    seed: int = 0,
+    genre_names: np.ndarray | None = None,
+    movie_genres: np.ndarray | None = None,
+    progress: StageProgress | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+) -> TrainReport:
+    """Evaluate ``algo`` (unless ``test_size`` is 0), fit it on all of ``data``, write a version.
+
+    Raises :class:`BadInput` for an unknown algorithm, bad parameters or a too-small split,
+    :class:`ModelNotReady` when ``data`` holds no rating.
+    """
+    if data.n_ratings == 0:
+        raise ModelNotReady("the database has no ratings to train on; import or generate data")
+    if not 0 <= test_size < 1:
+        raise BadInput("bad training parameters: test size must be at least 0 and below 1")
+    algorithm = get_algorithm(algo)
+    resolved = algorithm.resolve(params)
     report = progress or _quiet
-    train_rows, test_rows = holdout_split(data.n_ratings, params.test_size, params.seed)
-    stage = f"fitting on {1 - params.test_size:.0%} for evaluation"
-    report(stage, 0, 1)
-    factors = fit_svd(data, params, train_rows)
-    report(stage, 1, 1)
-    return evaluate(factors, data, train_rows, test_rows)
+    started = datetime.now(UTC)
+    metrics: Metrics | None = None
+    top_n: TopN | None = None
+    if test_size > 0:
+        if algorithm.kind == RANKING:
+            stage = f"fitting {algorithm.name} without each user's latest {test_size:.0%}"
+            report(stage, 0, 1)
+            split = time_split(data, test_size, seed)
+            top_n = ranking_metrics(data, algorithm.name, resolved, split, seed)
+        else:
+            stage = f"fitting {algorithm.name} on {1 - test_size:.0%} for evaluation"
+            report(stage, 0, 1)
+            metrics = rating_metrics(data, algorithm.name, resolved, test_size, seed)
+        report(stage, 1, 1)
+    report("fitting on all ratings", 0, 1)
+    clock = time.perf_counter()
+    fitted = algorithm.fit(data, None, resolved, seed)
+    train_seconds = time.perf_counter() - clock
+    report("fitting on all ratings", 1, 1)
+    report("writing artifact", 0, 1)
+    if isinstance(fitted, FittedFactors):
+        arrays = model_arrays(fitted.factors, data, genre_names, movie_genres)
+    else:
+        arrays = {**common_arrays(data, genre_names, movie_genres), **fitted.arrays()}
+    meta = {
+        "algorithm": algorithm.name,
+        "kind": algorithm.kind,
+        "form": fitted.form,
+        "library": algorithm.library,
+        "format": FORMAT,
+        "params": {**resolved, "test_size": test_size, "seed": seed},
+        **fitted.meta(),
+        "n_users": data.n_users,
+        "n_movies": data.n_items,
+        "n_ratings": data.n_ratings,
+        "metrics": metrics.as_dict() if metrics else None,
+        "top_n": top_n.as_dict() if top_n else None,
+        "evaluation": "time-ordered hold-out per user" if top_n else "random hold-out",
+        "fitted_on": "all ratings",
+        "trained_at": started.isoformat(timespec="seconds"),
+        "train_seconds": round(train_seconds, 3),
+        **(extra_meta or {}),
+    }
+    info = write_artifact(Path(model_dir), algorithm.name, arrays, meta, when=started)
+    report("writing artifact", 1, 1)
+    return TrainReport(
+        info, metrics, data.n_users, data.n_items, data.n_ratings, train_seconds, top_n,
+        algorithm.name, algorithm.kind,
+    )  # fmt: skip
+
+
+def read_training_data(
+    database: Database, progress: StageProgress | None = None
+) -> tuple[RatingsData, np.ndarray, np.ndarray]:
+    """Ratings, genre names and the movie-genre matrix from the database.
+
+    Raises :class:`ModelNotReady` when there is no rating, :class:`DatabaseUnavailable`.
+    """
+    report = progress or _quiet
+    data = read_ratings(database, lambda done, total: report("reading ratings", done, total))
+    if data.n_ratings == 0:
+        raise ModelNotReady("the database has no ratings to train on; import or generate data")
+    report("reading movie genres", 0, 1)
+    genre_names, movie_genres = read_movie_genres(database, data.movie_ids)
+    report("reading movie genres", 1, 1)
+    return data, genre_names, movie_genres
 
 
 def train_model(
@@ -109,45 +252,35 @@ def train_model(
     model_dir: Path,
     params: TrainParams | None = None,
     progress: StageProgress | None = None,
+    *,
+    algo: str | None = None,
+    algo_params: Mapping[str, Any] | None = None,
+    ease_max_items: int | None = None,
 ) -> TrainReport:
     """Train on every rating in the database and write a new artifact to ``model_dir``.
 
+    Without ``algo`` this is surprise's SVD with ``params``; ``algo="auto"`` picks EASE or ALS
+    by catalogue size. ``params`` always supplies ``test_size`` and ``seed``.
     Raises :class:`ModelNotReady` when the database holds no rating, :class:`BadInput` for bad
     parameters, :class:`DatabaseUnavailable` when the database cannot be read.
     """
     params = (params or TrainParams()).check()
-    report = progress or _quiet
-    started = datetime.now(UTC)
-    data = read_ratings(database, lambda done, total: report("reading ratings", done, total))
-    if data.n_ratings == 0:
-        raise ModelNotReady("the database has no ratings to train on; import or generate data")
-    report("reading movie genres", 0, 1)
-    genre_names, movie_genres = read_movie_genres(database, data.movie_ids)
-    report("reading movie genres", 1, 1)
-    metrics = holdout_metrics(data, params, report) if params.test_size > 0 else None
-    report("fitting on all ratings", 0, 1)
-    clock = time.perf_counter()
-    factors = fit_svd(data, params)
-    train_seconds = time.perf_counter() - clock
-    report("fitting on all ratings", 1, 1)
-    report("writing artifact", 0, 1)
-    meta = {
-        "algorithm": ALGORITHM,
-        "library": f"scikit-surprise {surprise.__version__}",
-        "format": FORMAT,
-        "params": asdict(params),
-        "n_users": data.n_users,
-        "n_movies": data.n_items,
-        "n_ratings": data.n_ratings,
-        "metrics": metrics.as_dict() if metrics else None,
-        "fitted_on": "all ratings",
-        "trained_at": started.isoformat(timespec="seconds"),
-        "train_seconds": round(train_seconds, 3),
-    }
-    arrays = model_arrays(factors, data, genre_names, movie_genres)
-    info = write_artifact(Path(model_dir), ALGORITHM, arrays, meta, when=started)
-    report("writing artifact", 1, 1)
-    return TrainReport(info, metrics, data.n_users, data.n_items, data.n_ratings, train_seconds)
+    data, genre_names, movie_genres = read_training_data(database, progress)
+    if algo is None or algo == ALGORITHM and algo_params is None:
+        name, given = ALGORITHM, params.algo_params()
+    else:
+        name, given = resolve_algo(algo, data.n_items, ease_max_items), dict(algo_params or {})
+    return train_on_data(
+        data,
+        model_dir,
+        name,
+        given,
+        test_size=params.test_size,
+        seed=params.seed,
+        genre_names=genre_names,
+        movie_genres=movie_genres,
+        progress=progress,
+    )
 
 
 def _quiet(stage: str, done: int, total: int | None) -> None:

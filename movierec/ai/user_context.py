@@ -1,4 +1,4 @@
-"""What the server reads about a user at request time: movies rated and genres preferred.
+"""What the server reads about a user at request time: ratings, preferences, searched genres.
 
 The model only knows ratings up to its training; the database knows the rest, so a movie
 rated a minute ago is not recommended back. Both reads are primary-key lookups. When the
@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from movierec.db import Database, Preference, Rating
+from movierec.ai.base import Signals
+from movierec.db import Database, Preference, Rating, Search
 from movierec.errors import DatabaseUnavailable
+
+RECENT_SEARCHES = 20
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,19 @@ class UserContext:
     rated: frozenset[int] = frozenset()
     genres: tuple[str, ...] = ()
     from_database: bool = False
+    ratings: tuple[tuple[int, float], ...] = ()  # (movie_id, stars), all of them
+    liked: tuple[int, ...] = ()  # preferences.movie_ids
+    searched_genres: tuple[str, ...] = ()  # genres of the latest searches, newest first
+
+    def signals(self) -> Signals:
+        """The context as fold-in signals; complete only when read from the database."""
+        return Signals(
+            ratings=self.ratings,
+            liked=self.liked,
+            genres=self.genres,
+            searched_genres=self.searched_genres,
+            complete=self.from_database,
+        )
 
 
 class UserContextReader:
@@ -43,22 +59,38 @@ class UserContextReader:
         self._down_until = 0.0
 
     def read(self, user_id: int, want_genres: bool) -> UserContext:
-        """The user's rated movies (and preferred genres when ``want_genres``), or an empty
-        context when there is no database or it does not answer."""
+        """The user's ratings (and, when ``want_genres``, preferred genres, favourite movies
+        and searched genres), or an empty context when there is no database or it does not
+        answer."""
         if self.database is None or self._clock() < self._down_until:
             return UserContext()
         try:
             with self.database.session(readonly=True) as session:
-                rated = session.scalars(select(Rating.movie_id).where(Rating.user_id == user_id))
-                rated = frozenset(rated)
+                rows = session.execute(
+                    select(Rating.movie_id, Rating.rating).where(Rating.user_id == user_id)
+                ).all()
+                ratings = tuple((int(m), float(r)) for m, r in rows)
+                rated = frozenset(m for m, _ in ratings)
                 genres: tuple[str, ...] = ()
+                liked: tuple[int, ...] = ()
+                searched: tuple[str, ...] = ()
                 if want_genres:
-                    found = session.scalar(
-                        select(Preference.genres).where(Preference.user_id == user_id)
+                    found = session.execute(
+                        select(Preference.genres, Preference.movie_ids).where(
+                            Preference.user_id == user_id
+                        )
+                    ).first()
+                    if found is not None:
+                        genres, liked = tuple(found[0] or ()), tuple(found[1] or ())
+                    recent = session.scalars(
+                        select(Search.genre)
+                        .where(Search.user_id == user_id, Search.genre.is_not(None))
+                        .order_by(Search.searched_at.desc())
+                        .limit(RECENT_SEARCHES)
                     )
-                    genres = tuple(found or ())
+                    searched = tuple(dict.fromkeys(g for g in recent if g))
         except DatabaseUnavailable as exc:
             self._down_until = self._clock() + self.retry_after
             log.warning("answering from the model alone for %.0fs: %s", self.retry_after, exc)
             return UserContext()
-        return UserContext(rated, genres, from_database=True)
+        return UserContext(rated, genres, True, ratings, liked, searched)

@@ -4,6 +4,11 @@ Checking is a directory listing, done at most once per ``interval`` seconds and 
 request asks for the model, so an idle worker does no work and ``movierec model train`` while
 serving takes effect within ``interval`` seconds. A damaged or half-visible new version is
 logged and skipped; the old model keeps serving.
+
+With a ``kind``, the watcher follows that kind's live pointer (see :mod:`movierec.ai.registry`)
+so promotions and rollbacks reach every server within ``interval``. The switch is one
+reference assignment: a request holds the model object it got from :meth:`current` until it
+ends, so it is answered by exactly one version even while another is swapped in.
 """
 
 from __future__ import annotations
@@ -15,23 +20,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 from movierec.ai.artifact import META_FILE, newest_version
-from movierec.ai.scorer import FactorModel, load_model
-from movierec.errors import MovierecError
+from movierec.ai.base import Recommender
+from movierec.ai.registry import serving_version
+from movierec.ai.scorer import load_model
+from movierec.errors import ModelNotReady, MovierecError
 
 log = logging.getLogger(__name__)
 
 
 class ModelWatcher:
-    """Holds the newest loadable model of ``model_dir`` (or one pinned model)."""
+    """Holds the newest loadable model of ``model_dir`` (or of ``kind``, or one pinned model)."""
 
     def __init__(
         self,
         model_dir: Path | None,
         interval: float = 5.0,
-        pinned: FactorModel | None = None,
+        pinned: Recommender | None = None,
         clock: Callable[[], float] = time.monotonic,
+        kind: str | None = None,
     ):
         self.model_dir = model_dir
+        self.kind = kind
         self.interval = interval
         self._model = pinned
         self._pinned = pinned is not None
@@ -40,7 +49,7 @@ class ModelWatcher:
         self._failed: tuple[str, tuple[int, int]] | None = None  # a version that failed
         self._lock = threading.Lock()
 
-    def current(self) -> FactorModel | None:
+    def current(self) -> Recommender | None:
         """The model to answer with, or None while no artifact exists."""
         if self._pinned or self.model_dir is None:
             return self._model
@@ -54,7 +63,10 @@ class ModelWatcher:
         return self._model
 
     def _refresh(self) -> None:
-        newest = newest_version(self.model_dir)
+        if self.kind is None:
+            newest = newest_version(self.model_dir)
+        else:
+            newest = serving_version(self.model_dir, self.kind)
         loaded = self._model.version if self._model else None
         if newest is None or newest == loaded:
             return
@@ -63,7 +75,10 @@ class ModelWatcher:
         if attempt == self._failed:
             return
         try:
-            self._model = load_model(self.model_dir, newest)
+            model = load_model(self.model_dir, newest)
+            if self.kind is not None and model.kind != self.kind:
+                raise ModelNotReady(f"model {newest} is a {model.kind} model, not {self.kind}")
+            self._model = model
         except MovierecError as exc:
             self._failed = attempt
             log.warning("cannot load model %s, keeping %s: %s", newest, loaded, exc)

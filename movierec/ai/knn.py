@@ -1,0 +1,155 @@
+"""KNNBaseline (Koren 2010) estimates in NumPy, from the arrays of a fitted surprise model.
+
+``r̂(u, i) = b_ui + Σ_v sim(u, v) (r_vi - b_vi) / Σ_v sim(u, v)`` over the ``k`` most similar
+neighbours ``v`` that rated ``i`` (positive similarities only), exactly as surprise computes it;
+item-based when ``user_based`` is false (the roles of users and items swap). The similarity
+matrix is dense ``n²`` over users (or items), so this form is for small data sets: training
+refuses more than ``MAX_ENTITIES`` (the bench shows the numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from movierec.ai.base import Recommendations, Recommender, Similar, clip_rating
+from movierec.ai.dataset import dense_index
+from movierec.errors import BadInput, ModelNotReady, NotFound
+
+MAX_ENTITIES = 30_000
+KNN_ARRAYS = ("knn_sim", "knn_indptr", "knn_neighbours", "knn_ratings")
+
+
+class KnnEstimator:
+    """Estimates from ``sim`` (n_x × n_x) and, per y, the x that rated it with their rating.
+
+    ``x`` is the user and ``y`` the item when ``user_based``, the other way round otherwise.
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        global_mean: float,
+        user_bias: np.ndarray,
+        item_bias: np.ndarray,
+        known_users: np.ndarray,
+        known_items: np.ndarray,
+        k: int,
+        min_k: int,
+        user_based: bool,
+    ):
+        self.sim = arrays["knn_sim"]
+        self.indptr = arrays["knn_indptr"]
+        self.neighbours = arrays["knn_neighbours"]
+        self.ratings = arrays["knn_ratings"]
+        self.mean, self.bu, self.bi = global_mean, user_bias, item_bias
+        self.known_users, self.known_items = known_users, known_items
+        self.k, self.min_k, self.user_based = k, min_k, user_based
+
+    def estimate(self, u: int | None, i: int | None) -> float:
+        """The unclipped estimate for dense ``u``, ``i`` (None: unknown to the model)."""
+        ku = u is not None and bool(self.known_users[u])
+        ki = i is not None and bool(self.known_items[i])
+        est = self.mean + (float(self.bu[u]) if ku else 0.0) + (float(self.bi[i]) if ki else 0.0)
+        if not (ku and ki):
+            return est
+        x, y = (u, i) if self.user_based else (i, u)
+        bx, by = (self.bu, self.bi) if self.user_based else (self.bi, self.bu)
+        start, end = int(self.indptr[y]), int(self.indptr[y + 1])
+        others = np.asarray(self.neighbours[start:end])
+        sims = np.asarray(self.sim[x, others], dtype=np.float64)
+        if others.size > self.k:
+            # heapq.nlargest keeps the first of equal similarities; a stable sort does too.
+            top = np.argsort(-sims, kind="stable")[: self.k]
+        else:
+            top = np.arange(others.size)
+        sims, others = sims[top], others[top]
+        positive = sims > 0
+        if int(positive.sum()) < self.min_k:
+            return est
+        sims, others = sims[positive], others[positive]
+        residual = np.asarray(self.ratings[start:end], dtype=np.float64)[top][positive]
+        residual -= self.mean + bx[others] + by[y]
+        total = sims.sum()
+        return est + float((sims * residual).sum() / total) if total > 0 else est
+
+    def estimate_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        out = np.empty(users.shape[0], dtype=np.float64)
+        for row, (u, i) in enumerate(zip(users.tolist(), items.tolist(), strict=True)):
+            out[row] = self.estimate(u, i)
+        return out
+
+
+class KnnModel(Recommender):
+    """A served KNNBaseline rating model: ``/predict`` stars, and top-k by estimated stars."""
+
+    kind = "rating"
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]):
+        """Raises :class:`ModelNotReady` when the arrays do not fit together."""
+        self.meta = dict(meta)
+        self.version = str(meta.get("version", "unsaved"))
+        self.user_ids, self.movie_ids = arrays["user_ids"], arrays["movie_ids"]
+        self.popularity = arrays["popularity"]
+        self._rated_indptr, self._rated_items = arrays["rated_indptr"], arrays["rated_items"]
+        self._popular_order = arrays["popular_order"]
+        n_users, n_items = self.user_ids.shape[0], self.movie_ids.shape[0]
+        params = self.meta.get("params", {})
+        user_based = bool(params.get("user_based", True))
+        expected = (n_users if user_based else n_items,) * 2
+        if arrays["knn_sim"].shape != expected or arrays["user_bias"].shape != (n_users,):
+            raise ModelNotReady(f"model {self.version} is damaged: knn arrays mismatch")
+        self._estimator = KnnEstimator(
+            arrays,
+            float(arrays["global_mean"]),
+            arrays["user_bias"],
+            arrays["item_bias"],
+            np.diff(np.asarray(self._rated_indptr)) > 0,
+            np.asarray(self.popularity) > 0,
+            int(params.get("k", 40)),
+            int(params.get("min_k", 1)),
+            user_based,
+        )
+
+    def _pos(self, ids: np.ndarray, wanted: int) -> int | None:
+        found = dense_index(ids, (wanted,))
+        return int(found[0]) if found.size else None
+
+    def knows_user(self, user_id: int) -> bool:
+        u = self._pos(self.user_ids, user_id)
+        return u is not None and bool(self._estimator.known_users[u])
+
+    def predict(self, user_id: int, movie_id: int) -> float:
+        u, i = self._pos(self.user_ids, user_id), self._pos(self.movie_ids, movie_id)
+        return clip_rating(self._estimator.estimate(u, i))
+
+    def recommend(
+        self,
+        user_id: int,
+        k: int = 10,
+        exclude: Iterable[int] = (),
+        genres: Sequence[str] | None = None,
+    ) -> Recommendations:
+        """Top ``k`` by estimated stars (one estimate per movie: meant for small catalogues);
+        an unknown user gets the most rated movies, marked as a fallback."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise BadInput(f"k must be a positive integer, not {k!r}")
+        skip = set(dense_index(self.movie_ids, exclude).tolist())
+        u = self._pos(self.user_ids, user_id)
+        if u is None or not self._estimator.known_users[u]:
+            order = [i for i in np.asarray(self._popular_order).tolist() if i not in skip][:k]
+            items = tuple((int(self.movie_ids[i]), float(self.popularity[i])) for i in order)
+            return Recommendations(items, self.version, True, "unknown user: the most rated movies")
+        skip |= set(self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]].tolist())
+        candidates = np.array([i for i in range(self.movie_ids.shape[0]) if i not in skip])
+        if candidates.size == 0:
+            return Recommendations((), self.version)
+        est = self._estimator.estimate_pairs(np.full(candidates.shape[0], u), candidates)
+        best = np.argsort(-est, kind="stable")[:k]
+        items = tuple((int(self.movie_ids[candidates[j]]), clip_rating(est[j])) for j in best)
+        return Recommendations(items, self.version)
+
+    def similar(self, movie_id: int, k: int = 10) -> Similar:
+        raise NotFound(f"model {self.version} (knnbaseline) answers no similar-movie queries")
