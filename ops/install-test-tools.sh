@@ -11,7 +11,7 @@ provider_dir="$root/tests/support/oidc_provider"
 fail() { echo "install-test-tools: $*" >&2; exit 1; }
 
 # 1. Chromium from Debian (/usr/bin/chromium).
-"$root/ops/install-system.sh" chromium
+"$root/ops/install-system.sh" chromium redis-server wrk
 [ -x /usr/bin/chromium ] || fail "/usr/bin/chromium is missing after installing Debian's chromium"
 
 # 2. Node.js 20+ and npm: expected on the machine, not installed here.
