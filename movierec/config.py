@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -71,6 +72,18 @@ class Settings:
     ease_max_items: int = 20_000
     model_refresh_interval: float = 0.0
     algo_params: Mapping[str, Any] = field(default_factory=dict)
+    # Recommender serving at scale (see movierec.ai.server): an ANN index (faiss IVF) is built
+    # at train time for factor models (SVD, ALS) with more than ann_min_items movies and
+    # searched probing ann_nprobe lists (0 = always score exhaustively); ai_shard "i/n" makes
+    # an AI instance keep and serve only the movies with movie_id % n == i; per worker: a
+    # per-user result cache of ai_cache_users entries kept ai_cache_ttl seconds (0 = off) and
+    # the vectors of the most rated movies, up to ai_hot_mb, copied out of the mmapped model.
+    ann_min_items: int = 100_000
+    ann_nprobe: int = 32
+    ai_shard: str = ""
+    ai_cache_users: int = 10_000
+    ai_cache_ttl: float = 300.0
+    ai_hot_mb: int = 16
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def require(self, *names: str) -> None:
@@ -159,6 +172,15 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
         problems.append("ease_max_items: must be at least 1")
     if values["model_refresh_interval"] < 0:
         problems.append("model_refresh_interval: must not be negative (0 = off)")
+    for name in ("ann_min_items", "ann_nprobe", "ai_cache_users", "ai_hot_mb"):
+        if values[name] < 0:
+            problems.append(f"{name}: must not be negative")
+    if values["ai_cache_ttl"] < 0:
+        problems.append("ai_cache_ttl: must not be negative (0 = no per-user cache)")
+    shard = values["ai_shard"].strip()
+    found = re.fullmatch(r"(\d{1,4})/(\d{1,4})", shard)
+    if shard and not (found and int(found[1]) < int(found[2])):
+        problems.append(f"ai_shard: {shard!r} is not i/n with 0 <= i < n (e.g. 0/4)")
 
 
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:

@@ -19,6 +19,11 @@ import pytest
 from movierec.config import load_settings
 from movierec.db import Database, LocalPostgres, upgrade
 
+# The login-test harness (a real OpenID Connect provider, headless Chromium) as plugins here,
+# once: a second import in a sub-directory's conftest would start a second Playwright, which
+# Playwright's sync API refuses.
+pytest_plugins = ["support.browser", "support.oidc"]
+
 TEMPLATE = "movierec_template"
 MOVIELENS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
 

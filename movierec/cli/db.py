@@ -6,15 +6,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.table import Table
 
-from movierec.cli import db_history, db_replica
+from movierec.cli import db_history, db_partitions, db_replica
 from movierec.cli.common import console, settings_from
 from movierec.db import LocalPostgres
 from movierec.db.migrate import current_tables, upgrade
+from movierec.db.status import database_status
 
 app = typer.Typer(help="Database: schema and a local PostgreSQL server.", no_args_is_help=True)
 app.add_typer(db_replica.app, name="replica")
 app.add_typer(db_history.app, name="history")
+app.add_typer(db_partitions.app, name="partitions")
 
 
 @app.command()
@@ -52,3 +56,43 @@ def stop_local(
     settings = settings_from(ctx)
     LocalPostgres(state_dir or settings.state_dir / "postgres").stop()
     console.print("stopped")
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """One screen: servers and replica lag, partitions, last backup, change-history size."""
+    st = database_status(settings_from(ctx))
+    servers = Table(title="servers", box=box.SIMPLE_HEAD, title_justify="left")
+    for header in ("server", "role", "state", "address", "lag bytes", "lag s", "sync"):
+        servers.add_column(header, overflow="fold")
+    for s in st.servers:
+        servers.add_row(
+            s.name, s.role, str(s.state), s.address,
+            "-" if s.lag_bytes is None else f"{s.lag_bytes:,}",
+            "-" if s.lag_seconds is None else f"{s.lag_seconds:.3f}",
+            s.sync_state or "-",
+        )  # fmt: skip
+    console.print(servers if st.servers else f"servers: {st.servers_error}", highlight=False)
+    if st.partitions:
+        console.print(db_partitions.partitions_table(list(st.partitions), title="partitions"))
+        db_partitions.print_partition_errors(list(st.partitions))
+    else:
+        console.print(f"partitions: {st.partitions_error or 'none'}", highlight=False)
+    if st.last_backup is not None:
+        b = st.last_backup
+        console.print(
+            f"last backup: {b.stanza} {b.label} ({b.type}), finished {b.stop:%Y-%m-%d %H:%M:%S} "
+            f"UTC, {db_partitions.human_bytes(b.size)}",
+            highlight=False,
+        )
+    else:
+        console.print(f"last backup: {st.backups_error}", highlight=False)
+    if st.history is not None:
+        h = st.history
+        console.print(
+            f"change history: {h.rows:,} rows, {h.change_sets:,} change sets, "
+            f"{db_partitions.human_bytes(h.bytes)}",
+            highlight=False,
+        )
+    else:
+        console.print(f"change history: {st.history_error}", highlight=False)

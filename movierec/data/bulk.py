@@ -5,6 +5,12 @@ Both the MovieLens importer and the synthetic generator load this way. Rows are 
 adding twins, and a failure anywhere before the commit leaves the database as it was.
 COPY needs the driver's own connection (psycopg 3), which is why this module works below
 SQLAlchemy; it still gets that connection, and its transaction, from :class:`Database`.
+
+Movies, ratings and preferences are partitioned tables (migration 0004) whose parents have no
+unique index, so no ``ON CONFLICT``: each upsert is an UPDATE of the rows that exist followed by
+an INSERT of those that do not. A movie's ``(source, source_id)`` is found through
+``movie_sources``. Loads of the same source take turns (a transaction-level advisory lock), so
+two of them cannot both insert the same new row.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from movierec.db import Database
 from movierec.db.history import bulk_change_set
+from movierec.db.partitions.loading import DirectRoute, direct_foreign_inserts
 from movierec.errors import BadInput, DatabaseUnavailable
 
 _STAGING_DDL = (
@@ -34,16 +41,25 @@ _STAGING_DDL = (
         user_sid bigint NOT NULL, genres text[] NOT NULL) ON COMMIT DROP""",
 )
 
-_UPSERT_MOVIES = """
+_SOURCE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('movierec.bulk:' || %s, 0))"
+
+_UPDATE_MOVIES = """
+UPDATE movies m
+SET title = s.title, year = s.year, genres = s.genres, imdb_id = s.imdb_id, tmdb_id = s.tmdb_id
+FROM stage_movies s JOIN movie_sources ms ON ms.source = %(source)s AND ms.source_id = s.source_id
+WHERE m.id = ms.movie_id
+  AND (m.title, m.year, m.genres, m.imdb_id, m.tmdb_id)
+      IS DISTINCT FROM (s.title, s.year, s.genres, s.imdb_id, s.tmdb_id)
+"""
+
+# The trigger on movies adds the movie_sources rows.
+_INSERT_MOVIES = """
 INSERT INTO movies (title, year, genres, imdb_id, tmdb_id, source, source_id)
-SELECT title, year, genres, imdb_id, tmdb_id, %(source)s, source_id
-FROM stage_movies ORDER BY source_id
-ON CONFLICT (source, source_id) DO UPDATE
-SET title = EXCLUDED.title, year = EXCLUDED.year, genres = EXCLUDED.genres,
-    imdb_id = EXCLUDED.imdb_id, tmdb_id = EXCLUDED.tmdb_id
-WHERE (movies.title, movies.year, movies.genres, movies.imdb_id, movies.tmdb_id)
-    IS DISTINCT FROM (EXCLUDED.title, EXCLUDED.year, EXCLUDED.genres, EXCLUDED.imdb_id,
-                      EXCLUDED.tmdb_id)
+SELECT title, year, genres, imdb_id, tmdb_id, %(source)s::text, source_id
+FROM stage_movies s
+WHERE NOT EXISTS (SELECT 1 FROM movie_sources ms
+                  WHERE ms.source = %(source)s::text AND ms.source_id = s.source_id)
+ORDER BY source_id
 """
 
 # An imported user someone has since renamed keeps the new name: DO NOTHING, not DO UPDATE.
@@ -53,32 +69,60 @@ SELECT %(prefix)s || source_id, %(source)s, source_id FROM stage_users ORDER BY 
 ON CONFLICT (source, source_id) DO NOTHING
 """
 
-_UPSERT_RATINGS = """
-INSERT INTO ratings (user_id, movie_id, rating, rated_at)
-SELECT u.id, m.id, s.half_stars / 2.0, to_timestamp(s.rated_epoch)
-FROM stage_ratings s
-JOIN users u ON u.source = %(source)s AND u.source_id = s.user_sid
-JOIN movies m ON m.source = %(source)s AND m.source_id = s.movie_sid
-ON CONFLICT (user_id, movie_id) DO UPDATE
-SET rating = EXCLUDED.rating, rated_at = EXCLUDED.rated_at
-WHERE (ratings.rating, ratings.rated_at) IS DISTINCT FROM (EXCLUDED.rating, EXCLUDED.rated_at)
+# Whether any rating of the source's users exists: a first load skips the update and the
+# anti-join (each costs a pass over the staged ratings).
+_SOURCE_HAS_RATINGS = """
+SELECT EXISTS (SELECT 1 FROM users u WHERE u.source = %(source)s
+               AND EXISTS (SELECT 1 FROM ratings r WHERE r.user_id = u.id))
 """
 
-_UPSERT_PREFERENCES = """
+_UPDATE_RATINGS = """
+UPDATE ratings r SET rating = x.rating, rated_at = x.rated_at
+FROM (SELECT u.id AS user_id, ms.movie_id, s.half_stars / 2.0 AS rating,
+             to_timestamp(s.rated_epoch) AS rated_at
+      FROM stage_ratings s
+      JOIN users u ON u.source = %(source)s AND u.source_id = s.user_sid
+      JOIN movie_sources ms ON ms.source = %(source)s AND ms.source_id = s.movie_sid) x
+WHERE r.user_id = x.user_id AND r.movie_id = x.movie_id
+  AND (r.rating, r.rated_at) IS DISTINCT FROM (x.rating, x.rated_at)
+"""
+
+_RATING_COLUMNS = sql.SQL("user_id, movie_id, rating, rated_at")
+
+_STAGED_RATINGS = sql.SQL("""
+SELECT u.id AS user_id, ms.movie_id, s.half_stars / 2.0 AS rating,
+       to_timestamp(s.rated_epoch) AS rated_at
+FROM stage_ratings s
+JOIN users u ON u.source = %(source)s AND u.source_id = s.user_sid
+JOIN movie_sources ms ON ms.source = %(source)s AND ms.source_id = s.movie_sid
+""")
+
+_NEW_STAGED_RATINGS = _STAGED_RATINGS + sql.SQL(
+    "WHERE NOT EXISTS (SELECT 1 FROM ratings r WHERE r.user_id = u.id AND r.movie_id = ms.movie_id)"
+)
+
+_UPDATE_PREFERENCES = """
+UPDATE preferences p SET genres = s.genres, updated_at = now()
+FROM stage_preferences s JOIN users u ON u.source = %(source)s AND u.source_id = s.user_sid
+WHERE p.user_id = u.id AND p.genres IS DISTINCT FROM s.genres
+"""
+
+_INSERT_PREFERENCES = """
 INSERT INTO preferences (user_id, genres)
 SELECT u.id, s.genres
 FROM stage_preferences s JOIN users u ON u.source = %(source)s AND u.source_id = s.user_sid
-ON CONFLICT (user_id) DO UPDATE SET genres = EXCLUDED.genres, updated_at = now()
-WHERE preferences.genres IS DISTINCT FROM EXCLUDED.genres
+WHERE NOT EXISTS (SELECT 1 FROM preferences p WHERE p.user_id = u.id)
 """
 
-# Triggers a bulk load may set aside: the history's (a bulk change set stands for them) and the
-# truncate guard (no TRUNCATE here). Foreign-key triggers are internal and checked in bulk.
+# Triggers a bulk load may set aside: the history's (a bulk change set stands for them), the
+# truncate guard (no TRUNCATE here) and the reference checks (movierec_ref_*: what foreign
+# keys were; checked in bulk below).
 _KNOWN_TRIGGERS = ("movierec_history", "movierec_history_update", "movierec_no_truncate")
 _OTHER_TRIGGERS = """
 SELECT count(*) FROM pg_trigger
 WHERE tgrelid = ANY (ARRAY['ratings', 'preferences']::regclass[])
   AND NOT tgisinternal AND tgenabled <> 'D' AND tgname <> ALL (%s)
+  AND tgname NOT LIKE 'movierec\\_ref\\_%%'
 """
 _MAY_SKIP_TRIGGERS = """
 SELECT current_setting('is_superuser') = 'on'
@@ -86,7 +130,8 @@ SELECT current_setting('is_superuser') = 'on'
 """
 _LOCK_PARENTS = (
     "SELECT count(*) FROM (SELECT 1 FROM users WHERE source = %s FOR KEY SHARE) AS locked",
-    "SELECT count(*) FROM (SELECT 1 FROM movies WHERE source = %s FOR KEY SHARE) AS locked",
+    "SELECT count(*) FROM (SELECT 1 FROM movies m JOIN movie_sources ms ON ms.movie_id = m.id "
+    "WHERE ms.source = %s FOR KEY SHARE OF m) AS locked",
 )
 
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
@@ -111,6 +156,7 @@ def bulk_transaction(
                 # The configured statement timeout guards web requests; a bulk load of
                 # millions of rows legitimately runs longer than it.
                 cur.execute("SET LOCAL statement_timeout = 0")
+                cur.execute(_SOURCE_LOCK, (source,))
                 for ddl in _STAGING_DDL:
                     cur.execute(ddl)
                 details = {"source": source, "tables": list(tables)}
@@ -194,11 +240,12 @@ def analyze_staging(cur: psycopg.Cursor) -> None:
 
 def analyze_targets(cur: psycopg.Cursor) -> None:
     """Refresh movies/users statistics so the ratings upsert joins them by hash, not by loop."""
-    cur.execute("ANALYZE movies, users")
+    cur.execute("ANALYZE movies, users, movie_sources")
 
 
 def upsert_movies(cur: psycopg.Cursor, source: str) -> None:
-    cur.execute(_UPSERT_MOVIES, {"source": source})
+    cur.execute(_UPDATE_MOVIES, {"source": source})
+    cur.execute(_INSERT_MOVIES, {"source": source})
 
 
 def upsert_users(cur: psycopg.Cursor, source: str, username_prefix: str) -> None:
@@ -234,13 +281,65 @@ def foreign_keys_in_bulk(cur: psycopg.Cursor, source: str) -> Iterator[bool]:
     cur.execute("SET LOCAL session_replication_role = origin")
 
 
+class DuplicatePairs(BadInput):
+    """The staged ratings rate one movie twice by the same user."""
+
+
 def upsert_ratings(cur: psycopg.Cursor, source: str) -> None:
-    """Raises :class:`psycopg.errors.CardinalityViolation` if staging repeats a pair."""
-    cur.execute(_UPSERT_RATINGS, {"source": source})
+    """Raises :class:`DuplicatePairs` if staging repeats a (user, movie) pair that is new.
+
+    (A repeated pair that is already in the table updates it with one of the two values.)
+    In bulk mode (:func:`foreign_keys_in_bulk`), rows of partitions on shard servers go
+    straight to trigger-less foreign tables, in postgres_fdw batches
+    (:func:`~movierec.db.partitions.loading.direct_foreign_inserts`).
+    """
+    params = {"source": source}
+    cur.execute(_SOURCE_HAS_RATINGS, params)
+    if not cur.fetchone()[0]:
+        rows = _STAGED_RATINGS
+    else:
+        cur.execute(_UPDATE_RATINGS, params)
+        rows = _NEW_STAGED_RATINGS
+    try:
+        with direct_foreign_inserts(cur.connection, "ratings") as routes:
+            if not routes:
+                insert = sql.SQL("INSERT INTO ratings ({}) {}").format(_RATING_COLUMNS, rows)
+                cur.execute(insert, params)
+            else:
+                _insert_routed(cur, rows, params, routes)
+    except psycopg.errors.UniqueViolation:
+        raise DuplicatePairs("some user rates the same movie twice") from None
+
+
+def _insert_routed(
+    cur: psycopg.Cursor, rows: sql.Composable, params: dict, routes: list[DirectRoute]
+) -> None:
+    """Insert ``rows`` into ratings: a shard's share straight into its route, the rest
+    through the parent (local partitions only, then)."""
+    cur.execute(
+        "CREATE TEMP TABLE stage_ratings_out (user_id bigint, movie_id bigint, "
+        "rating numeric(2, 1), rated_at timestamptz) ON COMMIT DROP"
+    )
+    cur.execute(sql.SQL("INSERT INTO stage_ratings_out {}").format(rows), params)
+    user = sql.Identifier("user_id")
+    for route in routes:
+        cur.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM stage_ratings_out WHERE {}").format(
+                sql.Identifier(route.relation), _RATING_COLUMNS, _RATING_COLUMNS,
+                route.condition(user),
+            )
+        )  # fmt: skip
+    elsewhere = sql.SQL(" OR ").join(route.condition(user) for route in routes)
+    cur.execute(
+        sql.SQL("INSERT INTO ratings ({}) SELECT {} FROM stage_ratings_out WHERE NOT ({})").format(
+            _RATING_COLUMNS, _RATING_COLUMNS, elsewhere
+        )
+    )
 
 
 def upsert_preferences(cur: psycopg.Cursor, source: str) -> None:
-    cur.execute(_UPSERT_PREFERENCES, {"source": source})
+    cur.execute(_UPDATE_PREFERENCES, {"source": source})
+    cur.execute(_INSERT_PREFERENCES, {"source": source})
 
 
 def refresh_statistics(database: Database) -> None:

@@ -3,6 +3,12 @@
 Writes go to the primary. Reads that may be a moment stale (search, movie pages) may go to a
 replica when one is configured; :meth:`Database.session` with ``readonly=True`` picks it and
 falls back to the primary when the replica does not answer.
+
+Connections are pooled per process by SQLAlchemy's QueuePool (psycopg connections, checked
+with a ping before use), so no separate psycopg_pool is needed. Every connection runs with
+``statement_timeout`` (``settings.statement_timeout_ms``): a statement past it is cancelled
+by the server and :meth:`Database.session` raises :class:`QueryTimeout`. Long jobs (bulk
+loads, partition moves, rollbacks) lift it for their own transaction with ``SET LOCAL``.
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from movierec.config import Settings
 from movierec.errors import DatabaseUnavailable
+
+QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
+
+
+class QueryTimeout(DatabaseUnavailable):
+    """A statement ran longer than the statement timeout and was cancelled (the server is
+    overloaded, or the query needs an index). Its transaction was rolled back."""
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -65,7 +78,8 @@ class Database:
     def session(self, readonly: bool = False) -> Iterator[Session]:
         """A session that commits on success and rolls back on error.
 
-        Raises :class:`DatabaseUnavailable` when no server answers.
+        Raises :class:`DatabaseUnavailable` when no server answers and :class:`QueryTimeout`
+        (a kind of it) when a statement outlasts the statement timeout.
         """
         engine = self._read_engine() if readonly else self.primary
         maker = self._primary_sessions if engine is self.primary else sessionmaker(engine)
@@ -73,6 +87,11 @@ class Database:
             with maker() as session, session.begin():
                 yield session
         except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == QUERY_CANCELED:
+                raise QueryTimeout(
+                    f"query cancelled after {self.settings.statement_timeout_ms} ms "
+                    f"(statement_timeout): {_first_line(exc)}"
+                ) from exc
             raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
 
     def _read_engine(self) -> Engine:

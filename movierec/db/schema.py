@@ -3,12 +3,20 @@
 Alembic migrations (``movierec/db/migrations``) are the only way the schema reaches a server;
 these models are what the code queries with. Rows that came from a data set carry
 ``(source, source_id)`` so that a re-import updates them instead of adding twins.
+
+``movies``, ``ratings``, ``searches`` and ``preferences`` are hash-partitioned (migration 0004,
+:mod:`movierec.db.partitions`): their parents have no primary key, unique index or foreign key
+in the database (partitions may live on other servers). The ``primary_key`` columns below are
+the key each partition carries (the ORM's identity); use
+:func:`movierec.db.partitions.upsert`, not ``ON CONFLICT``, to insert-or-update them. Their
+references to ``users`` and ``movies`` are enforced by triggers (``table_references``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from flask_dance.consumer.storage.sqla import OAuthConsumerMixin
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -50,6 +58,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     password_hash: Mapped[str | None] = mapped_column(Text)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Part of every login session; raising it ends all of them ("log out everywhere").
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     source: Mapped[str | None] = mapped_column(String(32))
     source_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -73,10 +83,45 @@ class Identity(Base):
 
     user: Mapped[User] = relationship(back_populates="identities")
 
-    __table_args__ = (UniqueConstraint("provider", "subject", name="identities_provider_key"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "subject", name="identities_provider_key"),
+        # One account per provider and user: the provider's token is stored per (user, provider).
+        UniqueConstraint("user_id", "provider", name="identities_user_provider_key"),
+    )
+
+
+class OAuthToken(OAuthConsumerMixin, Base):
+    """The provider's token from a user's last login there (flask-dance's SQLAlchemy storage).
+
+    Not change-history tracked: the history would keep copies of the access tokens.
+    """
+
+    __tablename__ = "oauth_tokens"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (UniqueConstraint("user_id", "provider", name="oauth_tokens_user_key"),)
+
+
+class ApiToken(Base):
+    """A personal API token: ``mrt_<prefix>_<secret>``; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Movie(Base):
+    """A movie; partitioned by hash (id). ``(source, source_id)`` is unique through
+    :class:`MovieSource`, which a trigger keeps in step."""
+
     __tablename__ = "movies"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -94,7 +139,6 @@ class Movie(Base):
     )
 
     __table_args__ = (
-        UniqueConstraint("source", "source_id", name="movies_source_key"),
         Index("movies_title_tsv_idx", "title_tsv", postgresql_using="gin"),
         Index(
             "movies_title_trgm_idx",
@@ -104,18 +148,29 @@ class Movie(Base):
         ),
         Index("movies_genres_idx", "genres", postgresql_using="gin"),
         Index("movies_year_idx", "year"),
+        {"postgresql_partition_by": "HASH (id)"},
     )
+
+
+class MovieSource(Base):
+    """Which movie a data set's movie id became: the unique index over movies' (source,
+    source_id) that a table partitioned by id cannot have. Maintained by a trigger on movies."""
+
+    __tablename__ = "movie_sources"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    movie_id: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
 class Rating(Base):
+    """A user's rating of a movie; partitioned by hash (user_id). References users and
+    movies (triggers; deleting either deletes the rating)."""
+
     __tablename__ = "ratings"
 
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    movie_id: Mapped[int] = mapped_column(
-        ForeignKey("movies.id", ondelete="CASCADE"), primary_key=True
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    movie_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     rating: Mapped[float] = mapped_column(Numeric(2, 1, asdecimal=False))
     rated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -125,16 +180,20 @@ class Rating(Base):
             name="ratings_rating_half_stars",
         ),
         Index("ratings_movie_id_idx", "movie_id"),
+        {"postgresql_partition_by": "HASH (user_id)"},
     )
 
 
 class Search(Base):
-    """One search a user made; the recommender reads these as signals of taste."""
+    """One search a user made; the recommender reads these as signals of taste.
+
+    Partitioned by hash (user_id); each partition's key is (user_id, id), ``id`` comes from
+    a sequence and is unique on its own."""
 
     __tablename__ = "searches"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger)
     query: Mapped[str] = mapped_column(Text, default="", server_default="")
     genre: Mapped[str | None] = mapped_column(Text)
     year: Mapped[int | None] = mapped_column(SmallInteger)
@@ -142,17 +201,19 @@ class Search(Base):
         DateTime(timezone=True), server_default=func.now()
     )
 
-    __table_args__ = (Index("searches_user_time_idx", "user_id", "searched_at"),)
+    __table_args__ = (
+        Index("searches_user_time_idx", "user_id", "searched_at"),
+        {"postgresql_partition_by": "HASH (user_id)"},
+    )
 
 
 class Preference(Base):
-    """What a user said they like: genres and favourite movies."""
+    """What a user said they like: genres and favourite movies. Partitioned by hash
+    (user_id)."""
 
     __tablename__ = "preferences"
 
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     genres: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list, server_default="{}")
     movie_ids: Mapped[list[int]] = mapped_column(
         ARRAY(BigInteger), default=list, server_default="{}"
@@ -160,3 +221,26 @@ class Preference(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+    __table_args__ = ({"postgresql_partition_by": "HASH (user_id)"},)
+
+
+class PartitionedTable(Base):
+    """A hash-partitioned table and the key each of its partitions (and shard tables)
+    carries; the first key column is the partition column."""
+
+    __tablename__ = "partitioned_tables"
+
+    table_name: Mapped[str] = mapped_column(Text, primary_key=True)
+    key_columns: Mapped[list[str]] = mapped_column(ARRAY(Text))
+
+
+class TableReference(Base):
+    """A reference enforced by triggers instead of a foreign key (see migration 0004)."""
+
+    __tablename__ = "table_references"
+
+    child_table: Mapped[str] = mapped_column(Text, primary_key=True)
+    child_column: Mapped[str] = mapped_column(Text, primary_key=True)
+    parent_table: Mapped[str] = mapped_column(Text)
+    parent_column: Mapped[str] = mapped_column(Text)

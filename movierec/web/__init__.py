@@ -1,7 +1,7 @@
 """The Flask site: ``gunicorn "movierec.web:create_app()"``.
 
-One blueprint per feature (auth, movies, ratings, recommendations, account, api, health); the
-recommender is reached over HTTP through :class:`AIClient` only.
+One blueprint per feature (auth, movies, ratings, recommendations, account, api, admin,
+health); the recommender is reached over HTTP through :class:`AIClient` only.
 """
 
 from movierec.web.ai_client import AIAnswer, AIClient, AIUnavailable, Scored

@@ -1,4 +1,5 @@
-"""The user's own page: their ratings, recent searches and preferred genres."""
+"""The user's own page: ratings, recent searches, preferred genres, and (from
+:mod:`movierec.web.auth.security`) passwords, linked providers, API tokens and deletion."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from movierec.web.auth.security import account_security
 from movierec.web.db import commit, get_session
 from movierec.web.forms import PreferencesForm
 from movierec.web.users import (
@@ -21,6 +23,11 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 @bp.get("")
 @login_required
 def index() -> str:
+    return render_account()
+
+
+def render_account(new_token: str | None = None) -> str:
+    """The account page; ``new_token`` is an API token just made, shown this once."""
     session = get_session()
     page = request.args.get("page", "1")
     page_number = int(page) if page.isdigit() and 0 < int(page) <= 10_000 else 1
@@ -33,6 +40,8 @@ def index() -> str:
         more=more,
         searches=recent_searches(session, current_user.id),
         form=form,
+        new_token=new_token,
+        **account_security(current_user.id),
     )
 
 

@@ -1,24 +1,49 @@
 """The web layer's only way to the recommender (AI) servers: HTTP, never model code.
 
-Several AI instances serve the same model; each call starts at the next instance in turn (so
-load spreads even without the director) and moves on when one times out, refuses the
-connection, answers 5xx or answers garbage. Answers a caller must act on (404: the model does
-not know this movie) end the call at once, since every instance would say the same.
+Several AI instances can serve the same model (replicas), and the model can be split by movie
+over several *shards*, each served by its own group of replicas (setting ``ai_shards``).
+
+* Balancing: each call goes to the less busy of two instances of the shard (power of two
+  choices on calls in flight; ties go to the one used least recently).
+* Timeouts and failover: a call that times out, is refused, answers 5xx or answers garbage is
+  retried on another instance of the shard, each attempt with its own ``timeout``.
+* Circuit breaker: after ``failure_threshold`` failures in a row an instance is skipped
+  (circuit open) for ``cooldown`` seconds; then one call probes it (half-open), and its success
+  closes the circuit, its failure opens it for another cool-down. When every instance of a
+  shard is open, the call fails at once instead of waiting on timeouts.
+* Fan-out: with several shards, ``recommend`` and ``similar`` ask every shard at once (in
+  threads) and merge their top-N by score. A shard's AI server scores only its movies, those
+  with ``movie_id % n == i``; the parameter ``shard=i/n`` tells it which.
+  When some shards answer and others do not, the answer is the merge of those that did,
+  marked ``partial``.
+
+Answers a caller must act on (404: the model does not know this movie) end the call at once,
+since every instance would say the same.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
+from movierec.config import Settings
 from movierec.errors import ConfigError, MovierecError, NotFound
 
 log = logging.getLogger(__name__)
+
+FAILURE_THRESHOLD = 3
+COOLDOWN_SECONDS = 5.0
+VERSION_CHECK_SECONDS = 3.0
 
 
 class AIUnavailable(MovierecError):
@@ -39,29 +64,91 @@ class AIAnswer:
     model_version: str | None = None
     fallback: bool = False
     reason: str | None = None
+    # Some shards did not answer: the best of the movies of those that did.
+    partial: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    url: str
+    shard: int
+    calls: int
+    failures: int
+    in_flight: int
+    circuit_open: int
 
 
 class _BadAnswer(Exception):
     """This instance answered, but not with the documented JSON shape."""
 
 
-class AIClient:
-    """Calls ``/recommend`` and ``/similar`` on the first instance of ``urls`` that answers."""
+class _Instance:
+    """One AI server and what the client knows about it. Guarded by the client's lock."""
 
-    def __init__(self, urls: Sequence[str], timeout: float, http: requests.Session | None = None):
-        """Raises :class:`ConfigError` when ``urls`` is empty."""
-        if not urls:
-            raise ConfigError("ai_urls: at least one recommender URL is needed")
-        self.urls = tuple(url.rstrip("/") for url in urls)
+    def __init__(self, url: str, shard: int):
+        self.url = url
+        self.shard = shard
+        self.in_flight = 0
+        self.last_pick = -1
+        self.failures_in_a_row = 0
+        self.open_until: float | None = None  # circuit open until then; None: closed
+        self.probing = False  # half-open: one call is trying it
+        self.calls = 0
+        self.failures = 0
+
+
+class AIClient:
+    """Calls ``/recommend``, ``/similar`` and ``/health`` on the recommender instances."""
+
+    def __init__(
+        self,
+        urls: Sequence[str] = (),
+        timeout: float = 2.0,
+        http: requests.Session | None = None,
+        *,
+        shards: Sequence[Sequence[str]] = (),
+        failure_threshold: int = FAILURE_THRESHOLD,
+        cooldown: float = COOLDOWN_SECONDS,
+        version_check: float = VERSION_CHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        """``urls`` are replicas of one whole model; ``shards`` (when given) are groups of
+        replicas, one group per movie shard, and ``urls`` is then unused.
+
+        Raises :class:`ConfigError` when there is no URL, or a shard without one.
+        """
+        groups = [tuple(group) for group in shards] if shards else [tuple(urls)]
+        if not groups or not all(groups):
+            raise ConfigError("ai_urls: at least one recommender URL is needed (per shard)")
+        self.shards = tuple(
+            tuple(_Instance(url.rstrip("/"), index) for url in group)
+            for index, group in enumerate(groups)
+        )
+        self.urls = tuple(i.url for group in self.shards for i in group)
         self.timeout = timeout
-        self._http = http or requests.Session()
-        # next() on a count is atomic under the GIL, so threaded workers share it safely.
-        self._turn = itertools.count()
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self.version_check = version_check
+        self._clock = clock
+        self._http = http or _session(len(self.urls))
+        self._lock = threading.Lock()
+        self._ticket = itertools.count()
+        self._random = random.Random()
+        self._pool: ThreadPoolExecutor | None = None
+        self._version: str | None = None
+        self._version_checked = float("-inf")
+        self._version_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AIClient:
+        """The client for ``ai_shards`` when set, else for ``ai_urls``."""
+        return cls(settings.ai_urls, settings.ai_timeout, shards=settings.ai_shards)
+
+    # --- the recommender's endpoints -----------------------------------------------------------
 
     def recommend(self, user_id: int, k: int) -> AIAnswer:
         """The top ``k`` movies for ``user_id``. Raises :class:`AIUnavailable`."""
-        body = self._get("/recommend", {"user": user_id, "k": k})
-        return _answer(body, fallback=body.get("fallback", False), reason=body.get("reason"))
+        return self._fan_out("/recommend", {"user": user_id, "k": k}, k)
 
     def similar(self, movie_id: int, k: int) -> AIAnswer:
         """Up to ``k`` movies like ``movie_id``.
@@ -69,10 +156,35 @@ class AIClient:
         Raises :class:`NotFound` when the model does not know the movie, :class:`AIUnavailable`
         when no instance answers.
         """
-        return _answer(self._get("/similar", {"movie": movie_id, "k": k}))
+        return self._fan_out("/similar", {"movie": movie_id, "k": k}, k)
+
+    def model_version(self) -> str | None:
+        """The model version the AI servers report on ``/health``, asked at most every
+        ``version_check`` seconds (one shard's versions joined by ``+`` when shards differ).
+
+        Keeps the last known version (None before the first answer) when no instance answers;
+        never raises and never makes two callers wait for the same check.
+        """
+        if self._clock() < self._version_checked + self.version_check:
+            return self._version
+        if not self._version_lock.acquire(blocking=False):
+            return self._version  # another thread is asking right now
+        try:
+            self._version_checked = self._clock()
+            versions = []
+            for index in range(len(self.shards)):
+                body = self._get(index, "/health", {}, _check_health)
+                versions.append(str(body.get("model_version")))
+            self._version = "+".join(dict.fromkeys(versions))
+        except (AIUnavailable, NotFound) as exc:
+            log.info("model version unknown, keeping %s: %s", self._version, exc)
+        finally:
+            self._version_lock.release()
+        return self._version
 
     def health(self) -> list[tuple[str, bool]]:
-        """Each instance with whether it answered ``/health`` with status ok."""
+        """Each instance with whether it answered ``/health`` with status ok (no balancing,
+        no circuit breaker: every instance is asked)."""
         report = []
         for base in self.urls:
             try:
@@ -82,38 +194,189 @@ class AIClient:
                 report.append((base, False))
         return report
 
+    def stats(self) -> list[InstanceStats]:
+        """Calls, failures, calls in flight and circuit state of each instance."""
+        now = self._clock()
+        with self._lock:
+            return [
+                InstanceStats(
+                    i.url,
+                    i.shard,
+                    i.calls,
+                    i.failures,
+                    i.in_flight,
+                    int(i.open_until is not None and (now < i.open_until or i.probing)),
+                )
+                for group in self.shards
+                for i in group
+            ]
+
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
-    def _get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        start = next(self._turn) % len(self.urls)
-        order = self.urls[start:] + self.urls[:start]
-        problems = []
-        for base in order:
+    # --- fan-out over shards ----------------------------------------------------------------------
+
+    def _fan_out(self, path: str, params: Mapping[str, Any], k: int) -> AIAnswer:
+        count = len(self.shards)
+        if count == 1:
+            return _answer(self._get(0, path, params, _items))
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=min(32, 4 * count), thread_name_prefix="ai-fan-out"
+                    )
+        futures = [
+            self._pool.submit(self._get, i, path, {**params, "shard": f"{i}/{count}"}, _items)
+            for i in range(count)
+        ]
+        answers: list[AIAnswer] = []
+        failed: list[str] = []
+        unknown = 0
+        for future in futures:
             try:
-                resp = self._http.get(base + path, params=params, timeout=self.timeout)
-            except requests.RequestException as exc:
-                problems.append(f"{base}: {type(exc).__name__}")
-                continue
-            if resp.status_code == 404:
+                answers.append(_answer(future.result()))
+            except AIUnavailable as exc:
+                failed.append(str(exc))
+            except NotFound:
+                unknown += 1  # this shard does not know the movie; another one may
+        if not answers:
+            if unknown and not failed:
                 raise NotFound(f"the recommender does not know {dict(params)}")
-            if resp.status_code >= 500:
-                problems.append(f"{base}: HTTP {resp.status_code}")
-                continue
-            if resp.status_code != 200:
-                # Our request is wrong; every instance would refuse it the same way.
-                raise AIUnavailable(f"recommender refused {path}: HTTP {resp.status_code}")
+            raise AIUnavailable("; ".join(failed))
+        return merge(answers, k, partial=bool(failed))
+
+    # --- one shard: balancing, failover, circuit breaker ---------------------------------------
+
+    def _get(
+        self,
+        shard: int,
+        path: str,
+        params: Mapping[str, Any],
+        check: Callable[[Mapping[str, Any]], object],
+    ) -> dict[str, Any]:
+        tried: set[_Instance] = set()
+        problems: list[str] = []
+        while True:
+            instance = self._pick(self.shards[shard], tried)
+            if instance is None:
+                break
+            tried.add(instance)
+            ok = False
             try:
-                body = resp.json()
-                if not isinstance(body, dict):
-                    raise _BadAnswer("not a JSON object")
-                _items(body)
-            except (ValueError, _BadAnswer) as exc:
-                problems.append(f"{base}: malformed answer ({exc})")
-                continue
-            return body
+                resp = self._http.get(instance.url + path, params=params, timeout=self.timeout)
+                if resp.status_code == 404:
+                    ok = True  # the instance is fine; the movie is unknown to the model
+                    raise NotFound(f"the recommender does not know {dict(params)}")
+                if resp.status_code >= 500:
+                    problems.append(f"{instance.url}: HTTP {resp.status_code}")
+                    continue
+                if resp.status_code != 200:
+                    # Our request is wrong; every instance would refuse it the same way.
+                    ok = True
+                    raise AIUnavailable(f"recommender refused {path}: HTTP {resp.status_code}")
+                try:
+                    body = resp.json()
+                    if not isinstance(body, dict):
+                        raise _BadAnswer("not a JSON object")
+                    check(body)
+                except (ValueError, _BadAnswer) as exc:
+                    problems.append(f"{instance.url}: malformed answer ({exc})")
+                    continue
+                ok = True
+                return body
+            except requests.RequestException as exc:
+                problems.append(f"{instance.url}: {type(exc).__name__}")
+            finally:
+                self._record(instance, ok)
+        if not problems:
+            problems.append(f"every instance of shard {shard} is failing (circuit open)")
         log.warning("no recommender answered %s: %s", path, "; ".join(problems))
         raise AIUnavailable("recommender unavailable: " + "; ".join(problems))
+
+    def _pick(self, group: Sequence[_Instance], tried: set[_Instance]) -> _Instance | None:
+        """Two random candidates, the one with fewer calls in flight (then the one used least
+        recently); instances already tried, or with an open circuit, are left out. An instance
+        whose cool-down is over is a candidate for one probing call."""
+        now = self._clock()
+        with self._lock:
+            usable = [
+                i
+                for i in group
+                if i not in tried
+                and (i.open_until is None or (now >= i.open_until and not i.probing))
+            ]
+            if not usable:
+                return None
+            if len(usable) > 2:
+                usable = self._random.sample(usable, 2)
+            chosen = min(usable, key=lambda i: (i.in_flight, i.last_pick))
+            if chosen.open_until is not None:
+                chosen.probing = True  # half-open: this call decides
+            chosen.in_flight += 1
+            chosen.calls += 1
+            chosen.last_pick = next(self._ticket)
+            return chosen
+
+    def _record(self, instance: _Instance, ok: bool) -> None:
+        with self._lock:
+            instance.in_flight -= 1
+            if ok:
+                instance.failures_in_a_row = 0
+                instance.open_until = None
+                instance.probing = False
+                return
+            instance.failures += 1
+            instance.failures_in_a_row += 1
+            if instance.probing or instance.failures_in_a_row >= self.failure_threshold:
+                if instance.open_until is None:
+                    log.warning("AI instance %s failing: skipped for %.0fs", instance.url,
+                                self.cooldown)  # fmt: skip
+                instance.open_until = self._clock() + self.cooldown
+                instance.probing = False
+
+
+def _session(instances: int) -> requests.Session:
+    """A session keeping enough connections to each instance for a threaded worker; proxy
+    variables (HTTP_PROXY, ...) are not used."""
+    session = requests.Session()
+    # The AI servers are reached directly: no proxy or .netrc lookups (they cost more than a
+    # loopback call).
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=max(10, instances), pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def merge(answers: Sequence[AIAnswer], k: int, partial: bool = False) -> AIAnswer:
+    """The best ``k`` of the shards' answers by score (ties: lower movie id first).
+
+    Each shard holds different movies, so the top ``k`` of all movies is among the shards'
+    top ``k`` lists. Fallback and reason are the first shard's; differing model versions are
+    joined with ``+``.
+    """
+    best: dict[int, Scored] = {}
+    for answer in answers:
+        for item in answer.items:
+            if item.movie_id not in best or item.score > best[item.movie_id].score:
+                best[item.movie_id] = item
+    ranked = sorted(best.values(), key=lambda s: (-s.score, s.movie_id))[:k]
+    versions = [a.model_version for a in answers if a.model_version is not None]
+    return AIAnswer(
+        items=tuple(ranked),
+        model_version="+".join(dict.fromkeys(versions)) if versions else None,
+        fallback=any(a.fallback for a in answers),
+        reason=next((a.reason for a in answers if a.reason), None),
+        partial=partial,
+    )
+
+
+def _check_health(body: Mapping[str, Any]) -> None:
+    if body.get("status") != "ok":
+        raise _BadAnswer(f"status {body.get('status')!r}")
 
 
 def _items(body: Mapping[str, Any]) -> tuple[Scored, ...]:
@@ -126,11 +389,12 @@ def _items(body: Mapping[str, Any]) -> tuple[Scored, ...]:
         raise _BadAnswer(f"bad item: {exc}") from exc
 
 
-def _answer(body: Mapping[str, Any], fallback: Any = False, reason: Any = None) -> AIAnswer:
+def _answer(body: Mapping[str, Any]) -> AIAnswer:
     version = body.get("model_version")
+    reason = body.get("reason")
     return AIAnswer(
         items=_items(body),
         model_version=None if version is None else str(version),
-        fallback=bool(fallback),
+        fallback=bool(body.get("fallback", False)),
         reason=None if reason is None else str(reason),
     )

@@ -13,8 +13,8 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from movierec.errors import BadInput
-from movierec.web import catalog, picks
-from movierec.web.db import commit, get_session, read_session
+from movierec.web import cache, catalog, picks
+from movierec.web.db import commit, get_session
 from movierec.web.movies import remember_search
 from movierec.web.users import check_rating, rate, ratings_of
 
@@ -24,9 +24,7 @@ MAX_K = 100
 
 @bp.get("/movies/<int:movie_id>")
 def movie(movie_id: int) -> Response:
-    with read_session() as session:
-        found = catalog.with_rating_stats(session, catalog.movie_or_404(session, movie_id))
-    return jsonify(movie_json(found))
+    return jsonify(movie_json(cache.movie(movie_id)))
 
 
 @bp.get("/search")
@@ -35,8 +33,7 @@ def search() -> Response:
     if query.is_empty:
         raise BadInput("give q, genre or year")
     remember_search(query)
-    with read_session() as session:
-        page = catalog.search(session, query)
+    page = cache.search(query)
     return jsonify(
         q=query.q,
         genre=query.genre,
@@ -79,6 +76,7 @@ def rate_movie() -> Response:
     catalog.movie_or_404(session, movie_id)
     rate(session, current_user.id, movie_id, rating)
     commit()
+    cache.after_rating(current_user.id, movie_id)
     return jsonify(movie_id=movie_id, rating=rating)
 
 

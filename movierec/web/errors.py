@@ -25,7 +25,9 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     413: "Too large",
+    429: "Too many attempts",
     500: "Something went wrong",
+    502: "The other site failed",
     503: "Temporarily unavailable",
 }
 

@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from movierec.db.schema import GENRES
 from movierec.errors import BadInput
-from movierec.web import catalog, picks, popular
+from movierec.web import cache, catalog, picks, popular
 from movierec.web.db import commit, get_session, read_session
 from movierec.web.forms import RateForm
 from movierec.web.users import rating_of, record_search
@@ -34,15 +34,13 @@ def search() -> tuple[str, int]:
     page = None
     if not query.is_empty:
         remember_search(query)
-        with read_session() as session:
-            page = catalog.search(session, query)
+        page = cache.search(query)
     return render_template("movies/search.html", page=page, query=query, genres=GENRES), 200
 
 
 @bp.get("/movies/<int:movie_id>")
 def detail(movie_id: int) -> str:
-    with read_session() as session:
-        movie = catalog.with_rating_stats(session, catalog.movie_or_404(session, movie_id))
+    movie = cache.movie(movie_id)
     form = RateForm()
     if current_user.is_authenticated:
         mine = rating_of(get_session(), current_user.id, movie_id)

@@ -2,6 +2,10 @@
 
 "Cannot recommend" is a result here, never an error page: when no recommender answers, the
 user gets popular movies in the genres they like, marked as ``limited``.
+
+Answers are cached per worker (see :mod:`movierec.web.cache`): a user's picks while neither
+the model version nor their taste version changes, a movie's similar movies per model version.
+Limited and partial answers are not cached, so that a recovered recommender is used at once.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from dataclasses import dataclass
 from typing import cast
 
 from flask import current_app
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
 
+from movierec.db.schema import Preference, Rating
 from movierec.errors import NotFound
-from movierec.web import catalog, popular
+from movierec.web import cache, catalog, popular
 from movierec.web.ai_client import AIClient, AIUnavailable
-from movierec.web.db import get_session
+from movierec.web.db import get_session, read_session
 from movierec.web.users import preferred_genres
 
 EXTENSION = "movierec.ai"
@@ -35,16 +42,53 @@ def ai_client() -> AIClient:
     return cast(AIClient, current_app.extensions[EXTENSION])
 
 
+# Built once: the statement's compiled form is then reused from SQLAlchemy's cache.
+_TASTE = select(
+    func.count(),
+    func.max(Rating.rated_at),
+    select(Preference.updated_at)
+    .where(Preference.user_id == bindparam("user_id"))
+    .scalar_subquery(),
+).where(Rating.user_id == bindparam("user_id"))
+
+
+def taste_version(session: Session, user_id: int) -> tuple:
+    """What the user's recommendations depend on besides the model: how many ratings they
+    have, when they last rated, when they last changed their preferred genres.
+
+    Any rating, re-rating or removal changes it. Read it from the primary (a replica may lag
+    behind the rating that was just made): one lookup on the ratings' primary key.
+    """
+    # Core execution on the request's connection: the ORM adds nothing to a plain row.
+    return tuple(session.connection().execute(_TASTE, {"user_id": user_id}).one())
+
+
 def for_user(user_id: int, k: int) -> Picks:
     """Up to ``k`` movies for the user. Raises :class:`DatabaseUnavailable`."""
+    session = get_session()
+    # Both versions are read before the recommender is asked: a rating made meanwhile makes
+    # the entry look older than it is (refreshed next time), never newer.
+    taste = taste_version(session, user_id)
+    model = ai_client().model_version()
+    store = cache.caches()
+
+    def current(entry: cache.Recommended) -> bool:
+        return entry.taste_version == taste and entry.model_version == model
+
+    entry = store.recommendations.get((user_id, k), valid=current)
+    if entry is not None:
+        return entry.picks
     try:
         answer = ai_client().recommend(user_id, k)
     except AIUnavailable:
-        session = get_session()
         movies = popular.for_user(session, user_id, preferred_genres(session, user_id), k)
         return Picks(tuple(movies), limited=True, reason="recommender unavailable")
-    movies = catalog.movies_by_ids(get_session(), ((i.movie_id, i.score) for i in answer.items))
-    return Picks(tuple(movies), answer.model_version, answer.fallback, answer.reason)
+    movies = catalog.movies_by_ids(session, ((i.movie_id, i.score) for i in answer.items))
+    picks = Picks(tuple(movies), answer.model_version, answer.fallback, answer.reason)
+    if not answer.partial:
+        store.ks.add(k)
+        store.recommendations.put((user_id, k), cache.Recommended(model, taste, picks))
+    return picks
 
 
 def similar_to(movie_id: int, k: int) -> Picks:
@@ -52,12 +96,23 @@ def similar_to(movie_id: int, k: int) -> Picks:
 
     Raises :class:`DatabaseUnavailable`.
     """
+    key = (movie_id, k, ai_client().model_version())
+    store = cache.caches().similar
+    found = store.get(key)
+    if found is not None:
+        return found
     try:
         answer = ai_client().similar(movie_id, k)
     except AIUnavailable:
         return Picks((), limited=True, reason="recommender unavailable")
     except NotFound:
-        return Picks((), reason="the recommender does not know this movie yet")
-    items = ((i.movie_id, i.score) for i in answer.items if i.movie_id != movie_id)
-    movies = catalog.movies_by_ids(get_session(), items)
-    return Picks(tuple(movies), answer.model_version)
+        found = Picks((), reason="the recommender does not know this movie yet")
+    else:
+        items = ((i.movie_id, i.score) for i in answer.items if i.movie_id != movie_id)
+        with read_session() as session:
+            movies = catalog.movies_by_ids(session, items)
+        found = Picks(tuple(movies), answer.model_version)
+        if answer.partial:
+            return found
+    store.put(key, found)
+    return found

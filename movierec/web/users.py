@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from movierec.db.partitions.rows import upsert
 from movierec.db.schema import Movie, Preference, Rating, Search, User
 from movierec.errors import BadInput
 from movierec.web.catalog import SearchQuery
@@ -65,13 +66,8 @@ def set_password_hash(session: Session, user_id: int, password_hash: str) -> Non
 
 def rate(session: Session, user_id: int, movie_id: int, rating: float) -> None:
     """Set (or replace) the user's rating of the movie."""
-    stmt = insert(Rating).values(user_id=user_id, movie_id=movie_id, rating=rating)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Rating.user_id, Rating.movie_id],
-            set_={"rating": stmt.excluded.rating, "rated_at": func.now()},
-        )
-    )
+    key = {"user_id": user_id, "movie_id": movie_id}
+    upsert(session, Rating, key, {"rating": rating, "rated_at": func.now()})
 
 
 def unrate(session: Session, user_id: int, movie_id: int) -> bool:
@@ -122,10 +118,5 @@ def preferred_genres(session: Session, user_id: int) -> list[str]:
 
 
 def save_preferred_genres(session: Session, user_id: int, genres: Sequence[str]) -> None:
-    stmt = insert(Preference).values(user_id=user_id, genres=list(genres))
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Preference.user_id],
-            set_={"genres": stmt.excluded.genres, "updated_at": func.now()},
-        )
-    )
+    values = {"genres": list(genres), "updated_at": func.now()}
+    upsert(session, Preference, {"user_id": user_id}, values)

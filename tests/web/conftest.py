@@ -1,4 +1,5 @@
-"""Fixtures for the site: apps on the per-test database, seeded rows, a stand-in AI server.
+"""Fixtures for the site: apps on the per-test database, seeded rows, a stand-in AI server,
+and for logins: the site on a real socket, two real OpenID Connect providers, a browser.
 
 The stand-in answers the recommender's JSON shapes from a real loopback socket, so the AI
 client is exercised over HTTP exactly as in production, without a trained model.
@@ -16,6 +17,7 @@ from types import SimpleNamespace
 import argon2
 import pytest
 from flask import Flask, abort, jsonify, request
+from support.oidc import OIDCClient, OIDCProvider, start_oidc_provider
 from werkzeug.serving import make_server
 
 from movierec.db import Movie, Rating, User
@@ -227,4 +229,100 @@ def titles(response) -> list[str]:
 
 @pytest.fixture
 def helpers() -> SimpleNamespace:
-    return SimpleNamespace(log_in=log_in, csrf_token=csrf_token, titles=titles, password=PASSWORD)
+    return SimpleNamespace(
+        log_in=log_in,
+        csrf_token=csrf_token,
+        titles=titles,
+        password=PASSWORD,
+    )
+
+
+# --- logging in through real OpenID Connect providers ---------------------------------------
+
+
+class LiveSite:
+    """A loopback HTTP server for the whole session; each test puts its own app behind it.
+
+    The port is known before any app exists, so the providers can be told the redirect URIs.
+    """
+
+    def __init__(self) -> None:
+        self.app: Flask | None = None
+        self.server = make_server("127.0.0.1", 0, self, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def __call__(self, environ, start_response):
+        if self.app is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"no app"]
+        return self.app(environ, start_response)
+
+    def redirect_uri(self, provider: str) -> str:
+        return f"{self.url}/auth/oauth/{provider}/authorized"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@dataclass
+class Providers:
+    """Two provider processes: one in the generic "oidc" slot, one in the "google" slot."""
+
+    oidc: OIDCProvider
+    google: OIDCProvider
+    config: dict
+
+
+@pytest.fixture(scope="session")
+def live_site() -> Iterator[LiveSite]:
+    site = LiveSite()
+    yield site
+    site.close()
+
+
+@pytest.fixture(scope="session")
+def providers(live_site) -> Iterator[Providers]:
+    """The "google" slot is Google's, discovered from google_issuer: here, a second local
+    provider (Google is an OpenID Connect issuer, so the same code path signs in with it)."""
+    test_client = "http://localhost/auth/oauth/{}/authorized"  # Flask's test client
+    started = []
+    try:
+        for name, secret in (("oidc", "op-secret"), ("google", "google-secret")):
+            uris = [live_site.redirect_uri(name), test_client.format(name)]
+            started.append(
+                start_oidc_provider(clients=[OIDCClient(f"movierec-{name}", secret, uris)])
+            )
+        op, google = started
+        config = {
+            "oidc_issuer": op.issuer,
+            "oidc_client_id": "movierec-oidc",
+            "oidc_client_secret": "op-secret",
+            "oidc_title": "Test OP",
+            "google_issuer": google.issuer,
+            "google_client_id": "movierec-google",
+            "google_client_secret": "google-secret",
+        }
+        yield Providers(op, google, config)
+    finally:
+        for provider in started:
+            provider.stop()
+
+
+@pytest.fixture
+def oauth_app(make_app, providers, monkeypatch) -> Flask:
+    """An app with both providers configured and CSRF on, for Flask's test client."""
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain HTTP on loopback, tests only
+    return make_app(WTF_CSRF_ENABLED=True, **providers.config)
+
+
+@pytest.fixture
+def site(make_app, providers, live_site, monkeypatch) -> Iterator[LiveSite]:
+    """The live site serving a fresh app (this test's database) with both providers."""
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # plain HTTP on loopback, tests only
+    live_site.app = make_app(WTF_CSRF_ENABLED=True, TESTING=False, **providers.config)
+    yield live_site
+    live_site.app = None

@@ -74,7 +74,7 @@ def test_signup_rejects_short_passwords_taken_names_and_mismatches(client, seed)
         data = {"username": username, "password": password, "confirm": confirm or password}
         return client.post("/auth/signup", data=data).get_data(as_text=True)
 
-    assert "at least 8" in signup("dave", "short")
+    assert "at least 10" in signup("dave", "short")
     assert "That username is taken." in signup("ann", "long enough pw")
     assert "Passwords differ." in signup("dave", "long enough pw", "other password")
     assert "Use letters" in signup("<b>dave</b>", "long enough pw")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import psycopg
-
 from movierec.data import bulk
 from movierec.data.movielens.parse import (
     ByteProgress,
@@ -55,7 +53,7 @@ def import_movielens(
         try:
             with bulk.foreign_keys_in_bulk(cur, release.source):
                 bulk.upsert_ratings(cur, release.source)
-        except psycopg.errors.CardinalityViolation:
+        except bulk.DuplicatePairs:
             raise BadInput(
                 f"{release.ratings.name}: some user rates the same movie on two lines"
             ) from None

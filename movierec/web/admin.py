@@ -1,0 +1,86 @@
+"""Pages and API for admins (``users.is_admin``): everyone else gets 403."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, abort, jsonify, render_template, request
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+from werkzeug.wrappers import Response
+
+from movierec.db.schema import Identity, Movie, Rating, User
+from movierec.errors import BadInput
+from movierec.web.db import read_session
+
+bp = Blueprint("admin", __name__)
+USERS_PAGE = 100
+
+
+def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Log in first (401 JSON / login page), then be an admin (else 403)."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_admin:
+            abort(403, description="This page is for admins.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+@bp.get("/admin")
+@admin_required
+def index() -> str:
+    with read_session() as session:
+        counts = {
+            "users": session.scalar(select(func.count()).select_from(User)),
+            "admins": session.scalar(select(func.count()).where(User.is_admin)),
+            "movies": session.scalar(select(func.count()).select_from(Movie)),
+            "ratings": session.scalar(select(func.count()).select_from(Rating)),
+        }
+    return render_template("admin/index.html", counts=counts)
+
+
+@bp.get("/api/admin/users")
+@admin_required
+def users() -> Response:
+    """One page of users, oldest first, with how each can log in."""
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        raise BadInput("page must be a whole number from 1 to 100000")
+    page = int(raw)
+    providers = (
+        select(func.array_agg(Identity.provider))
+        .where(Identity.user_id == User.id)
+        .scalar_subquery()
+    )
+    with read_session() as session:
+        total = session.scalar(select(func.count()).select_from(User))
+        rows = session.execute(
+            select(User, providers)
+            .order_by(User.id)
+            .offset((page - 1) * USERS_PAGE)
+            .limit(USERS_PAGE)
+        ).all()
+    return jsonify(
+        page=page,
+        total=total,
+        has_next=page * USERS_PAGE < total,
+        users=[
+            {
+                "id": user.id,
+                "username": user.username,
+                "display_name": user.display_name,
+                "email": user.email,
+                "is_admin": user.is_admin,
+                "has_password": user.password_hash is not None,
+                "providers": sorted(linked or []),
+                "created_at": user.created_at.isoformat(),
+            }
+            for user, linked in rows
+        ],
+    )

@@ -1,0 +1,152 @@
+"""The account page's security actions: password, linked providers, API tokens, sessions, and
+deleting the account. Every one is a POST with the CSRF token, by the logged-in user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from flask import Blueprint, flash, redirect, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from movierec.db.schema import User
+from movierec.errors import BadInput
+from movierec.web.auth import linking, oauth, tokens
+from movierec.web.auth.forms import DeleteAccountForm, PasswordForm, TokenForm
+from movierec.web.auth.password import passwords
+from movierec.web.auth.policy import password_problems
+from movierec.web.auth.sessions import end_all_sessions, end_session, start_session
+from movierec.web.db import commit, get_session
+
+bp = Blueprint("security", __name__, url_prefix="/account")
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    provider: str
+    title: str
+    email: str | None
+    can_unlink: bool
+
+
+def account_security(user_id: int) -> dict[str, Any]:
+    """What the account page shows of the user's ways in and tokens."""
+    db = get_session()
+    has_password = db.get_one(User, user_id).password_hash is not None
+    linked = linking.identities_of(db, user_id)
+    ways_in = len(linked) + int(has_password)
+    names = {i.provider for i in linked}
+    return {
+        "has_password": has_password,
+        "linked": [
+            LinkRow(i.provider, oauth.provider_title(i.provider), i.email, ways_in > 1)
+            for i in linked
+        ],
+        "linkable": [p for p in oauth.available_providers() if p.name not in names],
+        "tokens": tokens.tokens_of(db, user_id),
+        "password_form": PasswordForm(),
+        "token_form": TokenForm(),
+        "delete_form": DeleteAccountForm(),
+    }
+
+
+@bp.post("/password")
+@login_required
+def password() -> Response:
+    """Set a password (accounts made by a provider have none) or change it."""
+    form = PasswordForm()
+    db, hashing = get_session(), passwords()
+    user = db.get_one(User, current_user.id)
+    if not form.validate_on_submit():
+        _flash_errors(form.errors)
+        return redirect(url_for("account.index"))
+    had_password = user.password_hash is not None
+    if had_password and not hashing.verify(user.password_hash, form.current.data or ""):
+        flash("Your current password is not right.", "error")
+        return redirect(url_for("account.index"))
+    problems = password_problems(form.password.data, user.username)
+    if problems:
+        flash(" ".join(problems), "error")
+        return redirect(url_for("account.index"))
+    linking.blame(db, user.id)
+    user.password_hash = hashing.hasher.hash(form.password.data)
+    # A new password ends every other session (one may be why it was changed).
+    generation = end_all_sessions(user.id)
+    commit()
+    start_session(replace(current_user._get_current_object(), generation=generation))
+    flash("Password changed." if had_password else "Password set.", "info")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/identities/<provider>/unlink")
+@login_required
+def unlink(provider: str) -> Response:
+    try:
+        linking.unlink(get_session(), current_user.id, provider)
+    except BadInput as exc:
+        flash(str(exc), "error")
+    else:
+        commit()
+        flash(f"{oauth.provider_title(provider)} is unlinked.", "info")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/tokens")
+@login_required
+def create_token() -> Response | str:
+    """Make an API token and show it, this once."""
+    from movierec.web.account import render_account  # the page this section is part of
+
+    form = TokenForm()
+    if not form.validate_on_submit():
+        _flash_errors(form.errors)
+        return redirect(url_for("account.index"))
+    try:
+        token = tokens.create_token(get_session(), current_user.id, form.name.data)
+    except BadInput as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("account.index"))
+    commit()
+    return render_account(new_token=token)
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int) -> Response:
+    if tokens.revoke_token(get_session(), current_user.id, token_id):
+        commit()
+        flash("The token is revoked: scripts using it are refused from now on.", "info")
+    else:
+        flash("No such token.", "error")
+    return redirect(url_for("account.index"))
+
+
+@bp.post("/logout-everywhere")
+@login_required
+def logout_everywhere() -> Response:
+    end_all_sessions(current_user.id)
+    commit()
+    end_session()
+    flash("You are logged out everywhere, on this device too.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/delete")
+@login_required
+def delete() -> Response:
+    """Delete the account and everything in it, after the username is typed to confirm."""
+    form = DeleteAccountForm()
+    if not form.validate_on_submit() or form.confirm.data != current_user.username:
+        flash("Type your username exactly to confirm that the account should go.", "error")
+        return redirect(url_for("account.index"))
+    linking.delete_account(get_session(), current_user.id)
+    commit()
+    end_session()
+    flash("Your account, your ratings and everything else of yours are deleted.", "info")
+    return redirect(url_for("movies.index"))
+
+
+def _flash_errors(errors: dict[str, list[str]]) -> None:
+    messages = [m for field, found in errors.items() if field != "csrf_token" for m in found]
+    flash(" ".join(messages) or "The form was not understood; please try again.", "error")

@@ -1,0 +1,161 @@
+"""Who is asking: the login session (a cookie) or a personal API token (a Bearer header).
+
+A login session holds the user's id and their *session generation*; the user loader accepts it
+only while the generation still matches the database, so raising it (log out everywhere, a new
+password, a deleted account) ends every session at once, wherever its cookie is.
+
+Under /api/, a request with ``Authorization: Bearer <token>`` is authenticated by that token
+alone: the session cookie is ignored for it, and so it needs no CSRF token (a cross-site page
+can neither read the token nor make a browser add the header). Every other state-changing
+request must carry the CSRF token of its session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, current_app, flash, g, jsonify, redirect, request, session, url_for
+from flask_login import LoginManager, UserMixin, login_user, logout_user
+from sqlalchemy import update
+from werkzeug.wrappers import Response
+
+from movierec.db.schema import User
+from movierec.web.auth import tokens
+from movierec.web.db import commit, get_session
+
+login_manager = LoginManager()
+login_manager.login_message = "Log in to see that page."
+GENERATION = "_generation"  # session key beside flask-login's _user_id
+BEARER = "Bearer "
+
+
+@dataclass(frozen=True)
+class CurrentUser(UserMixin):
+    """The logged-in user as pages see it; holds no database session."""
+
+    id: int
+    username: str
+    display_name: str | None = None
+    is_admin: bool = False
+    generation: int = 0
+    via_token: bool = False
+
+    @property
+    def name(self) -> str:
+        """What to call the user on pages: the provider's name for them, else the username."""
+        return self.display_name or self.username
+
+    @classmethod
+    def of(cls, user: User, via_token: bool = False) -> CurrentUser:
+        return cls(
+            user.id,
+            user.username,
+            user.display_name,
+            bool(user.is_admin),
+            user.session_generation,
+            via_token,
+        )
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    # CSRFProtect's own check is switched off (WTF_CSRF_CHECK_DEFAULT) in favour of this one,
+    # which knows that Bearer requests are not made with cookies.
+    app.before_request(_authenticate_token_or_check_csrf)
+
+
+def bearer_token() -> str | None:
+    """The API token of this request: only under /api/, only from the Authorization header."""
+    header = request.headers.get("Authorization", "")
+    if request.path.startswith("/api/") and header.startswith(BEARER):
+        return header[len(BEARER) :].strip()
+    return None
+
+
+def _authenticate_token_or_check_csrf() -> None:
+    token = bearer_token()
+    if token is not None:
+        user = tokens.user_for_token(get_session(), token)
+        if user is None:
+            refused = jsonify(error="invalid or revoked API token")
+            refused.status_code = 401
+            refused.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            abort(refused)
+        g.token_user = CurrentUser.of(user, via_token=True)
+        commit()  # the token's last_used_at, whatever the view goes on to do
+        return
+    config = current_app.config
+    if not config.get("WTF_CSRF_ENABLED", True):
+        return
+    if request.method not in config.get("WTF_CSRF_METHODS", ("POST", "PUT", "PATCH", "DELETE")):
+        return
+    current_app.extensions["csrf"].protect()
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> CurrentUser | None:
+    if bearer_token() is not None or not user_id.isdigit():
+        return None
+    user = get_session().get(User, int(user_id))
+    if user is None or session.get(GENERATION) != user.session_generation:
+        # A session from before "log out everywhere" (or of a deleted user): it ends here.
+        session.pop("_user_id", None)
+        session.pop(GENERATION, None)
+        return None
+    return CurrentUser.of(user)
+
+
+@login_manager.request_loader
+def load_token_user(_request: object) -> CurrentUser | None:
+    return g.get("token_user")
+
+
+@login_manager.unauthorized_handler
+def unauthorized() -> Response:
+    if request.path.startswith("/api/"):
+        response = jsonify(error="log in first")
+        response.status_code = 401
+        return response
+    flash(login_manager.login_message, "info")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def start_session(user: CurrentUser) -> None:
+    """Log ``user`` in on a fresh session.
+
+    Nothing set before the login (by anyone who could plant a cookie) carries over, and the
+    cookie's value changes: the session is rotated.
+    """
+    session.clear()
+    login_user(user)
+    session[GENERATION] = user.generation
+
+
+def end_session() -> None:
+    logout_user()
+    session.clear()
+
+
+def end_all_sessions(user_id: int) -> int:
+    """Invalidate every login session of the user (this one too); the new generation.
+
+    The caller commits.
+    """
+    return get_session().scalar(
+        update(User)
+        .where(User.id == user_id)
+        .values(session_generation=User.session_generation + 1)
+        .returning(User.session_generation)
+    )
+
+
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a path on this site, else None (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return None
+    # Browsers read "/\\host" as "//host" and drop tabs and newlines before doing so.
+    if "\\" in target or any(ch.isspace() or ord(ch) < 32 for ch in target):
+        return None
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else None

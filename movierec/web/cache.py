@@ -1,0 +1,334 @@
+"""The site's in-memory caches: hot movies, search results, and the latest active users'
+recommendations.
+
+Each gunicorn worker process has its own caches (``create_app`` runs once per worker, after the
+fork); nothing is shared between workers or instances. Each cache is bounded twice, by entries
+and by bytes (an estimate of the Python objects' size, see :func:`approx_size`), and counts its
+hits and misses for ``GET /metrics``.
+
+Staleness, cache by cache:
+
+* ``movies`` (a movie with its rating count and average, by id; LFU, 60 s TTL): kept by how
+  often a movie is viewed *and* how often it shows up in search results. A rating drops the
+  movie here at once on the worker that took it; elsewhere the average is at most a TTL old.
+* ``searches`` (one page of results per query; 30 s TTL): the catalogue changes rarely.
+* ``similar`` (a movie's similar movies, per model version; LRU, 10 min TTL).
+* ``recommendations`` (per user, LRU by activity): valid only while both the model version
+  (from the AI servers' ``/health``, checked at most every few seconds) and the user's *taste
+  version* are what they were when the entry was made. The taste version (number of ratings,
+  newest rating time, preferences' update time) is read from the primary on every request, one
+  index lookup. That is what makes a rating taken by worker A, or by another instance, refresh
+  the list that worker B serves: B compares versions rather than waiting to be told. The worker
+  that took the rating also drops the entry at once (:func:`after_rating`).
+* ``fragments`` (the "for you" list's HTML, per cached list; LRU): lives as long as the list.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast
+
+import cachetools
+from flask import Flask, current_app, get_template_attribute
+from markupsafe import Markup
+
+from movierec.config import Settings
+from movierec.web import catalog
+from movierec.web.db import read_session
+
+EXTENSION = "movierec.caches"
+MiB = 1024 * 1024
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+_POLICIES = {"lru": cachetools.LRUCache, "lfu": cachetools.LFUCache}
+# Per entry, beyond the value: the key, the entry record, the cachetools bookkeeping.
+_ENTRY_OVERHEAD = 200
+
+
+_LEAVES = frozenset({str, bytes, int, float, complex, bool, type(None)})
+_SEQUENCES = frozenset({tuple, list, set, frozenset})
+
+
+def approx_size(value: object) -> int:
+    """Bytes held by ``value`` and everything it refers to (each object counted once).
+
+    Follows tuples, lists, sets, dicts and dataclass / plain objects; strings, numbers and
+    other leaves count their ``sys.getsizeof``. An estimate, good to bound a cache's memory;
+    it runs on every cache write, so it dispatches on exact types first.
+    """
+    getsizeof = sys.getsizeof
+    seen: set[int] = set()
+    total = 0
+    stack = [value]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        total += getsizeof(obj)
+        kind = type(obj)
+        if kind in _LEAVES:
+            continue
+        if kind in _SEQUENCES:
+            stack.extend(obj)  # type: ignore[call-overload]
+        elif kind is dict:
+            stack.extend(obj.keys())  # type: ignore[attr-defined]
+            stack.extend(obj.values())  # type: ignore[attr-defined]
+        elif isinstance(obj, str | bytes | int | float):
+            continue  # subclasses (Markup, IntEnum, ...)
+        elif isinstance(obj, Mapping):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, tuple | list | set | frozenset):
+            stack.extend(obj)
+        else:
+            attrs = getattr(obj, "__dict__", None)
+            if attrs is not None:
+                total += getsizeof(attrs)
+                stack.extend(attrs.values())
+            for slot in getattr(kind, "__slots__", ()):
+                if hasattr(obj, slot):
+                    stack.append(getattr(obj, slot))
+    return total
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    name: str
+    policy: str
+    hits: int
+    misses: int
+    entries: int
+    bytes: int
+    max_entries: int
+    max_bytes: int
+    evictions: int
+    ttl: float | None
+
+    @property
+    def hit_rate(self) -> float | None:
+        lookups = self.hits + self.misses
+        return self.hits / lookups if lookups else None
+
+
+@dataclass(frozen=True)
+class _Entry(Generic[V]):
+    value: V
+    expires: float
+    size: int
+
+
+class BoundedCache(Generic[K, V]):
+    """A thread-safe cache bounded by ``max_entries`` and ``max_bytes``, with optional TTL.
+
+    ``policy`` chooses what goes first when a bound is reached: ``lru`` (least recently used)
+    or ``lfu`` (least frequently used). Entries older than ``ttl`` seconds count as misses.
+    A value bigger than ``max_bytes`` is not kept. ``max_entries=0`` turns the cache off.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        policy: str,
+        max_entries: int,
+        max_bytes: int,
+        ttl: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if policy not in _POLICIES:
+            raise ValueError(f"policy {policy!r}: choose one of {', '.join(_POLICIES)}")
+        self.name, self.policy, self.ttl = name, policy, ttl
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._data: cachetools.Cache = _POLICIES[policy](
+            maxsize=max(max_bytes, 1), getsizeof=lambda entry: entry.size
+        )
+        self.hits = self.misses = self.evictions = 0
+
+    def get(self, key: K, valid: Callable[[V], bool] | None = None) -> V | None:
+        """The value for ``key``, or None (a miss) when absent, expired or not ``valid``.
+
+        An expired or invalid entry is dropped.
+        """
+        with self._lock:
+            entry = self._data.get(key)  # counts as a use for LRU and LFU
+            if entry is not None and (
+                entry.expires < self._clock() or (valid is not None and not valid(entry.value))
+            ):
+                del self._data[key]
+                entry = None
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return cast(V, entry.value)
+
+    def peek(self, key: K) -> V | None:
+        """The value for ``key`` if fresh, without counting a lookup or a use."""
+        with self._lock:
+            if key not in self._data:
+                return None
+            # The base class's lookup: LRU and LFU subclasses would count it as a use.
+            entry = cachetools.Cache.__getitem__(self._data, key)
+            if entry.expires < self._clock():
+                return None
+            return cast(V, entry.value)
+
+    def put(self, key: K, value: V) -> bool:
+        """Keep ``value`` under ``key``; False when it is too big (or the cache is off)."""
+        if self.max_entries <= 0:
+            return False
+        size = approx_size(value) + approx_size(key) + _ENTRY_OVERHEAD
+        if size > self.max_bytes:
+            return False
+        expires = self._clock() + self.ttl if self.ttl is not None else float("inf")
+        with self._lock:
+            before = len(self._data)
+            if key not in self._data:
+                before += 1
+                # Make room first: after inserting, LFU would evict the newcomer itself.
+                while len(self._data) >= self.max_entries:
+                    self._data.popitem()
+            self._data[key] = _Entry(value, expires, size)
+            self.evictions += before - len(self._data)
+        return True
+
+    def pop(self, key: K) -> bool:
+        """Drop ``key``; False when it was not there."""
+        with self._lock:
+            return self._data.pop(key, None) is not None
+
+    def touch(self, keys: list[K]) -> None:
+        """Count a use of each of ``keys`` that is cached (LFU: they are kept longer)."""
+        with self._lock:
+            for key in keys:
+                if key in self._data:
+                    self._data[key]  # noqa: B018 - the lookup is the use
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def stats(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(
+                self.name,
+                self.policy,
+                self.hits,
+                self.misses,
+                len(self._data),
+                int(self._data.currsize),
+                self.max_entries,
+                self.max_bytes,
+                self.evictions,
+                self.ttl,
+            )
+
+
+@dataclass(frozen=True)
+class Recommended(Generic[V]):
+    """A user's recommendations and the versions they were computed for."""
+
+    model_version: str | None
+    taste_version: tuple
+    picks: V
+
+
+@dataclass
+class WebCaches:
+    """The caches of one web worker process."""
+
+    movies: BoundedCache[int, catalog.MovieItem]
+    searches: BoundedCache[catalog.SearchQuery, catalog.SearchPage]
+    similar: BoundedCache[tuple[int, int, str | None], Any]
+    # Keyed by (user id, k); the k in use are few (the page's, the API's), kept in ``ks`` so
+    # that a user's entries can be dropped without a scan.
+    recommendations: BoundedCache[tuple[int, int], Recommended]
+    # The HTML list of a cached tuple of movies, by the tuple's identity (kept in the value,
+    # so that the id cannot be reused while the entry lives).
+    fragments: BoundedCache[int, tuple[tuple, Markup]]
+    ks: set[int] = field(default_factory=set)
+
+    @classmethod
+    def sized(cls, megabytes: int, clock: Callable[[], float] = time.monotonic) -> WebCaches:
+        """Caches sharing ``megabytes`` (0: every cache off): an eighth each for movies and
+        searches, a quarter each for similar movies, recommendations and fragments."""
+        total = megabytes * MiB
+        on = 1 if megabytes > 0 else 0
+        return cls(
+            movies=BoundedCache("movies", "lfu", on * 50_000, total // 8, 60.0, clock),
+            searches=BoundedCache("searches", "lru", on * 5_000, total // 8, 30.0, clock),
+            similar=BoundedCache("similar", "lru", on * 20_000, total // 4, 600.0, clock),
+            recommendations=BoundedCache("recommendations", "lru", on * 20_000, total // 4, None),
+            fragments=BoundedCache("fragments", "lru", on * 20_000, total // 4, None),
+        )
+
+    def all(self) -> tuple[BoundedCache, ...]:
+        return (self.movies, self.searches, self.similar, self.recommendations, self.fragments)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    app.extensions[EXTENSION] = WebCaches.sized(settings.web_cache_mb)
+
+
+def caches() -> WebCaches:
+    return cast(WebCaches, current_app.extensions[EXTENSION])
+
+
+def movie(movie_id: int) -> catalog.MovieItem:
+    """The movie with its rating statistics; aborts with 404 when there is none.
+
+    Raises :class:`DatabaseUnavailable` on a miss when no database answers.
+    """
+    hot = caches().movies
+    found = hot.get(movie_id)
+    if found is None:
+        with read_session() as session:
+            found = catalog.with_rating_stats(session, catalog.movie_or_404(session, movie_id))
+        hot.put(movie_id, found)
+    return found
+
+
+def search(query: catalog.SearchQuery) -> catalog.SearchPage:
+    """One page of results for ``query``. Raises :class:`DatabaseUnavailable` on a miss."""
+    store = caches()
+    page = store.searches.get(query)
+    if page is None:
+        with read_session() as session:
+            page = catalog.search(session, query)
+        store.searches.put(query, page)
+    # Movies people find are hot too: keep them in the movie cache longer.
+    store.movies.touch([m.id for m in page.movies])
+    return page
+
+
+def movie_list_html(movies: tuple[catalog.MovieItem, ...]) -> Markup:
+    """``movies`` rendered by the ``movie_list`` macro, once per cached tuple of movies.
+
+    Rendering 24 movies is a third of a "for you" page's time; a cached user's picks are the
+    same tuple object on every hit, so their HTML is looked up by its identity.
+    """
+    fragments = caches().fragments
+    found = fragments.get(id(movies), valid=lambda entry: entry[0] is movies)
+    if found is not None:
+        return found[1]
+    html = Markup(get_template_attribute("_macros.html", "movie_list")(movies))
+    fragments.put(id(movies), (movies, html))
+    return html
+
+
+def after_rating(user_id: int, movie_id: int) -> None:
+    """A user rated (or unrated) a movie: drop what this worker knows that it changed.
+
+    Other workers notice by themselves (see the module docstring).
+    """
+    store = caches()
+    for k in tuple(store.ks):
+        store.recommendations.pop((user_id, k))
+    store.movies.pop(movie_id)

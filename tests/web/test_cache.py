@@ -1,0 +1,275 @@
+"""The web caches: bounds, policies, and what the site serves from them (real PostgreSQL,
+stand-in recommender on a real socket)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from contextlib import contextmanager
+
+import pytest
+from flask import Flask, jsonify, request
+from sqlalchemy import event
+from werkzeug.serving import make_server
+
+from movierec.web import picks
+from movierec.web.ai_client import AIClient
+from movierec.web.cache import EXTENSION, BoundedCache, approx_size
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextmanager
+def counted_queries(app):
+    """Statements the app sends to its database while the block runs."""
+    engine = app.extensions["movierec.db"].primary
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def hits_and_misses(client, cache: str) -> tuple[int, int]:
+    text = client.get("/metrics").get_data(as_text=True)
+
+    def value(name: str) -> int:
+        match = re.search(rf'^{name}{{[^}}]*cache="{cache}"[^}}]*}} (\d+)', text, re.M)
+        assert match, f"{name} for {cache} not in /metrics:\n{text}"
+        return int(match.group(1))
+
+    return value("movierec_cache_hits_total"), value("movierec_cache_misses_total")
+
+
+# --- BoundedCache -------------------------------------------------------------------------------
+
+
+def test_the_cache_stays_within_its_byte_bound():
+    value = "x" * 1000
+    per_entry = approx_size(value)
+    cache = BoundedCache("t", "lru", max_entries=1000, max_bytes=10 * per_entry)
+    for key in range(100):
+        assert cache.put(key, value)
+    stats = cache.stats()
+    assert stats.bytes <= 10 * per_entry
+    assert 5 <= stats.entries < 10 and stats.evictions == 100 - stats.entries
+    assert cache.get(99) == value and cache.get(0) is None  # the oldest went first
+    assert not cache.put("huge", "y" * 20 * per_entry)  # bigger than the whole cache: not kept
+    assert cache.get("huge") is None
+
+
+def test_the_cache_stays_within_its_entry_bound():
+    cache = BoundedCache("t", "lru", max_entries=3, max_bytes=10**6)
+    for key in range(5):
+        cache.put(key, key)
+    assert cache.stats().entries == 3 and cache.get(1) is None and cache.get(4) == 4
+
+
+def test_lfu_keeps_what_is_used_often_and_touch_counts_as_use():
+    cache = BoundedCache("t", "lfu", max_entries=3, max_bytes=10**6)
+    for key in ("viewed", "searched", "other"):
+        cache.put(key, key)
+    cache.get("viewed")
+    cache.touch(["searched", "searched-but-not-cached"])
+    cache.put("new", "new")
+    assert [cache.peek(k) for k in ("viewed", "searched", "other", "new")] == [
+        "viewed",
+        "searched",
+        None,
+        "new",
+    ]
+
+
+def test_entries_expire_after_their_ttl_and_invalid_ones_are_misses():
+    clock = Clock()
+    cache = BoundedCache("t", "lru", max_entries=10, max_bytes=10**6, ttl=30, clock=clock)
+    cache.put("a", 1)
+    clock.now = 29
+    assert cache.get("a") == 1
+    assert cache.get("a", valid=lambda v: v == 2) is None  # stale: dropped
+    cache.put("a", 1)
+    clock.now = 60
+    assert cache.get("a") is None
+    assert (cache.stats().hits, cache.stats().misses, cache.stats().entries) == (1, 2, 0)
+
+
+def test_a_zero_size_turns_the_caches_off(make_app, seed):
+    app = make_app(web_cache_mb=0)
+    client = app.test_client()
+    for _ in range(2):
+        assert client.get(f"/api/movies/{seed.heat}").status_code == 200
+    assert hits_and_misses(client, "movies") == (0, 2)
+
+
+# --- what the site serves from the caches --------------------------------------------------------
+
+
+def test_a_movie_hit_does_not_touch_the_database(app, client, seed):
+    with counted_queries(app) as first:
+        assert client.get(f"/api/movies/{seed.heat}").get_json()["ratings"] == 2
+    with counted_queries(app) as second:
+        again = client.get(f"/api/movies/{seed.heat}")
+    assert first and second == []
+    assert again.get_json()["title"] == "Heat"
+    assert hits_and_misses(client, "movies") == (1, 1)
+
+
+def test_a_search_hit_does_not_touch_the_database(app, client, seed):
+    client.get("/search?q=heat")
+    with counted_queries(app) as queries:
+        page = client.get("/search?q=heat")
+    assert queries == [] and "Heat" in page.get_data(as_text=True)
+    assert hits_and_misses(client, "searches") == (1, 1)
+
+
+def test_a_recommendations_hit_skips_the_recommender_and_the_catalogue(
+    app, client, seed, ai, helpers
+):
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.toy, 4.1)]
+    helpers.log_in(client, "ann")
+    assert helpers.titles(client.get("/for-you")) == ["Alien", "Toy Story"]
+    calls = len(ai.calls)
+    with counted_queries(app) as queries:
+        assert helpers.titles(client.get("/for-you")) == ["Alien", "Toy Story"]
+    assert len(ai.calls) == calls  # not even /health: the version was checked a moment ago
+    # What is left: the login session's user, and the user's taste version.
+    assert len(queries) == 2 and not any("FROM movies" in q for q in queries)
+    assert hits_and_misses(client, "recommendations") == (1, 1)
+    assert hits_and_misses(client, "fragments") == (1, 1)  # the list's HTML, too
+
+
+def test_the_api_and_the_page_keep_their_own_k_and_a_rating_drops_both(
+    app, client, seed, ai, helpers
+):
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.toy, 4.1), (seed.shining, 3.0)]
+    helpers.log_in(client, "ann")
+    client.get("/for-you")
+    assert [m["id"] for m in client.get("/api/recommendations?k=2").get_json()["items"]] == [
+        seed.alien,
+        seed.toy,
+    ]
+    assert hits_and_misses(client, "recommendations") == (0, 2)
+    store = app.extensions[EXTENSION].recommendations
+    assert store.peek((seed.ann, 24)) and store.peek((seed.ann, 2))
+    client.post("/api/ratings", json={"movie_id": seed.alien, "rating": 3})
+    assert store.peek((seed.ann, 24)) is None and store.peek((seed.ann, 2)) is None
+
+
+def test_a_rating_refreshes_the_users_recommendations(client, seed, ai, helpers):
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9)]
+    helpers.log_in(client, "ann")
+    assert helpers.titles(client.get("/for-you")) == ["Alien"]
+    ai.recommendations[seed.ann] = [(seed.toy, 4.5)]
+    assert helpers.titles(client.get("/for-you")) == ["Alien"]  # cached
+    client.post("/api/ratings", json={"movie_id": seed.alien, "rating": 4.5})
+    assert helpers.titles(client.get("/for-you")) == ["Toy Story"]
+
+
+def test_a_rating_taken_by_another_worker_refreshes_this_workers_list(make_app, seed, ai, helpers):
+    """Two apps on one database stand for two gunicorn workers (or two instances)."""
+    worker_a, worker_b = make_app().test_client(), make_app().test_client()
+    for worker in (worker_a, worker_b):
+        helpers.log_in(worker, "ann")
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9)]
+    assert helpers.titles(worker_b.get("/for-you")) == ["Alien"]
+    ai.recommendations[seed.ann] = [(seed.toy, 4.5)]
+    assert helpers.titles(worker_b.get("/for-you")) == ["Alien"]  # cached on B
+    assert (
+        worker_a.post("/api/ratings", json={"movie_id": seed.shining, "rating": 2}).status_code
+        == 200
+    )
+    assert helpers.titles(worker_b.get("/for-you")) == ["Toy Story"]
+    # Removing a rating changes the taste version too.
+    ai.recommendations[seed.ann] = [(seed.alien, 4.0)]
+    worker_a.post(f"/movies/{seed.shining}/rating/delete")
+    assert helpers.titles(worker_b.get("/for-you")) == ["Alien"]
+
+
+def test_other_users_entries_survive_a_rating(app, client, seed, ai, helpers):
+    ai.recommendations[seed.bob] = [(seed.toy, 4.0)]
+    bob = app.test_client()
+    helpers.log_in(bob, "bob")
+    bob.get("/for-you")
+    helpers.log_in(client, "ann")
+    client.post("/api/ratings", json={"movie_id": seed.alien, "rating": 4})
+    bob.get("/for-you")
+    assert hits_and_misses(client, "recommendations")[0] == 1
+
+
+@pytest.fixture
+def versioned_ai():
+    """A recommender whose model version the test changes."""
+    state = {"version": "v1", "items": [], "calls": 0}
+    app = Flask("versioned_ai")
+
+    @app.get("/recommend")
+    def recommend():
+        state["calls"] += 1
+        items = [{"movie_id": m, "score": s} for m, s in state["items"]]
+        return jsonify(model_version=state["version"], items=items[: int(request.args["k"])])
+
+    @app.get("/health")
+    def health():
+        return jsonify(status="ok", model_version=state["version"])
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state["url"] = f"http://127.0.0.1:{server.server_port}"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_a_new_model_version_refreshes_every_users_recommendations(
+    make_app, seed, versioned_ai, helpers
+):
+    app = make_app(ai_urls=(versioned_ai["url"],))
+    app.extensions[picks.EXTENSION].close()
+    app.extensions[picks.EXTENSION] = AIClient([versioned_ai["url"]], 1.0, version_check=0)
+    client = app.test_client()
+    helpers.log_in(client, "ann")
+    versioned_ai["items"] = [(seed.alien, 4.0)]
+    client.get("/for-you")
+    versioned_ai["items"] = [(seed.toy, 4.0)]
+    assert helpers.titles(client.get("/for-you")) == ["Alien"]
+    assert versioned_ai["calls"] == 1
+    versioned_ai["version"] = "v2"
+    assert helpers.titles(client.get("/for-you")) == ["Toy Story"]
+    assert versioned_ai["calls"] == 2
+    entry = app.extensions[EXTENSION].recommendations.peek((seed.ann, 24))
+    assert entry.model_version == "v2"
+
+
+def test_limited_answers_are_not_cached(make_app, dead_url, seed, helpers):
+    client = make_app(ai_urls=(dead_url,), ai_timeout=0.3).test_client()
+    helpers.log_in(client, "ann")
+    for _ in range(2):
+        assert "temporarily limited" in client.get("/for-you").get_data(as_text=True)
+    assert hits_and_misses(client, "recommendations") == (0, 2)
+
+
+def test_metrics_show_requests_per_endpoint_and_only_to_loopback(app, client, seed):
+    client.get(f"/api/movies/{seed.heat}")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert re.search(
+        r'^movierec_http_requests_total\{[^}]*endpoint="api.movie",method="GET",status="200"\} 1$',
+        text,
+        re.M,
+    )
+    assert "movierec_http_request_duration_seconds_bucket{" in text
+    assert re.search(r"^movierec_ai_circuit_open\{[^}]*\} 0$", text, re.M)
+    outside = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert outside.status_code == 404
