@@ -3,14 +3,15 @@
 Steps, each skipped when its result is already there (a second run starts in seconds):
 a private PostgreSQL under ``state_dir/postgres``, the schema, sample data (synthetic, or a
 MovieLens release), a demo account with a few ratings, a trained model, then one recommender
-server and one web server as child processes. :meth:`Demo.stop` stops all of it.
+server and one web server: a local cluster of one of each (:mod:`movierec.cluster`), without a
+director. :meth:`Demo.stop` stops all of it. ``movierec cluster up`` prepares the same data.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,12 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 from movierec.ai import newest_version, train_model
+from movierec.cluster import control as cluster
+from movierec.cluster.members import ClusterRecord
+from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.data import generate_catalogue, import_movielens
-from movierec.db import Database, LocalPostgres, Movie, Preference, Rating, User, upgrade
-from movierec.processes import Child
+from movierec.db import Database, Movie, Preference, Rating, User
 
 DEMO_USER = "demo"
 DEMO_GENRES = ("Sci-Fi", "Adventure")
@@ -43,46 +46,31 @@ class Demo:
     """What the demo started; ``stop()`` undoes it in reverse order."""
 
     settings: Settings
-    server: LocalPostgres
+    record: ClusterRecord
     password: str
-    children: list[Child] = field(default_factory=list)
 
     @property
     def web_url(self) -> str:
-        return f"http://{self.settings.web_host}:{self.settings.web_port}/"
+        return self.record.url
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
-        self.children.clear()
-        self.server.stop()
+        cluster.down(self.settings, lambda _text: None)
 
 
-def _secret(path: Path, make: Callable[[], str]) -> str:
-    """A value kept in ``path`` (mode 0600), made once: the demo's secret key and password."""
-    if path.exists():
-        return path.read_text().strip()
-    value = make()
-    path.touch(mode=0o600)
-    path.write_text(value + "\n")
-    return value
+def prepare(options: DemoOptions, say: Say) -> cluster.Prepare:
+    """The data steps, for :func:`movierec.cluster.up`: sample data, the demo account, a
+    model. The demo password is kept in ``state_dir/demo_password``."""
+
+    def run(database: Database, settings: Settings) -> None:
+        load_data(database, options, say)
+        ensure_demo_user(database, demo_password(settings))
+        ensure_model(database, settings, say)
+
+    return run
 
 
-def start_database(settings: Settings, say: Say) -> tuple[LocalPostgres, Settings]:
-    """Start the private server, migrate it, and return settings that point at it."""
-    state = settings.state_dir.resolve()
-    say(f"PostgreSQL: starting a private server in {state / 'postgres'}")
-    server = LocalPostgres(state / "postgres").start()
-    url = server.create_database("movierec")
-    upgrade(url)
-    ai_url = f"http://{settings.ai_host}:{settings.ai_port}"
-    return server, settings.replace(
-        database_url=url,
-        secret_key=settings.secret_key or _secret(state / "secret_key", secrets.token_hex),
-        model_dir=settings.model_dir.resolve(),
-        state_dir=state,
-        ai_urls=(ai_url,),
-    )
+def demo_password(settings: Settings) -> str:
+    return cluster.secret(settings.state_dir.resolve() / "demo_password", _password)
 
 
 def load_data(database: Database, options: DemoOptions, say: Say) -> None:
@@ -143,43 +131,12 @@ def ensure_model(database: Database, settings: Settings, say: Say) -> None:
     say(f"model: {report.artifact.version}{rmse}")
 
 
-def start_servers(demo: Demo, say: Say) -> None:
-    s = demo.settings
-    env = {
-        "MOVIEREC_DATABASE_URL": s.database_url,
-        "MOVIEREC_SECRET_KEY": s.secret_key,
-        "MOVIEREC_MODEL_DIR": str(s.model_dir),
-        "MOVIEREC_STATE_DIR": str(s.state_dir),
-        "MOVIEREC_AI_URLS": ",".join(s.ai_urls),
-    }
-    logs = s.state_dir / "logs"
-    for name, args, health in (
-        ("ai", ["--port", str(s.ai_port)], f"{s.ai_urls[0]}/health"),
-        ("web", ["--port", str(s.web_port)], f"{demo.web_url}healthz"),
-    ):
-        child = Child.start(name, ["serve", name, *args], logs / f"{name}.log", health, env)
-        demo.children.append(child)
-        child.wait_healthy()
-        say(f"{name} server: pid {child.process.pid}, log {child.log}")
-
-
 def start_demo(settings: Settings, options: DemoOptions, say: Say) -> Demo:
-    """Bring everything up; on any failure, stop what was started and re-raise."""
-    server, settings = start_database(settings, say)
-    demo = Demo(settings, server, _secret(settings.state_dir / "demo_password", _password))
-    try:
-        database = Database(settings)
-        try:
-            load_data(database, options, say)
-            ensure_demo_user(database, demo.password)
-            ensure_model(database, settings, say)
-        finally:
-            database.dispose()
-        start_servers(demo, say)
-    except BaseException:
-        demo.stop()
-        raise
-    return demo
+    """Bring everything up (one web server on ``web_port``, one recommender on ``ai_port``);
+    on any failure, stop what was started and re-raise."""
+    spec = ClusterSpec(web_ports=(settings.web_port,), ai_ports=(settings.ai_port,))
+    record = cluster.up(settings, spec, say, prepare(options, say))
+    return Demo(settings, record, demo_password(settings))
 
 
 def _password() -> str:

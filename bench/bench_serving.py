@@ -1,0 +1,228 @@
+"""Serving throughput: requests/s and p50/p99 latency of the "for you" page and
+/api/recommendations for logged-in users, with cold and warm caches, over local clusters of
+1 or 2 web instances and 1 or 2 AI instances, through the director (HAProxy) when it is
+installed, else straight to web-1.
+
+Load comes from wrk (Debian package ``wrk``), loopback only, each run bounded (``--duration``
+seconds). Users are the synthetic catalogue's; their login sessions are signed with the
+cluster's own secret key (what a login would set). *Cold*: each request is a different user
+of 3,000, so (nearly) every request misses the recommendations cache and asks the recommender;
+*warm*: 50 users, after a warm-up run. Prints a markdown table.
+
+    .venv/bin/python bench/bench_serving.py [--duration 10] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import requests
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+
+from movierec import cluster
+from movierec.cluster.spec import port_free
+from movierec.config import load_settings
+from movierec.demo import DemoOptions, prepare
+from movierec.web.auth.sessions import GENERATION
+
+COLD_USERS = 3000
+WARM_USERS = 50
+WARMUP_SECONDS = 3
+ENDPOINTS = ("/for-you", "/api/recommendations?k=10")
+LUA = """
+cookies = {%s}
+paths = {%s}
+counter = 0
+local started = 0
+function setup(thread)
+  thread:set("offset", started * 7919)
+  started = started + 1
+end
+function request()
+  counter = counter + 1
+  local i = (offset or 0) + counter
+  local headers = {}
+  if #cookies > 0 then headers["Cookie"] = "session=" .. cookies[i %% #cookies + 1] end
+  return wrk.format("GET", paths[i %% #paths + 1], headers)
+end
+"""
+
+
+def session_cookies(secret_key: str, user_ids: Iterable[int]) -> list[str]:
+    """Flask session cookies logging in ``user_ids`` (what /auth/login would set)."""
+    app = Flask("bench")
+    app.secret_key = secret_key
+    signer = SecureCookieSessionInterface().get_signing_serializer(app)
+    return [signer.dumps({"_user_id": str(u), GENERATION: 0, "_fresh": False}) for u in user_ids]
+
+
+def wrk(
+    url: str, paths: list[str], cookies: list[str], seconds: int, threads: int, conns: int
+) -> dict:
+    """Run wrk against ``url``, rotating over ``paths`` and login ``cookies``; its figures."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        quoted = lambda items: ",".join(f'"{i}"' for i in items)  # noqa: E731
+        script.write(LUA % (quoted(cookies), quoted(paths)))
+    try:
+        out = subprocess.run(
+            ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
+             script.name, url],
+            capture_output=True, text=True, timeout=seconds + 30, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(script.name)
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "errors": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",
+    }
+
+
+def cache_counters(web_ports: Iterable[int], workers: int) -> dict[str, tuple[int, int]]:
+    """Recommendations cache (hits, misses) of every web worker, by pid: each instance is
+    asked until all its ``workers`` answered (gunicorn hands a request to any of them)."""
+    per_pid: dict[str, tuple[int, int]] = {}
+    for port in web_ports:
+        seen: set[str] = set()
+        for _ in range(100):
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            pid = re.search(r'pid="(\d+)"', text).group(1)
+            counts = [
+                int(re.search(rf'^{name}{{[^}}]*cache="recommendations"[^}}]*}} (\d+)', text,
+                              re.M).group(1))
+                for name in ("movierec_cache_hits_total", "movierec_cache_misses_total")
+            ]  # fmt: skip
+            per_pid[pid] = (counts[0], counts[1])
+            seen.add(pid)
+            if len(seen) >= workers:
+                break
+    return per_pid
+
+
+def hit_rate(before: dict, after: dict) -> float | None:
+    hits = sum(after[p][0] - before.get(p, (0, 0))[0] for p in after)
+    misses = sum(after[p][1] - before.get(p, (0, 0))[1] for p in after)
+    return hits / (hits + misses) if hits + misses else None
+
+
+def ai_paths(users: int) -> list[str]:
+    return [f"/recommend?user={u}&k=24" for u in range(1, users + 1)]
+
+
+def free_base() -> int:
+    for base in range(21000, 40000, 500):
+        if all(port_free(p) for p in (base, base + 1, base + 2, base + 101, base + 102)):
+            return base
+    raise SystemExit("no free ports")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--state-dir", type=Path, help="reuse this cluster state (data, model)")
+    parser.add_argument("--configs", default="1x1,2x1,1x2,2x2", help="WEBxAI,... to run")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install -y wrk")
+
+    root = args.state_dir or Path(tempfile.mkdtemp(prefix="movierec-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root
+    settings = load_settings(
+        environ={}, toml_path=None,
+        overrides={"state_dir": root / "state", "model_dir": root / "state" / "models"},
+    )  # fmt: skip
+    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    rows: list = []
+    for index, config in enumerate(args.configs.split(",")):
+        web, ai = (int(n) for n in config.split("x"))
+        rows += bench_cluster(settings, web, ai, args, with_ai_row=index == 0, say=say)
+    print(table(rows, args))
+    if args.state_dir is None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> list:
+    """Bring a cluster of ``web`` x ``ai`` instances up, measure, take it down; the rows."""
+    rows = []
+    spec = cluster.ClusterSpec.on_port(free_base(), web=web, ai=ai)
+    record = cluster.up(settings, spec, say, prepare(DemoOptions(), say))
+    try:
+        secret = (settings.state_dir / "secret_key").read_text().strip()
+        cold = session_cookies(secret, range(1, COLD_USERS + 1))
+        warm = session_cookies(secret, range(1, WARM_USERS + 1))
+        via = "director" if record.director else "web-1 direct"
+        base = record.url.rstrip("/")
+
+        def run(label: str, paths: list[str], cookies: list[str], kind: str, url: str = base):
+            if kind == "warm":
+                wrk(url, paths, cookies, WARMUP_SECONDS, args.threads, args.connections)
+            before = cache_counters(spec.web_ports, settings.web_workers)
+            result = wrk(url, paths, cookies, args.duration, args.threads, args.connections)
+            after = cache_counters(spec.web_ports, settings.web_workers)
+            result["hit_rate"] = hit_rate(before, after)
+            rows.append((web, ai, via if url == base else "direct", label, kind, result))
+            say(f"{web} web x {ai} ai {label} {kind}: {result}")
+            time.sleep(1)
+
+        for path in ENDPOINTS:
+            run(path, [path], cold, "cold")
+            run(path, [path], warm, "warm")
+        movies = [f"/api/movies/{m}" for m in range(1, WARM_USERS + 1)]
+        run("/api/movies/ID, anonymous", movies, [], "warm")
+        if with_ai_row:
+            run(
+                "AI /recommend",
+                ai_paths(COLD_USERS),
+                [],
+                "-",
+                f"http://127.0.0.1:{spec.ai_ports[0]}",
+            )
+    finally:
+        cluster.down(settings, say)
+    return rows
+
+
+def table(rows: list, args: argparse.Namespace) -> str:
+    lines = [
+        f"wrk -t{args.threads} -c{args.connections}, {args.duration} s per run; cold: "
+        f"{COLD_USERS} users rotating, warm: {WARM_USERS} users after a "
+        f"{WARMUP_SECONDS} s warm-up; hit rate of the recommendations cache during the run "
+        "(all web workers).",
+        "",
+        "| web | AI | via | endpoint | cache | req/s | p50 ms | p99 ms | recs hit rate | errors |",
+        "|---:|---:|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for web, ai, via, path, kind, r in rows:
+        rate = "" if r["hit_rate"] is None else f"{r['hit_rate']:.0%}"
+        errors = str(r["errors"]) + (f" ({r['socket_errors']})" if r["socket_errors"] else "")
+        lines.append(
+            f"| {web} | {ai} | {via} | `{path}` | {kind} | {r['rps']:,.0f} | {r['p50']:.1f} | "
+            f"{r['p99']:.1f} | {rate} | {errors} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""A local cluster on one machine: PostgreSQL (and replicas), several web and AI instances,
+and the director in front (``movierec cluster up|status|down``)."""
+
+from movierec.cluster.control import DIRECTOR_NAME, MemberStatus, down, secret, status, up
+from movierec.cluster.members import ClusterRecord, Member, is_running, load_record
+from movierec.cluster.spec import ClusterSpec, read_cluster_toml
+
+__all__ = [
+    "DIRECTOR_NAME",
+    "ClusterRecord",
+    "ClusterSpec",
+    "Member",
+    "MemberStatus",
+    "down",
+    "is_running",
+    "load_record",
+    "read_cluster_toml",
+    "secret",
+    "status",
+    "up",
+]

@@ -1,0 +1,353 @@
+"""Bring a local cluster up, report on it, and take it down.
+
+``up`` starts, on 127.0.0.1: the PostgreSQL primary under ``state_dir/postgres`` (reused when
+it already runs), streaming replicas when asked, the AI instances, the web instances and the
+director (HAProxy) in front of the web instances; it waits until each answers its health check,
+writes ``state_dir/cluster.json`` and returns while they keep running. ``down`` stops exactly
+what that file lists as started by ``up``: a database that was already running stays up.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from movierec import director
+from movierec.cluster.members import (
+    _CHILDREN,
+    ClusterRecord,
+    Member,
+    is_running,
+    load_record,
+    record_path,
+    save_record,
+    start_time,
+    stop_group,
+)
+from movierec.cluster.spec import ClusterSpec
+from movierec.config import Settings
+from movierec.db import Database, LocalPostgres, upgrade
+from movierec.db.replicas import create_replica, start_server, stop_server
+from movierec.db.topology import PRIMARY_DIR, load_topology, server_url
+from movierec.director.haproxy import haproxy_binary
+from movierec.errors import MovierecError, NotFound, OpsCommandFailed
+from movierec.processes import Child
+
+DIRECTOR_NAME = "cluster"
+DATABASE = "movierec"
+HEALTH_TIMEOUT = 90.0
+
+Say = Callable[[str], None]
+Prepare = Callable[[Database, Settings], None]
+
+
+def secret(path: Path, make: Callable[[], str]) -> str:
+    """A value kept in ``path`` (mode 0600), made once: the site's secret key, a password."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    path.touch(mode=0o600)
+    path.write_text(value + "\n")
+    return value
+
+
+def _running_record(state: Path) -> ClusterRecord | None:
+    record = load_record(state)
+    if record is None:
+        return None
+    if any(is_running(m) for m in record.members if m.role not in ("primary", "replica")):
+        return record
+    return None
+
+
+def up(
+    settings: Settings, spec: ClusterSpec, say: Say, prepare: Prepare | None = None
+) -> ClusterRecord:
+    """Start the cluster of ``spec`` and return its record once every server is healthy.
+
+    ``prepare`` runs after the schema is migrated and before the AI servers start (sample
+    data, a model). On any failure, what was started is stopped again. Raises
+    :class:`OpsCommandFailed` when a cluster already runs here or a server does not come up,
+    :class:`BadInput` when a port is taken.
+    """
+    state = settings.state_dir.resolve()
+    running = _running_record(state)
+    if running is not None:
+        raise OpsCommandFailed(
+            f"a cluster already runs from {record_path(state)} ({running.url}); "
+            "`movierec cluster down` stops it"
+        )
+    spec.check_ports_free()
+    record = ClusterRecord(url="")
+    try:
+        settings = _start_database(settings, spec, record, say)
+        if prepare is not None:
+            database = Database(settings)
+            try:
+                prepare(database, settings)
+            finally:
+                database.dispose()
+        _start_servers(settings, spec, record, say)
+        _start_director(settings, spec, record, say)
+    except BaseException:
+        _stop(settings, record, lambda _text: None)
+        raise
+    save_record(state, record)
+    return record
+
+
+def _start_database(
+    settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say
+) -> Settings:
+    state = settings.state_dir.resolve()
+    server = LocalPostgres(state / PRIMARY_DIR)
+    was_running = server.is_running()
+    say(f"PostgreSQL: {'using the running' if was_running else 'starting a'} server in "
+        f"{server.state_dir}")  # fmt: skip
+    server.start()
+    record.members.append(_postgres_member("postgres", "primary", server, not was_running))
+    url = server.create_database(DATABASE)
+    upgrade(url)
+    settings = settings.replace(
+        database_url=url,
+        secret_key=settings.secret_key or secret(state / "secret_key", secrets.token_hex),
+        model_dir=settings.model_dir.resolve(),
+        state_dir=state,
+        replica_url=None,
+    )
+    for index in range(spec.replicas):
+        name = f"r{index + 1}"
+        topology = load_topology(settings)
+        if name in topology:
+            local = topology.get(name).local
+            owned = local is None or not local.is_running()
+            entry = start_server(settings, name)
+        else:
+            say(f"PostgreSQL: creating replica {name} (pg_basebackup)")
+            entry, owned = create_replica(settings, name), True
+        local = LocalPostgres(entry.state_dir) if entry.state_dir else None
+        if local is not None:
+            local.port = entry.live_port()
+            record.members.append(_postgres_member(f"replica-{name}", "replica", local, owned))
+        if index == 0:
+            settings = settings.replace(replica_url=server_url(settings, entry, False))
+    return settings
+
+
+def _postgres_member(name: str, role: str, server: LocalPostgres, owned: bool) -> Member:
+    pid = None
+    try:
+        pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return Member(
+        name,
+        role,
+        server.port,
+        pid,
+        start_time(pid) if pid else None,
+        owned,
+        log=str(server.log_file),
+        state_dir=str(server.state_dir),
+    )
+
+
+def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
+    ai_urls = [f"http://127.0.0.1:{port}" for port in spec.ai_ports]
+    env = {
+        "MOVIEREC_DATABASE_URL": settings.database_url or "",
+        "MOVIEREC_REPLICA_URL": settings.replica_url or "",
+        "MOVIEREC_SECRET_KEY": settings.secret_key or "",
+        "MOVIEREC_MODEL_DIR": str(settings.model_dir),
+        "MOVIEREC_STATE_DIR": str(settings.state_dir),
+        "MOVIEREC_AI_URLS": ",".join(ai_urls),
+        "MOVIEREC_AI_SHARDS": "",
+        # Behind the director, the client is the one HAProxy names in X-Forwarded-For.
+        "MOVIEREC_WEB_PROXY_COUNT": "1" if spec.director_port is not None else "0",
+    }
+    logs = settings.state_dir / "logs"
+    children: list[tuple[Member, Child]] = []
+    plan = [("ai", i, port, "/health", spec.ai_workers) for i, port in enumerate(spec.ai_ports)]
+    plan += [
+        ("web", i, port, "/healthz", spec.web_workers) for i, port in enumerate(spec.web_ports)
+    ]
+    for role, index, port, health, workers in plan:
+        name = f"{role}-{index + 1}"
+        args = ["serve", role, "--port", str(port)]
+        if workers:
+            args += ["--workers", str(workers)]
+        health_url = f"http://127.0.0.1:{port}{health}"
+        child = Child.start(
+            name, args, logs / f"{name}.log", health_url, {**env, "MOVIEREC_INSTANCE_NAME": name}
+        )
+        _CHILDREN[child.process.pid] = child.process
+        member = Member(
+            name,
+            role,
+            port,
+            child.process.pid,
+            start_time(child.process.pid),
+            True,
+            health_url,
+            str(child.log),
+        )
+        record.members.append(member)
+        children.append((member, child))
+    for member, child in children:
+        child.wait_healthy(HEALTH_TIMEOUT)
+        say(f"{member.name}: http://127.0.0.1:{member.port}/ (pid {member.pid})")
+    record.url = f"http://127.0.0.1:{spec.web_ports[0]}/"
+
+
+def _start_director(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
+    if spec.director_port is None:
+        return
+    try:
+        haproxy_binary()
+    except OpsCommandFailed as exc:
+        say(f"director: skipped ({exc}); the site is served by web-1 directly")
+        return
+    backends = tuple(
+        director.Backend(f"web-{i + 1}", "127.0.0.1", port) for i, port in enumerate(spec.web_ports)
+    )
+    state = director.DirectorState(DIRECTOR_NAME, spec.director_port, backends)
+    pid = director.start(settings, state)
+    health_url = f"http://127.0.0.1:{spec.director_port}/healthz"
+    record.members.insert(
+        0,
+        Member("director", "director", spec.director_port, pid, start_time(pid), True, health_url),
+    )
+    record.director = DIRECTOR_NAME
+    _wait_for(health_url, "the director")
+    record.url = f"http://127.0.0.1:{spec.director_port}/"
+    say(f"director: {record.url} (HAProxy pid {pid}) -> {len(backends)} web instance(s)")
+
+
+def _wait_for(url: str, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise OpsCommandFailed(f"{what} did not answer {url} within {timeout:.0f} s")
+
+
+def down(settings: Settings, say: Say) -> list[str]:
+    """Stop what ``up`` started (in reverse order) and forget the cluster; the names stopped.
+
+    Raises :class:`NotFound` when no cluster was started here, :class:`OpsCommandFailed` when
+    a process survives SIGKILL.
+    """
+    state = settings.state_dir.resolve()
+    record = load_record(state)
+    if record is None:
+        raise NotFound(f"no cluster here: {record_path(state)} does not exist")
+    stopped = _stop(settings.replace(state_dir=state), record, say)
+    record_path(state).unlink(missing_ok=True)
+    return stopped
+
+
+def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
+    """Stop the record's members that ``up`` started; keep going past a failure and raise
+    the first one at the end."""
+    stopped: list[str] = []
+    problems: list[MovierecError] = []
+    # The director first (no new requests reach the instances), the databases last.
+    order = {"director": 0, "web": 1, "ai": 2, "replica": 3, "primary": 4}
+    for member in sorted(reversed(record.members), key=lambda m: order.get(m.role, 5)):
+        if not member.owned:
+            continue
+        try:
+            if member.role == "director" and record.director:
+                done = director.stop(settings, record.director)
+            elif member.role in ("web", "ai"):
+                done = stop_group(member)
+            elif member.role == "replica":
+                done = is_running(member)
+                stop_server(settings, member.name.removeprefix("replica-"))
+            elif member.role == "primary":
+                done = is_running(member)
+                LocalPostgres(Path(member.state_dir or "")).stop()
+            else:
+                continue
+        except MovierecError as exc:
+            problems.append(exc)
+            continue
+        if done:
+            stopped.append(member.name)
+            say(f"stopped {member.name}")
+    if problems:
+        raise problems[0]
+    return stopped
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    member: Member
+    running: bool
+    health: str  # ok, down, HTTP 503, ...
+    hit_rate: float | None = None  # web: the answering worker's cache hit rate
+    detail: str = ""
+
+
+def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
+    """The cluster's record and each member's state. Raises :class:`NotFound` when no
+    cluster was started here."""
+    state = settings.state_dir.resolve()
+    record = load_record(state)
+    if record is None:
+        raise NotFound(f"no cluster here: {record_path(state)} does not exist")
+    report = []
+    for member in record.members:
+        running = is_running(member)
+        health = "ok" if running else "down"
+        hit_rate, detail = None, ""
+        if member.health_url:
+            health = _health(member.health_url)
+        if member.role == "web" and health == "ok":
+            hit_rate, detail = _hit_rate(member.port)
+        if member.role == "director" and running and record.director:
+            try:
+                backends = director.status(settings.replace(state_dir=state), record.director)
+                up_count = sum(1 for b in backends.backends if b.up)
+                detail = f"{up_count}/{len(backends.backends)} web instances up"
+            except MovierecError as exc:
+                detail = str(exc)
+        report.append(MemberStatus(member, running, health, hit_rate, detail))
+    return record, report
+
+
+def _health(url: str) -> str:
+    try:
+        response = requests.get(url, timeout=2)
+    except requests.RequestException:
+        return "down"
+    return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
+
+
+_SAMPLE = re.compile(r"^movierec_cache_(hits|misses)_total\{[^}]*\} (\d+)", re.M)
+
+
+def _hit_rate(port: int) -> tuple[float | None, str]:
+    """Hits / lookups over all caches of the worker that answers ``/metrics``."""
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return None, "no /metrics"
+    totals = {"hits": 0, "misses": 0}
+    for kind, value in _SAMPLE.findall(text):
+        totals[kind] += int(value)
+    lookups = totals["hits"] + totals["misses"]
+    pid = re.search(r'pid="(\d+)"', text)
+    where = f"worker {pid.group(1)}" if pid else ""
+    return (totals["hits"] / lookups if lookups else None), f"{where}, {lookups} lookups"

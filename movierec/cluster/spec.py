@@ -1,0 +1,131 @@
+"""What a local cluster is made of: how many web, AI and replica servers, on which ports.
+
+From CLI options or a ``cluster.toml``::
+
+    [cluster]
+    web = 2          # web instances (movierec serve web), ports port+1 ... port+web
+    ai = 2           # AI instances (movierec serve ai), ports port+101 ... port+100+ai
+    replicas = 0     # streaming replicas of the primary; web instances read from the first
+    port = 8000      # the director (HAProxy); without it, web-1 is the site's address
+    director = true
+    web_workers = 2  # gunicorn workers per instance (default: the settings')
+    ai_workers = 1
+"""
+
+from __future__ import annotations
+
+import socket
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from movierec.errors import BadInput, ConfigError
+
+AI_OFFSET = 101
+MAX_WEB = AI_OFFSET - 2
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """The servers of one cluster. Raises :class:`BadInput` when they cannot be laid out."""
+
+    web_ports: tuple[int, ...]
+    ai_ports: tuple[int, ...]
+    director_port: int | None = None
+    replicas: int = 0
+    web_workers: int | None = None
+    ai_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.web_ports:
+            problems.append("at least one web instance is needed")
+        if not self.ai_ports:
+            problems.append("at least one AI instance is needed")
+        if not 0 <= self.replicas <= 3:
+            problems.append(f"replicas must be 0 to 3, not {self.replicas}")
+        ports = [*self.web_ports, *self.ai_ports]
+        if self.director_port is not None:
+            ports.append(self.director_port)
+        problems += [f"port {p} is out of range 1-65535" for p in ports if not 0 < p < 65536]
+        if len(set(ports)) != len(ports):
+            problems.append("two servers would share a port")
+        for name in ("web_workers", "ai_workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be at least 1")
+        if problems:
+            raise BadInput("cluster: " + "; ".join(problems))
+
+    @classmethod
+    def on_port(
+        cls,
+        port: int = 8000,
+        web: int = 2,
+        ai: int = 2,
+        replicas: int = 0,
+        director: bool = True,
+        web_workers: int | None = None,
+        ai_workers: int | None = None,
+    ) -> ClusterSpec:
+        """The director on ``port``, web instances on the next ports, AI instances from
+        ``port + 101``. Raises :class:`BadInput`."""
+        if not 1 <= web <= MAX_WEB:
+            raise BadInput(f"cluster: web must be 1 to {MAX_WEB}, not {web}")
+        return cls(
+            web_ports=tuple(port + 1 + i for i in range(web)),
+            ai_ports=tuple(port + AI_OFFSET + i for i in range(ai)),
+            director_port=port if director else None,
+            replicas=replicas,
+            web_workers=web_workers,
+            ai_workers=ai_workers,
+        )
+
+    def ports(self) -> list[int]:
+        extra = [self.director_port] if self.director_port is not None else []
+        return [*extra, *self.web_ports, *self.ai_ports]
+
+    def check_ports_free(self) -> None:
+        """Raise :class:`BadInput` naming every port something already listens on."""
+        taken = [p for p in self.ports() if not port_free(p)]
+        if taken:
+            raise BadInput(
+                f"port(s) {', '.join(map(str, taken))} on 127.0.0.1 are in use; pick another "
+                "--port or stop what listens there"
+            )
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+_KEYS = {"web", "ai", "replicas", "port", "director", "web_workers", "ai_workers"}
+
+
+def read_cluster_toml(path: Path) -> dict[str, Any]:
+    """The ``[cluster]`` table of ``path`` as keyword arguments for :meth:`ClusterSpec.on_port`.
+
+    Raises :class:`ConfigError` when the file cannot be read or has unknown keys.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    table = data.get("cluster", data)
+    unknown = sorted(set(table) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown cluster setting(s) {', '.join(unknown)}")
+    return dict(table)
+
+
+SPEC_FIELDS = tuple(f.name for f in fields(ClusterSpec))
