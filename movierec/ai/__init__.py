@@ -11,6 +11,7 @@ The server is ``movierec.ai.server:create_app()`` (run by ``movierec serve``).
 
 from movierec.ai.artifact import ArtifactInfo, list_artifacts, newest_version, read_artifact
 from movierec.ai.base import Recommendations, Recommender, Similar
+from movierec.ai.candidates import Shard
 from movierec.ai.dataset import RatingsData, ratings_from_arrays, read_ratings, to_trainset
 from movierec.ai.evaluation import Metrics, holdout_split, kfold
 from movierec.ai.factors import Factors
@@ -25,6 +26,7 @@ __all__ = [
     "RatingsData",
     "Recommendations",
     "Recommender",
+    "Shard",
     "Similar",
     "TrainParams",
     "TrainReport",

@@ -4,7 +4,10 @@ A version is a UTC timestamp and the algorithm, e.g. ``20261124T113000Z-svd``, s
 by age. An artifact is written into a hidden temporary directory beside the others and renamed
 into place when complete: readers (recommender servers polling for new versions) see a whole
 artifact or none. Arrays load memory-mapped, so every gunicorn worker on a machine shares one
-copy of the pages.
+copy of the pages (numpy maps a read-only ``.npy`` with ``MAP_SHARED``: the pages belong to
+the page cache, not to the process); the ANN index (``ann.faiss``) is mapped the same way.
+Files a server derives from an artifact (a shard's slice, see :mod:`movierec.ai.candidates`)
+are written into a sub-directory of it, the same way, and mapped the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,11 +54,14 @@ def write_artifact(
     arrays: Mapping[str, np.ndarray],
     meta: Mapping[str, Any],
     when: datetime | None = None,
+    files: Mapping[str, Callable[[Path], None]] | None = None,
 ) -> ArtifactInfo:
     """Write ``arrays`` and ``meta`` (plus ``version``) as a new version and return it.
 
-    The version is stamped with ``when`` (now by default); if that name is taken, the next
-    free second is used. Raises :class:`BadInput` for a malformed algorithm name.
+    ``files`` maps other file names (e.g. the ANN index) to a function writing that file at
+    the path it is given. The version is stamped with ``when`` (now by default); if that name
+    is taken, the next free second is used. Raises :class:`BadInput` for a malformed
+    algorithm name.
     """
     when = when or datetime.now(UTC)
     model_dir = Path(model_dir)
@@ -64,6 +70,9 @@ def write_artifact(
     try:
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", np.asarray(array), allow_pickle=False)
+        for name, write in (files or {}).items():
+            write(tmp / name)
+            os.chmod(tmp / name, 0o644)
         for attempt in range(3600):
             version = version_name(algorithm, when + timedelta(seconds=attempt))
             full_meta = {"version": version, **meta}

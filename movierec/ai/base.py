@@ -9,6 +9,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from movierec.errors import BadInput
+
+if TYPE_CHECKING:
+    from movierec.ai.candidates import Shard
 
 RATING_MIN = 0.5
 RATING_MAX = 5.0
@@ -75,10 +82,23 @@ class Recommender(ABC):
 
     ``kind`` is ``"rating"`` (predicts stars; ranks by them) or ``"ranking"`` (orders movies;
     :meth:`predict` is refused). Ranking models take ``signals`` and ``demote_genres`` too.
+    ``shard`` (see :mod:`movierec.ai.candidates`) limits what :meth:`recommend` and
+    :meth:`similar` return to one shard's movies, with the same scores as without it.
     """
 
     version: str
     kind: str = "rating"
+    meta: dict
+
+    @property
+    def shard(self) -> Shard | None:
+        """The shard this object keeps (None: the whole catalogue)."""
+        return None
+
+    def restrict(self, shard: Shard, directory: Path | None = None) -> Recommender:
+        """This model keeping and answering only ``shard``'s movies; derived files may be
+        cached in ``directory`` (the artifact's). Raises :class:`BadInput` when it cannot."""
+        raise BadInput(f"a {type(self).__name__} cannot be restricted to shard {shard}")
 
     @abstractmethod
     def knows_user(self, user_id: int) -> bool:
@@ -91,6 +111,8 @@ class Recommender(ABC):
         k: int = 10,
         exclude: Iterable[int] = (),
         genres: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
     ) -> Recommendations:
         """The ``k`` best movies for ``user_id``, never one in ``exclude`` or already rated.
 
@@ -98,8 +120,8 @@ class Recommender(ABC):
         """
 
     @abstractmethod
-    def similar(self, movie_id: int, k: int = 10) -> Similar:
-        """The ``k`` movies most like ``movie_id``.
+    def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
+        """The ``k`` movies most like ``movie_id`` (of ``shard`` when given).
 
         Raises :class:`~movierec.errors.NotFound` when the model does not know the movie.
         """

@@ -9,12 +9,15 @@ refuses more than ``MAX_ENTITIES`` (the bench shows the numbers).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from movierec.ai.base import Recommendations, Recommender, Similar, clip_rating
+from movierec.ai.candidates import Shard
 from movierec.ai.dataset import dense_index
 from movierec.errors import BadInput, ModelNotReady, NotFound
 
@@ -112,6 +115,7 @@ class KnnModel(Recommender):
             int(params.get("min_k", 1)),
             user_based,
         )
+        self._shard: Shard | None = None
 
     def _pos(self, ids: np.ndarray, wanted: int) -> int | None:
         found = dense_index(ids, (wanted,))
@@ -131,12 +135,20 @@ class KnnModel(Recommender):
         k: int = 10,
         exclude: Iterable[int] = (),
         genres: Sequence[str] | None = None,
+        *,
+        shard: Shard | None = None,
     ) -> Recommendations:
         """Top ``k`` by estimated stars (one estimate per movie: meant for small catalogues);
-        an unknown user gets the most rated movies, marked as a fallback."""
+        an unknown user gets the most rated movies, marked as a fallback. Only ``shard``'s
+        movies when given (or when restricted to one)."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise BadInput(f"k must be a positive integer, not {k!r}")
         skip = set(dense_index(self.movie_ids, exclude).tolist())
+        if self._shard is not None and shard not in (None, self._shard):
+            raise BadInput(f"this server holds shard {self._shard} only, not {shard}")
+        shard = shard or self._shard
+        if shard is not None:
+            skip |= set(np.flatnonzero(~shard.mask(self.movie_ids)).tolist())
         u = self._pos(self.user_ids, user_id)
         if u is None or not self._estimator.known_users[u]:
             order = [i for i in np.asarray(self._popular_order).tolist() if i not in skip][:k]
@@ -151,5 +163,15 @@ class KnnModel(Recommender):
         items = tuple((int(self.movie_ids[candidates[j]]), clip_rating(est[j])) for j in best)
         return Recommendations(items, self.version)
 
-    def similar(self, movie_id: int, k: int = 10) -> Similar:
+    @property
+    def shard(self) -> Shard | None:
+        return self._shard
+
+    def restrict(self, shard: Shard, directory: Path | None = None) -> KnnModel:
+        """This model answering for ``shard`` only (a KNN model is small: nothing is sliced)."""
+        restricted = copy.copy(self)
+        restricted._shard = shard
+        return restricted
+
+    def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
         raise NotFound(f"model {self.version} (knnbaseline) answers no similar-movie queries")

@@ -13,15 +13,20 @@ Nobody is refused: a user with no signal at all gets popular movies marked as a 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from movierec.ai.algorithms.als import fold_in
 from movierec.ai.algorithms.ease import signal_weights
+from movierec.ai.ann import AnnIndex
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar
+from movierec.ai.candidates import Candidates, HotRows, Shard
 from movierec.ai.dataset import dense_index
+from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady, NotFound
 
 COMMON_ARRAYS = (
@@ -33,6 +38,7 @@ FORM_ARRAYS = {
     "als": ("item_factors", "item_gram"),
     "popularity": (),
 }
+OPTIONAL_ARRAYS = ("item_norms",)  # ALS artifacts have them since ANN indexes exist
 LIKED_STARS = 4.5  # a favourite counts like a 4.5-star rating
 EXPLAIN_STARS = 3.5  # "because you liked X" only names movies rated at least this
 GENRE_SEEDS = 20  # a preferred genre stands for its most rated movies ...
@@ -41,11 +47,23 @@ SEARCH_WEIGHT = 0.1  # a searched genre is a weaker hint than a stated preferenc
 
 
 class RankingModel(Recommender):
-    """One ranking artifact, memory-mapped; thread-safe (requests share it read-only)."""
+    """One ranking artifact, memory-mapped; thread-safe (requests share it read-only).
+
+    Two movie spaces: signals (a user's rated and liked movies) may be any movie of the model,
+    while what is scored, excluded and returned are the candidates (all movies, or one shard's
+    slice, see :mod:`movierec.ai.candidates`).
+    """
 
     kind = "ranking"
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]):
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any],
+        *,
+        ann: AnnIndex | None = None,
+        hot_bytes: int = 0,
+    ):
         """Raises :class:`ModelNotReady` when the form is unknown or arrays do not fit."""
         self.meta = dict(meta)
         self.version = str(meta.get("version", "unsaved"))
@@ -74,14 +92,60 @@ class RankingModel(Recommender):
             "movie_genres": self._movie_genres.shape == (n_items, len(self.genre_names)),
             "ease_weights": self._weights is None or self._weights.shape == (n_items, n_items),
             "item_factors": self._factors is None or self._factors.shape[0] == n_items,
+            "ann": ann is None
+            or self._factors is not None
+            and (ann.n, ann.dim) == self._factors.shape,
         }
         bad = [name for name, good in ok.items() if not good]
         if bad:
             raise ModelNotReady(f"model {self.version} is damaged: {', '.join(bad)} mismatch")
+        item_arrays: dict[str, np.ndarray] = {}
+        if self._weights is not None:
+            item_arrays["ease_weights"] = self._weights
+        if self._factors is not None:
+            norms = arrays.get("item_norms")
+            if norms is None:  # artifacts from before item_norms was saved
+                norms = np.linalg.norm(np.asarray(self._factors), axis=1).astype(np.float32)
+            item_arrays |= {"item_factors": self._factors, "item_norms": norms}
+        self._all = Candidates(
+            self.movie_ids, self.popularity, self._popular_order, self._movie_genres,
+            item_arrays, ann if self.form == "als" else None,
+        )  # fmt: skip
+        self._cand = self._all
+        self._hot_bytes = hot_bytes
+        self._signal_rows = self._hot_signal_rows()
+
+    def _hot_signal_rows(self) -> HotRows | None:
+        """What a fold-in reads per signal movie: EASE's rows of the candidates' columns, ALS's
+        item factors (any movie); the most rated movies' rows kept in memory."""
+        if self.form == "ease":
+            matrix = self._cand.arrays["ease_weights"]
+        elif self.form == "als":
+            matrix = self._factors
+        else:
+            return None
+        return HotRows(matrix, self._popular_order, self._hot_bytes)
 
     @property
     def n_items(self) -> int:
         return int(self.movie_ids.shape[0])
+
+    @property
+    def shard(self) -> Shard | None:
+        """The shard this object keeps (None: the whole catalogue)."""
+        return self._cand.shard
+
+    @property
+    def ann(self) -> AnnIndex | None:
+        return self._cand.ann
+
+    def restrict(self, shard: Shard, directory: Path | None = None) -> RankingModel:
+        """This model keeping and scoring only ``shard``'s movies (see
+        :meth:`Candidates.slice`); signals may still be any movie."""
+        restricted = copy.copy(self)
+        restricted._cand = self._all.slice(shard, directory)
+        restricted._signal_rows = restricted._hot_signal_rows()
+        return restricted
 
     def _user_pos(self, user_id: int) -> int | None:
         found = dense_index(self.user_ids, (user_id,))
@@ -128,33 +192,24 @@ class RankingModel(Recommender):
             (signals.searched_genres, SEARCH_WEIGHT),
         ):
             for column in self._genre_columns(genres):
-                for idx in self._most_rated(GENRE_SEEDS, set(), [column]):
+                for idx in self._all.most_rated(GENRE_SEEDS, set(), [column]):
                     weights.setdefault(idx, weight)
         idx = np.fromiter(weights, dtype=np.int64, count=len(weights))
         w = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
         return idx, w, np.array([i in explainable for i in idx.tolist()], dtype=bool), seen
 
     def _scores(self, idx: np.ndarray, w: np.ndarray):
-        """Scores over every movie, and a function explaining chosen movies by signal row."""
-        if self.form == "ease":
-            rows = np.asarray(self._weights[np.sort(idx)], dtype=np.float64)
-            order = np.argsort(idx)
-            rows_w = rows * w[order][:, None]
-            scores = rows_w.sum(axis=0)
-
-            def contributions(top: np.ndarray) -> np.ndarray:
-                out = np.empty((idx.size, top.size))
-                out[order] = rows_w[:, top]
-                return out
-
-            return scores, contributions
-        confidence = self._alpha * w
-        factors = self._factors
-        vector, solved = fold_in(factors, self._gram, self._reg, idx, confidence)
-        scores = np.asarray(factors @ vector.astype(np.float32), dtype=np.float64)
+        """Scores over every candidate, and a function explaining chosen candidates by signal
+        row (EASE)."""
+        rows = np.asarray(self._signal_rows[np.sort(idx)], dtype=np.float64)
+        order = np.argsort(idx)
+        rows_w = rows * w[order][:, None]
+        scores = rows_w.sum(axis=0)
 
         def contributions(top: np.ndarray) -> np.ndarray:
-            return confidence[:, None] * (solved.T @ np.asarray(factors[top], dtype=np.float64).T)
+            out = np.empty((idx.size, top.size))
+            out[order] = rows_w[:, top]
+            return out
 
         return scores, contributions
 
@@ -166,34 +221,70 @@ class RankingModel(Recommender):
         genres: Sequence[str] | None = None,
         signals: Signals | None = None,
         demote_genres: Sequence[str] = (),
+        shard: Shard | None = None,
     ) -> Recommendations:
         """The ``k`` best movies for ``user_id`` given ``signals`` (the training ratings when
         None), never one rated, liked or in ``exclude``; movies in ``demote_genres`` come after
-        all others. ``genres`` adds preferred genres to the signals.
+        all others. ``genres`` adds preferred genres to the signals; ``shard`` keeps only that
+        shard's movies.
 
-        Raises :class:`BadInput` when ``k`` is not a positive integer.
+        Raises :class:`BadInput` when ``k`` is not a positive integer or this object keeps
+        another shard.
         """
         k = _check_k(k)
+        cand = self._cand
+        mask = cand.shard_mask(shard)
         signals = signals or Signals()
         if genres:
             signals = Signals(
                 signals.ratings, signals.liked, (*signals.genres, *genres),
                 signals.searched_genres, signals.complete,
             )  # fmt: skip
-        excluded = set(dense_index(self.movie_ids, exclude).tolist())
+        excluded = set(cand.positions(exclude).tolist())
+        demoted = self._genre_columns(demote_genres)
         if self.form == "popularity":
             _, _, _, seen = self._signal_vector(user_id, signals)
-            picked = self._most_rated(k, excluded | seen, [], self._genre_columns(demote_genres))
-            items = tuple((int(self.movie_ids[i]), float(self.popularity[i])) for i in picked)
+            blocked = excluded | set(cand.from_full(np.fromiter(seen, np.int64)).tolist())
+            picked = cand.most_rated(k, blocked, [], demoted, shard)
+            items = tuple((int(cand.movie_ids[i]), float(cand.popularity[i])) for i in picked)
             return Recommendations(items, self.version, reason="popularity model")
         idx, w, explainable, seen = self._signal_vector(user_id, signals)
         if idx.size == 0:
-            return self._fallback(k, excluded, signals.genres, demote_genres)
-        scores, contributions = self._scores(idx, w)
-        blocked = np.fromiter(excluded | seen, dtype=np.int64)
+            return self._fallback(k, excluded, demoted, shard)
+        blocked = np.fromiter(
+            excluded | set(cand.from_full(np.fromiter(seen, np.int64)).tolist()), dtype=np.int64
+        )
+        if self.form == "als":
+            confidence = self._alpha * w
+            vector, solved = fold_in(self._signal_rows, self._gram, self._reg, idx, confidence)
+            factors = cand.arrays["item_factors"]
+
+            def contributions(top: np.ndarray) -> np.ndarray:
+                chosen = np.asarray(factors[top], dtype=np.float64)
+                return confidence[:, None] * (solved.T @ chosen.T)
+
+            if cand.ann is not None:
+                query = vector.astype(np.float32)
+                top, values, n_low = cand.ann_top(
+                    query, k, blocked, shard, lambda pos: factors[pos] @ query, demoted
+                )
+                if n_low and top.size > n_low:
+                    values[-n_low:] -= float(values[:-n_low].max() - values.min()) + 1.0
+                return self._answer(top, values, contributions, idx, explainable)
+            scores = np.asarray(factors @ vector.astype(np.float32), dtype=np.float64)
+        else:
+            scores, contributions = self._scores(idx, w)
+        COUNTERS.add("movierec_recommender_scored_total", method="exact")
         scores[blocked] = -np.inf
-        self._demote(scores, demote_genres)
+        if mask is not None:
+            scores[~mask] = -np.inf
+        self._demote(scores, demoted)
         top = _top_k(scores, k)
+        return self._answer(top, scores[top], contributions, idx, explainable)
+
+    def _answer(self, top, values, contributions, idx, explainable) -> Recommendations:
+        """Items ``top`` (candidate positions) with ``values``, each explained by the
+        explainable signal that contributed most to it."""
         because: list[int | None] = [None] * top.size
         if explainable.any() and top.size:
             parts = contributions(top)[explainable]
@@ -203,55 +294,32 @@ class RankingModel(Recommender):
                 int(self.movie_ids[s]) if parts[b, j] > 0 else None
                 for j, (s, b) in enumerate(zip(sources.tolist(), best.tolist(), strict=True))
             ]
-        items = tuple((int(self.movie_ids[i]), float(scores[i])) for i in top.tolist())
+        cand_ids = self._cand.movie_ids
+        items = tuple(
+            (int(cand_ids[i]), float(v))
+            for i, v in zip(top.tolist(), np.asarray(values).tolist(), strict=True)
+        )
         return Recommendations(items, self.version, because=tuple(because))
 
-    def _demote(self, scores: np.ndarray, demote_genres: Sequence[str]) -> None:
-        columns = self._genre_columns(demote_genres)
+    def _demote(self, scores: np.ndarray, columns: Sequence[int]) -> None:
         if not columns:
             return
         finite = np.isfinite(scores)
         if not finite.any():
             return
         shift = float(scores[finite].max() - scores[finite].min()) + 1.0
-        mask = np.asarray(self._movie_genres[:, columns]).any(axis=1) & finite
-        scores[mask] -= shift
+        scores[self._cand.genre_mask(columns) & finite] -= shift
 
-    def _fallback(self, k, excluded, genres, demote_genres) -> Recommendations:
-        demoted = self._genre_columns(demote_genres)
-        picked = self._most_rated(k, excluded, [], demoted)
+    def _fallback(self, k, excluded, demoted, shard) -> Recommendations:
+        cand = self._cand
+        picked = cand.most_rated(k, excluded, [], demoted, shard)
         reason = "no ratings or preferences yet: the most rated movies"
-        items = tuple((int(self.movie_ids[i]), float(self.popularity[i])) for i in picked)
+        items = tuple((int(cand.movie_ids[i]), float(cand.popularity[i])) for i in picked)
         return Recommendations(items, self.version, fallback=True, reason=reason)
 
-    def _most_rated(
-        self, k: int, excluded: set[int], columns: list[int], demoted: Sequence[int] = ()
-    ) -> list[int]:
-        """The ``k`` most rated movies (in ``columns`` genres when given), demoted ones last."""
-        picked: list[int] = []
-        later: list[int] = []
-        start, block = 0, max(256, 4 * k)
-        while start < self.n_items and len(picked) < k:
-            chunk = np.asarray(self._popular_order[start : start + block])
-            start, block = start + block, block * 2
-            if columns:
-                chunk = chunk[np.asarray(self._movie_genres[chunk][:, columns]).any(axis=1)]
-            low = (
-                np.asarray(self._movie_genres[chunk][:, list(demoted)]).any(axis=1)
-                if demoted
-                else np.zeros(chunk.size, dtype=bool)
-            )
-            for idx, is_low in zip(chunk.tolist(), low.tolist(), strict=True):
-                if idx in excluded:
-                    continue
-                (later if is_low else picked).append(idx)
-                if len(picked) == k:
-                    break
-        return (picked + later)[:k]
-
-    def similar(self, movie_id: int, k: int = 10) -> Similar:
-        """Movies most like ``movie_id``: EASE weights ``B[i]`` (how strongly liking it
-        predicts each other movie) or the cosine of ALS item factors.
+    def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
+        """Movies most like ``movie_id`` (only ``shard``'s when given): EASE weights ``B[i]``
+        (how strongly liking it predicts each other movie) or the cosine of ALS item factors.
 
         Raises :class:`NotFound` for an unknown movie or a popularity model.
         """
@@ -260,15 +328,23 @@ class RankingModel(Recommender):
         if found.size == 0 or self.form == "popularity":
             raise NotFound(f"movie {movie_id} has no similar movies in model {self.version}")
         i = int(found[0])
+        cand = self._cand
+        skip = cand.from_full(np.array([i]))
         if self.form == "ease":
-            sims = np.array(self._weights[i], dtype=np.float64)
+            COUNTERS.add("movierec_recommender_scored_total", method="exact")
+            sims = np.array(cand.arrays["ease_weights"][i], dtype=np.float64)
+            sims[skip] = -np.inf
+            mask = cand.shard_mask(shard)
+            if mask is not None:
+                sims[~mask] = -np.inf
+            top = _top_k(sims, k)
+            values = sims[top]
         else:
-            factors = np.asarray(self._factors, dtype=np.float64)
-            norms = np.maximum(np.linalg.norm(factors, axis=1), 1e-12)
-            sims = factors @ factors[i] / (norms * norms[i])
-        sims[i] = -np.inf
-        top = _top_k(sims, k)
-        items = tuple((int(self.movie_ids[j]), float(sims[j])) for j in top.tolist())
+            top, values = cand.cosine_top(np.asarray(self._factors[i]), k, skip, shard)
+        items = tuple(
+            (int(cand.movie_ids[j]), float(v))
+            for j, v in zip(top.tolist(), np.asarray(values).tolist(), strict=True)
+        )
         return Similar(movie_id=int(movie_id), items=items, model_version=self.version)
 
     def predict(self, user_id: int, movie_id: int) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from movierec.ai.algorithms import RANKING, get_algorithm
+from movierec.ai.ann import MIN_ITEMS
 from movierec.ai.artifact import ArtifactInfo, read_artifact
 from movierec.ai.dataset import RatingsData
 from movierec.ai.registry import live_version, pin_serving, promote
@@ -67,6 +68,7 @@ def refresh(
     genre_names: np.ndarray | None = None,
     movie_genres: np.ndarray | None = None,
     progress: StageProgress | None = None,
+    ann_min_items: int = MIN_ITEMS,
 ) -> RefreshReport:
     """Train ``algo`` on ``data``, write it as a new version, and promote it when its hold-out
     score is no worse than the live model's (or ``force``).
@@ -112,6 +114,7 @@ def refresh(
     info = train_on_data(
         data, model_dir, algorithm.name, resolved, test_size=0, seed=seed,
         genre_names=genre_names, movie_genres=movie_genres, progress=progress, extra_meta=extra,
+        ann_min_items=ann_min_items,
     )  # fmt: skip
     info = info.artifact
     if better or force:

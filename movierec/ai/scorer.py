@@ -8,20 +8,27 @@
 
 One user's scores are one matrix-vector product over all item factors; the best ``k`` come
 from ``argpartition``, so a recommendation costs O(items x factors) in BLAS, not a Python loop.
+Above ``ann_min_items`` movies the artifact carries an ANN index (:mod:`movierec.ai.ann`) and
+only the items of the probed cells are scored. Which movies are scored (all, or one shard's)
+is :mod:`movierec.ai.candidates`'s business.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from movierec.ai.ann import ANN_FILE, NPROBE, AnnIndex
 from movierec.ai.artifact import ArtifactInfo, load_arrays, read_artifact
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar, clip_rating
+from movierec.ai.candidates import Candidates, Shard
 from movierec.ai.dataset import RatingsData, dense_index
 from movierec.ai.factors import Factors
+from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady, NotFound
 
 ARRAY_NAMES = (
@@ -78,30 +85,49 @@ def model_arrays(
     }
 
 
-def model_from_artifact(info: ArtifactInfo) -> Recommender:
-    """The serving class for an artifact's ``form`` (``factors`` when the meta has none).
+def model_from_artifact(
+    info: ArtifactInfo, shard: Shard | None = None, nprobe: int = NPROBE, hot_bytes: int = 0
+) -> Recommender:
+    """The serving class for an artifact's ``form`` (``factors`` when the meta has none),
+    restricted to ``shard`` when given; its ANN index searched with ``nprobe`` (0: exact
+    scoring); up to ``hot_bytes`` of the most rated movies' vectors copied into memory.
 
     Raises :class:`ModelNotReady` when arrays are missing or damaged or the form is unknown.
     """
     from movierec.ai.knn import KNN_ARRAYS, KnnModel
-    from movierec.ai.ranking import COMMON_ARRAYS, FORM_ARRAYS, RankingModel
+    from movierec.ai.ranking import COMMON_ARRAYS, FORM_ARRAYS, OPTIONAL_ARRAYS, RankingModel
 
     form = info.meta.get("form", "factors")
+    index = info.path / ANN_FILE
+    ann = AnnIndex.open(index, nprobe) if nprobe > 0 and index.exists() else None
+    model: Recommender
     if form == "factors":
-        return FactorModel(load_arrays(info, ARRAY_NAMES), info.meta)
-    if form == "knn":
+        model = FactorModel(load_arrays(info, ARRAY_NAMES), info.meta, ann=ann)
+    elif form == "knn":
         names = (*COMMON_ARRAYS, *KNN_ARRAYS, "user_bias", "item_bias", "global_mean")
-        return KnnModel(load_arrays(info, names), info.meta)
-    if form in FORM_ARRAYS:
-        return RankingModel(load_arrays(info, COMMON_ARRAYS + FORM_ARRAYS[form]), info.meta)
-    raise ModelNotReady(f"model {info.version} has an unknown form {form!r}")
+        model = KnnModel(load_arrays(info, names), info.meta)
+    elif form in FORM_ARRAYS:
+        names = COMMON_ARRAYS + FORM_ARRAYS[form]
+        optional = tuple(n for n in OPTIONAL_ARRAYS if (info.path / f"{n}.npy").exists())
+        arrays = load_arrays(info, names + optional)
+        model = RankingModel(arrays, info.meta, ann=ann, hot_bytes=hot_bytes)
+    else:
+        raise ModelNotReady(f"model {info.version} has an unknown form {form!r}")
+    return model.restrict(shard, info.path) if shard is not None else model
 
 
 def load_model(
-    model_dir: Path | str, version: str | None = None, kind: str | None = None
+    model_dir: Path | str,
+    version: str | None = None,
+    kind: str | None = None,
+    *,
+    shard: Shard | None = None,
+    nprobe: int = NPROBE,
+    hot_bytes: int = 0,
 ) -> Recommender:
     """Load an artifact memory-mapped: ``version``; else the live (or newest) one of ``kind``;
-    else the newest of all.
+    else the newest of all. ``shard``, ``nprobe`` and ``hot_bytes``: see
+    :func:`model_from_artifact`.
 
     Raises :class:`ModelNotReady` when there is no model or it is damaged, and
     :class:`NotFound` when ``version`` does not exist.
@@ -113,7 +139,7 @@ def load_model(
         if version is None:
             raise ModelNotReady(f"no {kind} model in {model_dir}; run `movierec model train`")
     info = read_artifact(Path(model_dir), version)
-    return model_from_artifact(info)
+    return model_from_artifact(info, shard, nprobe, hot_bytes)
 
 
 class FactorModel(Recommender):
@@ -121,8 +147,14 @@ class FactorModel(Recommender):
 
     kind = "rating"
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]):
-        """Raises :class:`ModelNotReady` when the arrays do not fit together."""
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any],
+        *,
+        ann: AnnIndex | None = None,
+    ):
+        """Raises :class:`ModelNotReady` when the arrays (or the ANN index) do not fit."""
         self.meta = dict(meta)
         self.version = str(meta.get("version", "unsaved"))
         self.user_ids = arrays["user_ids"]
@@ -142,6 +174,14 @@ class FactorModel(Recommender):
         self._genre_column = {g.casefold(): j for j, g in enumerate(self.genre_names)}
         self.biased = bool(self.meta.get("biased", True))  # False for NMF
         self._check_shapes()
+        dim = self._qi.shape[1] + (1 if self.biased else 0)
+        if ann is not None and (ann.n, ann.dim) != (self.n_items, dim):
+            raise ModelNotReady(f"model {self.version} is damaged: ANN index mismatch")
+        item_arrays = {"item_factors": self._qi, "item_bias": self._bi, "item_norms": self._norms}
+        self._cand = Candidates(
+            self.movie_ids, self.popularity, self._popular_order, self._movie_genres,
+            item_arrays, ann,
+        )  # fmt: skip
 
     def _check_shapes(self) -> None:
         n_users, n_items = self.user_ids.shape[0], self.movie_ids.shape[0]
@@ -188,19 +228,40 @@ class FactorModel(Recommender):
             return np.empty(0, dtype=np.int64)
         return self.movie_ids[self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]]]
 
+    @property
+    def shard(self) -> Shard | None:
+        """The shard this object keeps (None: the whole catalogue)."""
+        return self._cand.shard
+
+    @property
+    def ann(self) -> AnnIndex | None:
+        return self._cand.ann
+
+    def restrict(self, shard: Shard, directory: Path | None = None) -> FactorModel:
+        """This model keeping and scoring only ``shard``'s movies (see
+        :meth:`Candidates.slice`); users, ``/predict`` and query movies stay whole."""
+        restricted = copy.copy(self)
+        restricted._cand = self._cand.slice(shard, directory)
+        return restricted
+
     def estimate_all(self, user_id: int) -> np.ndarray | None:
         """Unclipped rating estimates of ``user_id`` for every movie (aligned with
         ``movie_ids``), or None when the model does not know the user."""
         u = self._user_pos(user_id)
-        return None if u is None else self._estimates(u)
+        return None if u is None else self._estimates(u, self._qi, self._bi)
 
-    def _estimates(self, u: int) -> np.ndarray:
-        scores = np.asarray(self._qi @ self._pu[u])
+    def _estimates(self, u: int, qi: np.ndarray, bi: np.ndarray) -> np.ndarray:
+        scores = np.asarray(qi @ self._pu[u])
         if not self.biased:
             return scores
-        scores += self._bi
+        scores += bi
         scores += np.float32(self.global_mean + self._bu[u])
         return scores
+
+    def _columns(self, genres: Iterable[str]) -> list[int]:
+        return [
+            self._genre_column[g.casefold()] for g in genres if g.casefold() in self._genre_column
+        ]
 
     def recommend(
         self,
@@ -210,6 +271,7 @@ class FactorModel(Recommender):
         genres: Sequence[str] | None = None,
         signals: Signals | None = None,
         demote_genres: Sequence[str] = (),
+        shard: Shard | None = None,
     ) -> Recommendations:
         """The ``k`` best movies for ``user_id`` that it has not rated and ``exclude`` lacks.
 
@@ -217,68 +279,69 @@ class FactorModel(Recommender):
         and any match), with ``fallback=True`` and a ``reason``; ``genres`` is ignored for
         known users, whose factors already say what they like. ``signals`` are ignored (a
         rating model knows its training ratings only; ranking models fold signals in); movies
-        in ``demote_genres`` come after all others.
-        Raises :class:`BadInput` when ``k`` is not a positive integer.
+        in ``demote_genres`` come after all others; only ``shard``'s movies when given.
+        Raises :class:`BadInput` when ``k`` is not a positive integer or this object keeps
+        another shard.
         """
         k = _check_k(k)
-        excluded = dense_index(self.movie_ids, exclude)
+        cand = self._cand
+        mask = cand.shard_mask(shard)
+        excluded = cand.positions(exclude)
         u = self._user_pos(user_id)
         if u is None:
-            return self._popular(k, excluded, genres or ())
-        scores = self._estimates(u)
-        scores[self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]]] = -np.inf
-        scores[excluded] = -np.inf
+            return self._popular(k, excluded, genres or (), shard)
+        rated = np.asarray(self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]])
+        blocked = np.union1d(cand.from_full(rated), excluded)
+        columns = self._columns(demote_genres)
+        if cand.ann is not None:
+            user = np.asarray(self._pu[u], dtype=np.float32)
+            query = np.r_[user, np.float32(1.0)] if self.biased else user
+            qi, bi = cand.arrays["item_factors"], cand.arrays["item_bias"]
+            top, estimates, _ = cand.ann_top(
+                query, k, blocked, shard, lambda pos: self._estimates(u, qi[pos], bi[pos]), columns
+            )
+            items = tuple(
+                (int(cand.movie_ids[i]), clip_rating(e))
+                for i, e in zip(top.tolist(), estimates.tolist(), strict=True)
+            )
+            return Recommendations(items=items, model_version=self.version)
+        COUNTERS.add("movierec_recommender_scored_total", method="exact")
+        scores = self._estimates(u, cand.arrays["item_factors"], cand.arrays["item_bias"])
+        scores[blocked] = -np.inf
+        if mask is not None:
+            scores[~mask] = -np.inf
         estimates = scores.copy()
-        columns = [
-            self._genre_column[g.casefold()]
-            for g in demote_genres
-            if g.casefold() in self._genre_column
-        ]
         finite = np.isfinite(scores)
         if columns and finite.any():
             shift = float(scores[finite].max() - scores[finite].min()) + 1.0
-            scores[np.asarray(self._movie_genres[:, columns]).any(axis=1) & finite] -= shift
+            scores[cand.genre_mask(columns) & finite] -= shift
         top = _top_k(scores, k)
         items = tuple(
-            (int(self.movie_ids[i]), clip_rating(float(estimates[i]))) for i in top.tolist()
+            (int(cand.movie_ids[i]), clip_rating(float(estimates[i]))) for i in top.tolist()
         )
         return Recommendations(items=items, model_version=self.version)
 
-    def _popular(self, k: int, excluded: np.ndarray, genres: Sequence[str]) -> Recommendations:
-        columns = [
-            self._genre_column[g.casefold()] for g in genres if g.casefold() in self._genre_column
-        ]
-        picked = self._most_rated(k, set(excluded.tolist()), columns)
+    def _popular(
+        self, k: int, excluded: np.ndarray, genres: Sequence[str], shard: Shard | None = None
+    ) -> Recommendations:
+        cand = self._cand
+        columns = self._columns(genres)
+        skip = set(excluded.tolist())
+        picked = cand.most_rated(k, skip, columns, shard=shard)
         if columns and picked:
             names = ", ".join(self.genre_names[c] for c in columns)
             reason = f"unknown user: the most rated movies in {names}"
         elif genres:
-            picked = self._most_rated(k, set(excluded.tolist()), [])
+            picked = cand.most_rated(k, skip, shard=shard)
             reason = f"unknown user: no rated movie in {', '.join(genres)}; the most rated movies"
         else:
             reason = "unknown user: the most rated movies"
-        items = tuple((int(self.movie_ids[i]), float(self.popularity[i])) for i in picked)
+        items = tuple((int(cand.movie_ids[i]), float(cand.popularity[i])) for i in picked)
         return Recommendations(items, self.version, fallback=True, reason=reason)
 
-    def _most_rated(self, k: int, excluded: set[int], columns: list[int]) -> list[int]:
-        picked: list[int] = []
-        start, block = 0, max(256, 4 * k)
-        # Walk the popularity order in growing blocks: a common genre fills k from the first
-        # block, a rare one reads further, and nobody pays for sorting the whole catalogue.
-        while start < self.n_items and len(picked) < k:
-            chunk = np.asarray(self._popular_order[start : start + block])
-            start, block = start + block, block * 2
-            if columns:
-                chunk = chunk[self._movie_genres[chunk][:, columns].any(axis=1)]
-            for idx in chunk.tolist():
-                if idx not in excluded:
-                    picked.append(idx)
-                    if len(picked) == k:
-                        break
-        return picked
-
-    def similar(self, movie_id: int, k: int = 10) -> Similar:
-        """The ``k`` movies nearest to ``movie_id`` by cosine similarity of item factors.
+    def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
+        """The ``k`` movies nearest to ``movie_id`` by cosine similarity of item factors
+        (only ``shard``'s movies when given; the query movie may be any).
 
         Raises :class:`NotFound` for a movie the model does not know, :class:`BadInput` for a
         ``k`` that is not a positive integer.
@@ -287,12 +350,13 @@ class FactorModel(Recommender):
         i = self._item_pos(movie_id)
         if i is None:
             raise NotFound(f"movie {movie_id} is not in model {self.version}")
-        tiny = np.float32(1e-12)
-        sims = np.asarray(self._qi @ self._qi[i])
-        sims /= np.maximum(self._norms, tiny) * max(self._norms[i], tiny)
-        sims[i] = -np.inf
-        top = _top_k(sims, k)
-        items = tuple((int(self.movie_ids[j]), float(sims[j])) for j in top.tolist())
+        cand = self._cand
+        skip = cand.from_full(np.array([i]))
+        top, sims = cand.cosine_top(np.asarray(self._qi[i]), k, skip, shard)
+        items = tuple(
+            (int(cand.movie_ids[j]), float(s))
+            for j, s in zip(top.tolist(), sims.tolist(), strict=True)
+        )
         return Similar(movie_id=int(movie_id), items=items, model_version=self.version)
 
     def predict(self, user_id: int, movie_id: int) -> float:

@@ -5,22 +5,47 @@
 =====================================  =====================================================
 ``GET /recommend?user=ID&k=N``         200 ``{user, k, model_version, fallback, reason,
   ``&exclude=1,2&demote_genres=Horror``  items: [{movie_id, score, because?}]}``; k is 1..100,
-                                       default 10; ``because`` (a movie id) is there when a
+  ``&shard=I&shards=N``                  default 10; ``because`` (a movie id) is there when a
                                        ranking model names the user's movie that weighed most
 ``GET /predict?user=ID&movie=ID``      200 ``{user, movie, model_version, rating}`` from the
                                        rating model (503 when there is none)
 ``GET /similar?movie=ID&k=N``          200 ``{movie, k, model_version, items}``; 404 when the
-                                       model does not know the movie
-``GET /health``                        200 ``{status: "ok", model_version}``, or 503
-                                       ``{status: "no-model"}``
+  ``&shard=I&shards=N``                  model does not know the movie
+``GET /health``                        200 ``{status: "ok", model_version}`` (and ``shard``
+                                       on a one-shard server), or 503 ``{status: "no-model"}``
 ``GET /model``                         the /recommend model's meta.json (503 without one)
 ``GET /models``                        ``{ranking: meta|null, rating: meta|null}``
+``GET /metrics``                       Prometheus text: requests per endpoint, cache hits
+                                       and misses, exact/ANN scorings, the model as an info
+                                       metric (this worker process's numbers)
 =====================================  =====================================================
 
 ``/recommend`` answers from the live ranking model (EASE or ALS: the user's database ratings,
 favourites, preferred and searched genres are folded in per request), or from the rating
 model when no ranking model was trained. ``exclude`` (movie ids the user marked "not
 interested") never appear; movies of ``demote_genres`` come after all others.
+
+**Shards.** ``shard=i&shards=n`` restricts ``/recommend`` and ``/similar`` to the movies with
+``movie_id % n == i``, scored exactly as without it, so the web side's merge by score of every
+shard's top-k is the unsharded top-k. A server started with ``ai_shard = "i/n"`` keeps only
+that slice of the catalogue (see :mod:`movierec.ai.candidates`), answers for it without the
+parameters, and refuses other shards (400).
+
+**Memory, shared and hot.** Every model array (SVD factors and biases, EASE's ``B``, ALS item
+factors and Gram matrix, id maps, popularity) is a read-only memory-mapped ``.npy`` file, and
+the ANN index (:mod:`movierec.ai.ann`) is mapped the same way, as is a one-shard server's
+slice: the pages belong to the kernel's page cache, so gunicorn's workers on one machine
+share one copy (``tests/ai/test_ai_serving.py`` checks that no model array is a private
+copy). Per worker process, small: the popularity fallback lists per genre set, the vectors of
+the most rated movies (``ai_hot_mb``), and a per-user result cache (``ai_cache_users``
+entries for ``ai_cache_ttl`` seconds, :mod:`movierec.ai.cache`) keyed by model version and the
+user's signals, so that neither a new rating nor a model swap is answered from it. BLAS runs
+``ai_blas_threads`` (1) threads per process: gunicorn's request threads are the parallelism.
+
+**ANN.** Factor models (SVD, ALS) trained on more than ``ann_min_items`` movies carry an IVF
+index; ``/recommend`` and ``/similar`` then score only the probed cells (``ann_nprobe``; 0
+scores exhaustively). Rated and excluded movies are filtered inside the index search, so
+they are still never returned.
 
 Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 404, 405, 503 while
 no model has been trained (the web side has its own popularity fallback; the server does not
@@ -33,17 +58,25 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from pathlib import Path
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import HTTPException
 
-from movierec.ai.base import Recommender
+from movierec.ai import stats
+from movierec.ai.base import Recommendations, Recommender
+from movierec.ai.cache import ResultCache
+from movierec.ai.candidates import MAX_SHARDS, Shard
+from movierec.ai.scorer import load_model
 from movierec.ai.user_context import UserContextReader
 from movierec.ai.watcher import ModelWatcher
 from movierec.config import Settings, load_settings
 from movierec.db import Database
 from movierec.errors import (
     BadInput,
+    ConfigError,
     DatabaseUnavailable,
     ModelNotReady,
     MovierecError,
@@ -72,17 +105,33 @@ def create_app(
 
     With ``model`` the app serves that model only (for its kind); otherwise the live (or
     newest) artifact of each kind in ``settings.model_dir``, re-checked every
-    ``reload_interval`` seconds. Raises :class:`~movierec.errors.ConfigError` for bad settings.
+    ``reload_interval`` seconds; restricted to ``settings.ai_shard`` when set. Raises
+    :class:`~movierec.errors.ConfigError` for bad settings.
     """
     settings = settings or load_settings()
+    shard = _fixed_shard(settings)
+    if settings.ai_blas_threads:
+        # Process-wide: a worker's request threads each run one matrix-vector product; BLAS
+        # threads on top of them only fight for the same cores.
+        threadpool_limits(settings.ai_blas_threads, user_api="blas")
     app = Flask(__name__)
     app.json.sort_keys = False
+    if model is not None and shard is not None and model.shard != shard:
+        model = model.restrict(shard)
+
+    def load(model_dir: Path, version: str) -> Recommender:
+        return load_model(
+            model_dir, version, shard=shard, nprobe=settings.ann_nprobe,
+            hot_bytes=settings.ai_hot_mb << 20,
+        )  # fmt: skip
+
     watchers = {
         kind: ModelWatcher(
             None if model is not None else settings.model_dir,
             reload_interval,
             pinned=model if model is not None and model.kind == kind else None,
             kind=kind,
+            load=load,
         )
         for kind in ("ranking", "rating")
     }
@@ -93,7 +142,13 @@ def create_app(
         "watchers": watchers,
         "users": UserContextReader(database),
         "database": database,  # so that whoever ends the app can dispose of its pool
+        "results": ResultCache(settings.ai_cache_users, settings.ai_cache_ttl),
+        "shard": shard,
+        "instance": settings.instance_name,
     }
+    app.before_request(_start_timer)
+    app.teardown_request(_count_request)
+    app.after_request(_remember_status)
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(MovierecError, _movierec_error)
@@ -101,6 +156,34 @@ def create_app(
     loaded = watcher.current()
     log.info("recommender starting with model %s", loaded.version if loaded else "none")
     return app
+
+
+def _fixed_shard(settings: Settings) -> Shard | None:
+    try:
+        return Shard.parse(settings.ai_shard)
+    except BadInput as exc:
+        raise ConfigError(f"ai_shard: {exc}") from None
+
+
+def _start_timer() -> None:
+    g.ai_started = time.perf_counter()
+
+
+def _remember_status(response: Response) -> Response:
+    g.ai_status = response.status_code
+    return response
+
+
+def _count_request(exc: BaseException | None) -> None:
+    started = g.get("ai_started")
+    if started is None:
+        return
+    # The route's pattern, never the raw path: a scanner must not create unbounded series.
+    endpoint = request.url_rule.rule if request.url_rule is not None else "other"
+    status = str(g.get("ai_status", 500 if exc is not None else 200))
+    stats.COUNTERS.add("movierec_recommender_requests_total", endpoint=endpoint, status=status)
+    seconds = time.perf_counter() - started
+    stats.COUNTERS.add("movierec_recommender_request_seconds_total", seconds, endpoint=endpoint)
 
 
 class _Either:
@@ -153,12 +236,24 @@ def _int_param(name: str, default: int | None = None, low: int = 1, high: int = 
     return value
 
 
+def _shard_param() -> Shard | None:
+    """``shard`` and ``shards`` from the query string (both or neither)."""
+    given = [name for name in ("shard", "shards") if request.args.get(name, "").strip()]
+    if not given:
+        return None
+    if len(given) == 1:
+        raise BadInput("parameters 'shard' and 'shards' must be given together")
+    count = _int_param("shards", high=MAX_SHARDS)
+    return Shard(_int_param("shard", low=0, high=count - 1), count)
+
+
 def _items(
     pairs: tuple[tuple[int, float], ...], because: tuple[int | None, ...] = ()
 ) -> list[dict[str, float | int]]:
     items: list[dict[str, float | int]] = []
     for j, (movie_id, score) in enumerate(pairs):
-        item: dict[str, float | int] = {"movie_id": movie_id, "score": round(score, 4)}
+        # Six decimals: shards' answers are merged by score, so near-ties must survive.
+        item: dict[str, float | int] = {"movie_id": movie_id, "score": round(score, 6)}
         if j < len(because) and because[j] is not None:
             item["because"] = because[j]
         items.append(item)
@@ -172,27 +267,31 @@ def recommend():
     k = _int_param("k", DEFAULT_K, high=MAX_K)
     exclude = _id_list("exclude")
     demote = _word_list("demote_genres")
+    shard = _shard_param()
     model = _model()  # this one object answers the whole request, whatever is swapped in
-    users: UserContextReader = current_app.extensions[EXTENSION]["users"]
-    if model.kind == "ranking":
-        context = users.read(user_id, want_genres=True)
-        recs = model.recommend(
-            user_id,
-            k,
-            exclude=context.rated | set(exclude),
-            signals=context.signals(),
-            demote_genres=demote,
-        )
-    else:
-        # Preferred genres only matter for a user the model cannot personalise for.
-        context = users.read(user_id, want_genres=not model.knows_user(user_id))
-        recs = model.recommend(
-            user_id,
-            k,
-            exclude=context.rated | set(exclude),
-            genres=context.genres,
-            demote_genres=demote,
-        )
+    ext = current_app.extensions[EXTENSION]
+    users: UserContextReader = ext["users"]
+    results: ResultCache = ext["results"]
+    # Preferred genres only matter to a rating model for a user it cannot personalise for.
+    want_genres = model.kind == "ranking" or not model.knows_user(user_id)
+    context = users.read(user_id, want_genres=want_genres)
+    key = (
+        model.version, str(shard or model.shard or ""), user_id, k,
+        tuple(sorted(set(exclude))), tuple(demote), context.fingerprint(),
+    )  # fmt: skip
+    recs: Recommendations | None = results.get(key)
+    if recs is None:
+        if model.kind == "ranking":
+            recs = model.recommend(
+                user_id, k, exclude=context.rated | set(exclude), signals=context.signals(),
+                demote_genres=demote, shard=shard,
+            )  # fmt: skip
+        else:
+            recs = model.recommend(
+                user_id, k, exclude=context.rated | set(exclude), genres=context.genres,
+                demote_genres=demote, shard=shard,
+            )  # fmt: skip
+        results.put(key, recs)
     return jsonify(
         user=user_id,
         k=k,
@@ -224,7 +323,7 @@ def similar():
     """Movies closest to a movie in the model's factor space."""
     movie_id = _int_param("movie")
     k = _int_param("k", DEFAULT_K, high=MAX_K)
-    found = _model().similar(movie_id, k)
+    found = _model().similar(movie_id, k, shard=_shard_param())
     return jsonify(
         movie=movie_id, k=k, model_version=found.model_version, items=_items(found.items)
     )
@@ -235,6 +334,9 @@ def health():
     model = current_app.extensions[EXTENSION]["watcher"].current()
     if model is None:
         return jsonify(status="no-model"), 503
+    shard = current_app.extensions[EXTENSION]["shard"]
+    if shard is not None:
+        return jsonify(status="ok", model_version=model.version, shard=str(shard))
     return jsonify(status="ok", model_version=model.version)
 
 
@@ -248,6 +350,27 @@ def models_meta():
     watchers = current_app.extensions[EXTENSION]["watchers"]
     found = {kind: watcher.current() for kind, watcher in watchers.items()}
     return jsonify({kind: (m.meta if m is not None else None) for kind, m in found.items()})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """This worker's counters, the result cache's size and the models answering."""
+    ext = current_app.extensions[EXTENSION]
+    gauges: list[tuple[str, dict[str, str], float]] = [
+        ("movierec_recommender_cache_entries", {"cache": "recommend"}, float(len(ext["results"]))),
+    ]
+    for kind, watcher in ext["watchers"].items():
+        model = watcher.current()
+        if model is not None:
+            ann = getattr(model, "ann", None) is not None
+            labels = {
+                "kind": kind, "version": model.version,
+                "algorithm": str(model.meta.get("algorithm", "")),
+                "shard": str(model.shard or ""), "ann": "true" if ann else "false",
+            }  # fmt: skip
+            gauges.append(("movierec_recommender_model_info", labels, 1.0))
+    text = stats.render(stats.base_labels(ext["instance"]), gauges)
+    return Response(text, content_type=stats.CONTENT_TYPE)
 
 
 def _http_error(exc: HTTPException):

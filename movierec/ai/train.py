@@ -5,7 +5,8 @@ the saved model is then refitted on *all* ratings with the same hyper-parameters
 ratings are often the only ones of new users). Rating models are scored by RMSE/MAE on a
 random share of all ratings (as before), ranking models by top-N metrics on each user's
 latest ratings (a time-ordered hold-out per user: recommending the future from the past).
-``test_size=0`` skips the evaluation (one fit only).
+``test_size=0`` skips the evaluation (one fit only). Factor models (SVD and the like, ALS) of
+more than ``ann_min_items`` movies get an ANN index beside their arrays (:mod:`movierec.ai.ann`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from movierec.ai import ann
 from movierec.ai.algorithms import RANKING, Fitted, choose_ranking_algo, get_algorithm
 from movierec.ai.algorithms.rating import FittedFactors
 from movierec.ai.artifact import ArtifactInfo, write_artifact
@@ -166,8 +168,10 @@ def train_on_data(
     movie_genres: np.ndarray | None = None,
     progress: StageProgress | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    ann_min_items: int = ann.MIN_ITEMS,
 ) -> TrainReport:
-    """Evaluate ``algo`` (unless ``test_size`` is 0), fit it on all of ``data``, write a version.
+    """Evaluate ``algo`` (unless ``test_size`` is 0), fit it on all of ``data``, write a version
+    (with an ANN index when it is a factor model of more than ``ann_min_items`` movies).
 
     Raises :class:`BadInput` for an unknown algorithm, bad parameters or a too-small split,
     :class:`ModelNotReady` when ``data`` holds no rating.
@@ -198,11 +202,23 @@ def train_on_data(
     fitted = algorithm.fit(data, None, resolved, seed)
     train_seconds = time.perf_counter() - clock
     report("fitting on all ratings", 1, 1)
-    report("writing artifact", 0, 1)
     if isinstance(fitted, FittedFactors):
         arrays = model_arrays(fitted.factors, data, genre_names, movie_genres)
     else:
         arrays = {**common_arrays(data, genre_names, movie_genres), **fitted.arrays()}
+    files, ann_meta = {}, None
+    biased = bool(fitted.meta().get("biased", True))
+    vectors = (
+        ann.item_vectors(fitted.form, arrays, biased) if data.n_items > ann_min_items else None
+    )
+    if vectors is not None:
+        report("building the ANN index", 0, 1)
+        clock = time.perf_counter()
+        index = ann.build_index(vectors, seed)
+        ann_meta = ann.describe(index, time.perf_counter() - clock)
+        files[ann.ANN_FILE] = lambda path: ann.write_index(index, path)
+        report("building the ANN index", 1, 1)
+    report("writing artifact", 0, 1)
     meta = {
         "algorithm": algorithm.name,
         "kind": algorithm.kind,
@@ -220,9 +236,10 @@ def train_on_data(
         "fitted_on": "all ratings",
         "trained_at": started.isoformat(timespec="seconds"),
         "train_seconds": round(train_seconds, 3),
+        "ann": ann_meta,
         **(extra_meta or {}),
     }
-    info = write_artifact(Path(model_dir), algorithm.name, arrays, meta, when=started)
+    info = write_artifact(Path(model_dir), algorithm.name, arrays, meta, when=started, files=files)
     report("writing artifact", 1, 1)
     return TrainReport(
         info, metrics, data.n_users, data.n_items, data.n_ratings, train_seconds, top_n,
@@ -256,6 +273,7 @@ def train_model(
     algo: str | None = None,
     algo_params: Mapping[str, Any] | None = None,
     ease_max_items: int | None = None,
+    ann_min_items: int = ann.MIN_ITEMS,
 ) -> TrainReport:
     """Train on every rating in the database and write a new artifact to ``model_dir``.
 
@@ -280,6 +298,7 @@ def train_model(
         genre_names=genre_names,
         movie_genres=movie_genres,
         progress=progress,
+        ann_min_items=ann_min_items,
     )
 
 

@@ -32,6 +32,17 @@ class UserContext:
     ratings: tuple[tuple[int, float], ...] = ()  # (movie_id, stars), all of them
     liked: tuple[int, ...] = ()  # preferences.movie_ids
     searched_genres: tuple[str, ...] = ()  # genres of the latest searches, newest first
+    last_rated_at: float | None = None  # the newest rated_at (epoch seconds), if any
+
+    def fingerprint(self) -> tuple:
+        """What the answer for this user depends on besides the model and the request: the
+        number of ratings and the newest rated_at (a new rating changes both), a hash of the
+        ratings themselves (a changed or deleted one), favourites and genres. Part of the
+        per-user result cache key, so no cached list outlives a change of these."""
+        return (
+            self.from_database, len(self.ratings), self.last_rated_at,
+            hash(frozenset(self.ratings)), self.genres, self.liked, self.searched_genres,
+        )  # fmt: skip
 
     def signals(self) -> Signals:
         """The context as fold-in signals; complete only when read from the database."""
@@ -67,9 +78,12 @@ class UserContextReader:
         try:
             with self.database.session(readonly=True) as session:
                 rows = session.execute(
-                    select(Rating.movie_id, Rating.rating).where(Rating.user_id == user_id)
+                    select(Rating.movie_id, Rating.rating, Rating.rated_at).where(
+                        Rating.user_id == user_id
+                    )
                 ).all()
-                ratings = tuple((int(m), float(r)) for m, r in rows)
+                ratings = tuple((int(m), float(r)) for m, r, _ in rows)
+                stamps = [t.timestamp() for _, _, t in rows if t is not None]
                 rated = frozenset(m for m, _ in ratings)
                 genres: tuple[str, ...] = ()
                 liked: tuple[int, ...] = ()
@@ -93,4 +107,5 @@ class UserContextReader:
             self._down_until = self._clock() + self.retry_after
             log.warning("answering from the model alone for %.0fs: %s", self.retry_after, exc)
             return UserContext()
-        return UserContext(rated, genres, True, ratings, liked, searched)
+        last = max(stamps) if stamps else None
+        return UserContext(rated, genres, True, ratings, liked, searched, last)

@@ -38,8 +38,11 @@ class ModelWatcher:
         pinned: Recommender | None = None,
         clock: Callable[[], float] = time.monotonic,
         kind: str | None = None,
+        load: Callable[[Path, str], Recommender] = load_model,
     ):
+        """``load(model_dir, version)`` loads a version (e.g. restricted to a shard)."""
         self.model_dir = model_dir
+        self._load = load
         self.kind = kind
         self.interval = interval
         self._model = pinned
@@ -75,7 +78,7 @@ class ModelWatcher:
         if attempt == self._failed:
             return
         try:
-            model = load_model(self.model_dir, newest)
+            model = self._load(self.model_dir, newest)
             if self.kind is not None and model.kind != self.kind:
                 raise ModelNotReady(f"model {newest} is a {model.kind} model, not {self.kind}")
             self._model = model

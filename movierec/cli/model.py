@@ -168,7 +168,10 @@ def train(
     try:
         with _stage_progress() as progress:
             if algo == "svd" and not cli and not settings.algo_params.get("svd"):
-                report = train_model(database, settings.model_dir, params, progress)
+                report = train_model(
+                    database, settings.model_dir, params, progress,
+                    ann_min_items=settings.ann_min_items,
+                )  # fmt: skip
             else:
                 data, names, genres = read_training_data(database, progress)
                 name = resolve_algo(
@@ -182,6 +185,7 @@ def train(
                 report = train_on_data(
                     data, settings.model_dir, name, given, test_size=test_size, seed=seed,
                     genre_names=names, movie_genres=genres, progress=progress,
+                    ann_min_items=settings.ann_min_items,
                 )  # fmt: skip
     finally:
         database.dispose()
@@ -353,6 +357,7 @@ def refresh(
         return refresh_model(
             data, settings.model_dir, name, _algo_params(settings, name, cli), force=force,
             seed=seed, genre_names=names, movie_genres=genres,
+            ann_min_items=settings.ann_min_items,
         )  # fmt: skip
 
     interval = _duration(every) if every else settings.model_refresh_interval
@@ -475,6 +480,7 @@ def tune(
         report = train_on_data(
             data, settings.model_dir, name, {**_algo_params(settings, name, {}), **best},
             genre_names=names, movie_genres=genres, seed=seed,
+            ann_min_items=settings.ann_min_items,
         )  # fmt: skip
         promote_version(settings.model_dir, report.artifact.version)
         console.print(f"saved and promoted {report.artifact.version}", highlight=False)

@@ -5,6 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from movierec.ai import newest_version
 from movierec.cli.main import app
 
 
@@ -29,7 +30,7 @@ FAST = ("--factors", "8", "--epochs", "40", "--lr", "0.01", "--reg", "0.05")
 def test_train_prints_metrics_then_list_and_show_the_version(run, loaded, settings):
     trained = run("model", "train", *FAST, "--seed", "3")
     assert trained.exit_code == 0, trained.output
-    version = next(settings.model_dir.iterdir()).name
+    version = newest_version(settings.model_dir)  # the directory also holds LIVE-rating
     assert f"saved model {version}" in trained.stdout
     assert "SVD" in trained.stdout and "global mean" in trained.stdout
     assert "fitting on all ratings" in trained.stderr  # the stage progress

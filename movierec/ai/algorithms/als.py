@@ -65,7 +65,8 @@ class FittedAls(Fitted):
         return vectors @ self.item_factors.T
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"item_factors": self.item_factors, "item_gram": self.gram}
+        norms = np.linalg.norm(self.item_factors, axis=1).astype(np.float32)
+        return {"item_factors": self.item_factors, "item_gram": self.gram, "item_norms": norms}
 
     def meta(self) -> dict[str, Any]:
         return {"reg": self.reg, "alpha": self.alpha, "rating_weight": self.rating_weight}
