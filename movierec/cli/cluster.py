@@ -14,7 +14,8 @@ from movierec.cli.common import console, settings_from
 from movierec.demo import DEMO_USER, DemoOptions, demo_password, prepare
 
 app = typer.Typer(
-    help="A local cluster: PostgreSQL (+ replicas), web and AI instances, the director.",
+    help="A local cluster: PostgreSQL (+ replicas, shards, backups), web and AI instances, "
+    "the director.",
     no_args_is_help=True,
 )
 
@@ -35,6 +36,31 @@ def up(
             "--director/--no-director", help="HAProxy in front of the web instances (default: on)."
         ),
     ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(help="Shard servers holding the last partitions of ratings, ... [0]."),
+    ] = None,
+    tablespace: Annotated[
+        bool | None,
+        typer.Option(
+            "--tablespace/--no-tablespace",
+            help="A second tablespace (state_dir/tablespaces/disk2) holding ratings_p0.",
+        ),
+    ] = None,
+    backup: Annotated[
+        bool | None,
+        typer.Option(
+            "--backup/--no-backup",
+            help="A pgBackRest repository, one stanza per server (primary and shards).",
+        ),
+    ] = None,
+    topology: Annotated[
+        str | None,
+        typer.Option(
+            help="demo (default: primary only, fast) or full: --replicas 1 --shards 2 "
+            "--tablespace --backup; explicit options win."
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="A cluster.toml: a cluster table with web, ai, port, ... .")
     ] = None,
@@ -52,9 +78,12 @@ def up(
     """
     settings = settings_from(ctx)
     options = cluster.read_cluster_toml(config) if config else {}
-    given = {"web": web, "ai": ai, "replicas": replicas, "port": port, "director": director}
+    given = {
+        "web": web, "ai": ai, "replicas": replicas, "port": port, "director": director,
+        "shards": shards, "tablespace": tablespace, "backup": backup, "topology": topology,
+    }  # fmt: skip
     options.update({k: v for k, v in given.items() if v is not None})
-    spec = cluster.ClusterSpec.on_port(**options)
+    spec = cluster.ClusterSpec.on_port(**cluster.with_topology(options))
     say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
     data = DemoOptions(movies, users, ratings, movielens)
     record = cluster.up(settings, spec, say, prepare(data, say))
@@ -68,7 +97,8 @@ def up(
 
 @app.command()
 def status(ctx: typer.Context) -> None:
-    """Each server of the cluster: role, port, pid, health, cache hit rate."""
+    """Each server of the cluster (web, AI, director, primary, replicas, shards): role, port,
+    pid, health, cache hit rate."""
     record, members = cluster.status(settings_from(ctx))
     table = Table(title=f"cluster {record.url}")
     for column in ("name", "role", "port", "pid", "health", "cache hits", "detail"):

@@ -1,9 +1,9 @@
-"""A local cluster on one machine: PostgreSQL (and replicas), several web and AI instances,
-and the director in front (``movierec cluster up|status|down``)."""
+"""A local cluster on one machine: PostgreSQL (replicas, shards, backups), several web and AI
+instances, and the director in front (``movierec cluster up|status|down``)."""
 
 from movierec.cluster.control import DIRECTOR_NAME, MemberStatus, down, secret, status, up
 from movierec.cluster.members import ClusterRecord, Member, is_running, load_record
-from movierec.cluster.spec import ClusterSpec, read_cluster_toml
+from movierec.cluster.spec import ClusterSpec, read_cluster_toml, with_topology
 
 __all__ = [
     "DIRECTOR_NAME",
@@ -18,4 +18,5 @@ __all__ = [
     "secret",
     "status",
     "up",
+    "with_topology",
 ]

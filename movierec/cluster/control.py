@@ -1,8 +1,9 @@
 """Bring a local cluster up, report on it, and take it down.
 
 ``up`` starts, on 127.0.0.1: the PostgreSQL primary under ``state_dir/postgres`` (reused when
-it already runs), streaming replicas when asked, the AI instances, the web instances and the
-director (HAProxy) in front of the web instances; it waits until each answers its health check,
+it already runs), streaming replicas, shard servers, a second tablespace and a pgBackRest
+repository when asked (:mod:`movierec.cluster.layout`), the AI instances, the web instances and
+the director (HAProxy) in front of the web instances; it waits until each answers its health check,
 writes ``state_dir/cluster.json`` and returns while they keep running. ``down`` stops exactly
 what that file lists as started by ``up``: a database that was already running stays up.
 """
@@ -16,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import requests
 
 from movierec import director
+from movierec.cluster import layout
 from movierec.cluster.members import (
     _CHILDREN,
     ClusterRecord,
@@ -42,6 +45,7 @@ from movierec.processes import Child
 DIRECTOR_NAME = "cluster"
 DATABASE = "movierec"
 HEALTH_TIMEOUT = 90.0
+DATABASE_ROLES = ("primary", "replica", "shard")
 
 Say = Callable[[str], None]
 Prepare = Callable[[Database, Settings], None]
@@ -62,7 +66,7 @@ def _running_record(state: Path) -> ClusterRecord | None:
     record = load_record(state)
     if record is None:
         return None
-    if any(is_running(m) for m in record.members if m.role not in ("primary", "replica")):
+    if any(is_running(m) for m in record.members if m.role not in DATABASE_ROLES):
         return record
     return None
 
@@ -94,6 +98,7 @@ def up(
                 prepare(database, settings)
             finally:
                 database.dispose()
+        _start_layout(settings, spec, record, say)
         _start_servers(settings, spec, record, say)
         _start_director(settings, spec, record, say)
     except BaseException:
@@ -139,6 +144,25 @@ def _start_database(
         if index == 0:
             settings = settings.replace(replica_url=server_url(settings, entry, False))
     return settings
+
+
+def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
+    """Shards, the tablespace and backups (after the data is loaded, so partitions move with
+    their rows). Backup setup may restart servers: their members get the new pids."""
+    if spec.shards:
+        shards = layout.start_shards(settings, spec.shards, DATABASE, say)
+        for name, server, owned in shards:
+            record.members.append(_postgres_member(name, "shard", server, owned))
+        layout.register_shards(settings, [(n, s) for n, s, _ in shards], DATABASE, say)
+    if spec.tablespace:
+        layout.add_disk2(settings, say)
+    if spec.backup:
+        layout.setup_backups(settings, say)
+        for i, member in enumerate(record.members):
+            if member.role in DATABASE_ROLES and member.state_dir:
+                server = LocalPostgres(Path(member.state_dir), port=member.port)
+                fresh = _postgres_member(member.name, member.role, server, member.owned)
+                record.members[i] = fresh
 
 
 def _postgres_member(name: str, role: str, server: LocalPostgres, owned: bool) -> Member:
@@ -263,8 +287,8 @@ def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
     stopped: list[str] = []
     problems: list[MovierecError] = []
     # The director first (no new requests reach the instances), the databases last.
-    order = {"director": 0, "web": 1, "ai": 2, "replica": 3, "primary": 4}
-    for member in sorted(reversed(record.members), key=lambda m: order.get(m.role, 5)):
+    order = {"director": 0, "web": 1, "ai": 2, "replica": 3, "shard": 4, "primary": 5}
+    for member in sorted(reversed(record.members), key=lambda m: order.get(m.role, 6)):
         if not member.owned:
             continue
         try:
@@ -275,7 +299,7 @@ def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
             elif member.role == "replica":
                 done = is_running(member)
                 stop_server(settings, member.name.removeprefix("replica-"))
-            elif member.role == "primary":
+            elif member.role in ("primary", "shard"):
                 done = is_running(member)
                 LocalPostgres(Path(member.state_dir or "")).stop()
             else:
@@ -314,6 +338,8 @@ def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
         hit_rate, detail = None, ""
         if member.health_url:
             health = _health(member.health_url)
+        elif member.role in DATABASE_ROLES and running:
+            health = _pg_health(member.port)
         if member.role == "web" and health == "ok":
             hit_rate, detail = _hit_rate(member.port)
         if member.role == "director" and running and record.director:
@@ -333,6 +359,19 @@ def _health(url: str) -> str:
     except requests.RequestException:
         return "down"
     return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
+
+
+def _pg_health(port: int) -> str:
+    """``ok`` when the PostgreSQL server on ``port`` answers a query."""
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=2
+        ) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        lines = str(exc).strip().splitlines()
+        return "no answer" + (f" ({lines[0][:60]})" if lines else "")
+    return "ok"
 
 
 _SAMPLE = re.compile(r"^movierec_cache_(hits|misses)_total\{[^}]*\} (\d+)", re.M)

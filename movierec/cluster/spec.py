@@ -10,6 +10,12 @@ From CLI options or a ``cluster.toml``::
     director = true
     web_workers = 2  # gunicorn workers per instance (default: the settings')
     ai_workers = 1
+    topology = "full"  # "demo" (default) or "full": replicas 1, shards 2, tablespace, backup
+    shards = 2       # shard servers (postgres_fdw); shard k gets partition p(4-shards+k-1)
+    tablespace = true  # a second tablespace (state_dir/tablespaces/disk2) holding ratings_p0
+    backup = true    # a pgBackRest repository with one stanza per server (primary, shards)
+
+Explicit settings win over what ``topology`` implies.
 """
 
 from __future__ import annotations
@@ -24,6 +30,11 @@ from movierec.errors import BadInput, ConfigError
 
 AI_OFFSET = 101
 MAX_WEB = AI_OFFSET - 2
+MAX_SHARDS = 3  # of the 4 hash partitions, p0 always stays on the primary
+TOPOLOGIES = {
+    "demo": {},
+    "full": {"replicas": 1, "shards": 2, "tablespace": True, "backup": True},
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,9 @@ class ClusterSpec:
     replicas: int = 0
     web_workers: int | None = None
     ai_workers: int | None = None
+    shards: int = 0
+    tablespace: bool = False
+    backup: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -45,6 +59,8 @@ class ClusterSpec:
             problems.append("at least one AI instance is needed")
         if not 0 <= self.replicas <= 3:
             problems.append(f"replicas must be 0 to 3, not {self.replicas}")
+        if not 0 <= self.shards <= MAX_SHARDS:
+            problems.append(f"shards must be 0 to {MAX_SHARDS}, not {self.shards}")
         ports = [*self.web_ports, *self.ai_ports]
         if self.director_port is not None:
             ports.append(self.director_port)
@@ -68,6 +84,9 @@ class ClusterSpec:
         director: bool = True,
         web_workers: int | None = None,
         ai_workers: int | None = None,
+        shards: int = 0,
+        tablespace: bool = False,
+        backup: bool = False,
     ) -> ClusterSpec:
         """The director on ``port``, web instances on the next ports, AI instances from
         ``port + 101``. Raises :class:`BadInput`."""
@@ -80,6 +99,9 @@ class ClusterSpec:
             replicas=replicas,
             web_workers=web_workers,
             ai_workers=ai_workers,
+            shards=shards,
+            tablespace=tablespace,
+            backup=backup,
         )
 
     def ports(self) -> list[int]:
@@ -106,7 +128,20 @@ def port_free(port: int) -> bool:
     return True
 
 
-_KEYS = {"web", "ai", "replicas", "port", "director", "web_workers", "ai_workers"}
+_KEYS = {
+    "web", "ai", "replicas", "port", "director", "web_workers", "ai_workers",
+    "topology", "shards", "tablespace", "backup",
+}  # fmt: skip
+
+
+def with_topology(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` (for :meth:`ClusterSpec.on_port`) with the defaults of its ``topology``
+    (``demo`` or ``full``) filled in; explicit options win. Raises :class:`BadInput`."""
+    options = dict(options)
+    name = options.pop("topology", None) or "demo"
+    if name not in TOPOLOGIES:
+        raise BadInput(f"cluster: topology must be one of {', '.join(TOPOLOGIES)}, not {name!r}")
+    return {**TOPOLOGIES[name], **options}
 
 
 def read_cluster_toml(path: Path) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from movierec.db.pgbackrest import (
     run_pgbackrest,
     write_config,
 )
+from movierec.db.topology import recorded_shards
 from movierec.errors import BadInput, DatabaseUnavailable, NotFound, OpsCommandFailed
 
 BACKUP_TYPES = ("full", "diff", "incr")
@@ -52,11 +53,15 @@ Progress = Callable[[int, int | None], None]
 
 
 def local_servers(settings: Settings) -> list[BackupServer]:
-    """The servers of the local state: the primary at ``state_dir/postgres``.
-
-    Shard servers join this list (one stanza each) when the local cluster starts them.
+    """The servers of the local state: the primary at ``state_dir/postgres``, then the shard
+    servers the local cluster runs (recorded in ``servers.json``), one stanza each named as
+    the shard.
     """
-    return [BackupServer(PRIMARY_STANZA, LocalPostgres(settings.state_dir / "postgres"))]
+    servers = [BackupServer(PRIMARY_STANZA, LocalPostgres(settings.state_dir / "postgres"))]
+    for shard in recorded_shards(settings):
+        if shard.local is not None and shard.name != PRIMARY_STANZA:
+            servers.append(BackupServer(shard.name, shard.local))
+    return servers
 
 
 def backup_config(settings: Settings, retention_full: int | None = None) -> BackupConfig:

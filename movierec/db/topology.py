@@ -54,6 +54,9 @@ class Role(StrEnum):
     # A primary that was fenced by a promotion: stopped, and marked so that a restart brings it
     # up read-only. It has diverged from the new primary and is kept only for inspection.
     FORMER_PRIMARY = "former-primary"
+    # A shard server (postgres_fdw target) the local cluster runs: not a copy of the primary
+    # but a server of its own, listed apart (``Topology.shards``) and backed up as a stanza.
+    SHARD = "shard"
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,11 @@ class Server:
 
 @dataclass(frozen=True)
 class Topology:
-    """The servers of the cluster; exactly one of them is the primary."""
+    """The servers of the cluster; exactly one of them is the primary. ``shards``: the shard
+    servers movierec runs locally (not replicas: replication commands never look at them)."""
 
     servers: tuple[Server, ...]
+    shards: tuple[Server, ...] = ()
 
     def primary(self) -> Server:
         for server in self.servers:
@@ -132,11 +137,17 @@ class Topology:
     def with_server(self, server: Server) -> Topology:
         """A copy where ``server`` replaces the entry of the same name, or is appended."""
         if server.name in self:
-            return Topology(tuple(server if s.name == server.name else s for s in self.servers))
-        return Topology((*self.servers, server))
+            servers = tuple(server if s.name == server.name else s for s in self.servers)
+            return dataclasses.replace(self, servers=servers)
+        return dataclasses.replace(self, servers=(*self.servers, server))
 
     def without(self, name: str) -> Topology:
-        return Topology(tuple(s for s in self.servers if s.name != name))
+        return dataclasses.replace(self, servers=tuple(s for s in self.servers if s.name != name))
+
+    def with_shard(self, shard: Server) -> Topology:
+        """A copy where ``shard`` replaces the shard of the same name, or is appended."""
+        others = tuple(s for s in self.shards if s.name != shard.name)
+        return dataclasses.replace(self, shards=(*others, shard))
 
 
 def check_name(name: str) -> str:
@@ -172,7 +183,10 @@ def load_topology(settings: Settings) -> Topology:
         return Topology((_bootstrap_primary(settings),))
     try:
         data = json.loads(path.read_text())
-        return Topology(tuple(Server.from_json(entry) for entry in data["servers"]))
+        return Topology(
+            tuple(Server.from_json(entry) for entry in data["servers"]),
+            tuple(Server.from_json(entry) for entry in data.get("shards", ())),
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{path}: not a readable topology ({exc})") from exc
 
@@ -181,7 +195,10 @@ def save_topology(settings: Settings, topology: Topology) -> None:
     """Write the topology atomically (temp file in the same directory, fsync, rename)."""
     path = topology_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps({"version": 1, "servers": [s.to_json() for s in topology.servers]}, indent=2)
+    data: dict = {"version": 1, "servers": [s.to_json() for s in topology.servers]}
+    if topology.shards:
+        data["shards"] = [s.to_json() for s in topology.shards]
+    body = json.dumps(data, indent=2)
     fd, tmp = tempfile.mkstemp(prefix=".servers-", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
@@ -192,6 +209,14 @@ def save_topology(settings: Settings, topology: Topology) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def recorded_shards(settings: Settings) -> tuple[Server, ...]:
+    """The shard servers recorded in ``servers.json`` (none when there is no file).
+
+    Raises :class:`BadInput` when the file is not readable.
+    """
+    return load_topology(settings).shards if has_topology(settings) else ()
 
 
 @contextmanager

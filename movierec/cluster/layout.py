@@ -1,0 +1,139 @@
+"""The database side of a ``--topology full`` cluster beyond primary and replicas: shard
+servers, a second tablespace, partitions placed on them, and the pgBackRest repository.
+
+Shard ``k`` is a :class:`LocalPostgres` under ``state_dir/shard-<k>``, registered on the
+primary as postgres_fdw server ``shard<k>`` and recorded in ``servers.json`` (so that
+``movierec backup`` gives it a stanza of its own). With ``n`` shards the last ``n`` hash
+partitions of ratings, searches and preferences move there (``--shards 2``: p2 to shard1, p3 to
+shard2). The tablespace ``disk2`` lives in ``state_dir/tablespaces/disk2`` and holds
+``ratings_p0``. Every step is skipped when it is already done, so a second ``up`` reuses it all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from psycopg import sql
+
+from movierec.config import Settings
+from movierec.db import backup
+from movierec.db.local_server import LocalPostgres
+from movierec.db.partitions import Placement, add_server, add_tablespace, list_partitions, place
+from movierec.db.partitions.catalog import primary
+from movierec.db.partitions.servers import get_server, list_servers, list_tablespaces
+from movierec.db.tools import give_to_server_user
+from movierec.db.topology import (
+    Role,
+    Server,
+    load_topology,
+    save_topology,
+    topology_lock,
+)
+
+SHARDED_TABLES = ("ratings", "searches", "preferences")
+TABLESPACE = "disk2"
+TABLESPACE_PARTITION = "ratings_p0"
+
+Say = Callable[[str], None]
+
+
+def shard_name(index: int) -> str:
+    """The postgres_fdw server (and pgBackRest stanza) name of shard ``index`` (1-based)."""
+    return f"shard{index}"
+
+
+def shard_dir(state: Path, index: int) -> Path:
+    return state / f"shard-{index}"
+
+
+def _last_port(server: LocalPostgres) -> int:
+    """The port the server last listened on (it keeps it, so the primary still finds it)."""
+    try:
+        return int(json.loads(server.info_file.read_text())["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def start_shards(
+    settings: Settings, count: int, database: str, say: Say
+) -> list[tuple[str, LocalPostgres, bool]]:
+    """Start shard servers 1..``count`` with database ``database`` and record them in the
+    topology; ``(name, server, started_here)`` each."""
+    state = settings.state_dir.resolve()
+    started = []
+    with topology_lock(settings):
+        topology = load_topology(settings)
+        for index in range(1, count + 1):
+            name = shard_name(index)
+            server = LocalPostgres(shard_dir(state, index))
+            server.port = _last_port(server)
+            was_running = server.is_running()
+            say(f"PostgreSQL: {'using the running' if was_running else 'starting'} shard "
+                f"{name} in {server.state_dir}")  # fmt: skip
+            server.start()
+            server.create_database(database)
+            entry = Server(name, Role.SHARD, "127.0.0.1", server.port, server.state_dir)
+            topology = topology.with_shard(entry)
+            started.append((name, server, not was_running))
+        save_topology(settings, topology)
+    return started
+
+
+def register_shards(
+    settings: Settings, shards: list[tuple[str, LocalPostgres]], database: str, say: Say
+) -> None:
+    """``partitions add-server`` each shard (or point a known one at its current port), then
+    place the last ``len(shards)`` partitions of each sharded table on them."""
+    with primary(settings) as conn:
+        known = {s.name for s in list_servers(conn)}
+        for name, server in shards:
+            if name in known and get_server(conn, name).port != server.port:
+                conn.execute(
+                    sql.SQL("ALTER SERVER {} OPTIONS (SET port {})").format(
+                        sql.Identifier(name), sql.Literal(str(server.port))
+                    )
+                )
+        conn.commit()
+    for name, server in shards:
+        if name not in known:
+            add_server(settings, name, f"postgresql://postgres@127.0.0.1:{server.port}/{database}")
+            say(f"partitions: added shard server {name} (127.0.0.1:{server.port})")
+    partitions = list_partitions(settings)
+    for table in SHARDED_TABLES:
+        parts = sorted((p for p in partitions if p.table == table), key=lambda p: p.remainder)
+        for (name, _server), part in zip(shards, parts[len(parts) - len(shards) :], strict=True):
+            if part.placement is Placement.SERVER and part.where == name:
+                continue
+            report = place(settings, part.name, server=name)
+            say(f"partitions: {part.name} -> {name} ({report.rows:,} rows)")
+
+
+def add_disk2(settings: Settings, say: Say) -> None:
+    """The tablespace ``disk2`` in ``state_dir/tablespaces/disk2`` holding ratings_p0."""
+    with primary(settings) as conn:
+        exists = any(t.name == TABLESPACE for t in list_tablespaces(conn))
+    if not exists:
+        directory = settings.state_dir.resolve() / "tablespaces" / TABLESPACE
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.parent.chmod(0o755)
+        give_to_server_user(directory)
+        add_tablespace(settings, TABLESPACE, directory)
+        say(f"partitions: tablespace {TABLESPACE} in {directory}")
+    part = next(p for p in list_partitions(settings) if p.name == TABLESPACE_PARTITION)
+    if part.placement is not Placement.TABLESPACE or part.where != TABLESPACE:
+        report = place(settings, part.name, tablespace=TABLESPACE)
+        say(f"partitions: {part.name} -> tablespace {TABLESPACE} ({report.rows:,} rows)")
+
+
+def setup_backups(settings: Settings, say: Say) -> list[str]:
+    """``backup setup`` for the primary and every recorded shard; the stanzas.
+
+    May restart servers (archive_mode), on the ports they had.
+    """
+    servers = backup.local_servers(settings)
+    backup.setup(backup.backup_config(settings), servers, durable=True)
+    stanzas = [item.name for item in servers]
+    say(f"backups: pgBackRest stanzas {', '.join(stanzas)} ready")
+    return stanzas

@@ -1,0 +1,189 @@
+"""The local cluster with the whole database topology on 127.0.0.1: a primary, one streaming
+replica, two shard servers holding partitions p2 and p3 of ratings, searches and preferences,
+a second tablespace holding ratings_p0, and a pgBackRest repository with one stanza per server.
+
+``movierec cluster up`` builds it all on a small generated catalogue; the shards hold rows (read
+on the shards themselves), ``movierec db status`` shows the replica and where each partition
+lives, ``movierec backup create`` backs up every stanza and ``movierec cluster down`` leaves no
+process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+from typer.testing import CliRunner
+
+from movierec import cluster
+from movierec.cli import main
+from movierec.cluster.members import group_members
+from movierec.cluster.spec import port_free
+from movierec.config import load_settings
+from movierec.db.backup import backup_config, list_backups, local_servers
+from movierec.db.partitions import Placement, list_partitions
+from movierec.db.topology import Role, Server, Topology, load_topology, save_topology
+from movierec.director.haproxy import process_alive
+from movierec.errors import BadInput
+
+
+def test_topology_full_fills_in_what_is_not_given(tmp_path):
+    assert cluster.with_topology({}) == {}
+    full = cluster.with_topology({"topology": "full", "replicas": 0})
+    assert full == {"replicas": 0, "shards": 2, "tablespace": True, "backup": True}
+    spec = cluster.ClusterSpec.on_port(9000, **full)
+    assert (spec.replicas, spec.shards, spec.tablespace, spec.backup) == (0, 2, True, True)
+    with pytest.raises(BadInput, match="topology"):
+        cluster.with_topology({"topology": "huge"})
+    with pytest.raises(BadInput, match="shards must be"):
+        cluster.ClusterSpec.on_port(9000, shards=4)
+    toml = tmp_path / "cluster.toml"
+    toml.write_text('[cluster]\ntopology = "full"\nbackup = false\n')
+    options = cluster.with_topology(cluster.read_cluster_toml(toml))
+    assert options["shards"] == 2 and options["backup"] is False
+
+    # Shards recorded in servers.json survive the replica commands' rewrites, and each one
+    # is a backup stanza of its own.
+    settings = load_settings(
+        environ={},
+        toml_path=None,
+        overrides={"state_dir": tmp_path, "database_url": "postgresql://u@127.0.0.1:5999/x"},
+    )
+    shard = Server("shard1", Role.SHARD, "127.0.0.1", 6001, tmp_path / "shard-1")
+    save_topology(settings, load_topology(settings).with_shard(shard))
+    standby = Server("r1", Role.STANDBY, "127.0.0.1", 6002, tmp_path / "r1", "r1", "main")
+    save_topology(settings, load_topology(settings).with_server(standby).without("nope"))
+    topology = load_topology(settings)
+    assert isinstance(topology, Topology) and [s.name for s in topology.servers] == ["main", "r1"]
+    assert topology.shards == (shard,)
+    assert [b.name for b in local_servers(settings)] == ["primary", "shard1"]
+
+
+def free_base_port() -> int:
+    """A port P with P+1 (web-1) and P+101 (ai-1) free."""
+    for _ in range(50):
+        base = int(np.random.default_rng().integers(20_000, 40_000))
+        if all(port_free(p) for p in (base + 1, base + 101)):
+            return base
+    raise AssertionError("no free ports")
+
+
+def movierec(state_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MOVIEREC_STATE_DIR": str(state_dir), "COLUMNS": "200", "TERM": "dumb"}
+    for name in ("MOVIEREC_DATABASE_URL", "MOVIEREC_REPLICA_URL"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "movierec", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def state_dir():
+    root = Path(tempfile.mkdtemp(prefix="movierec-topology-"))
+    os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root
+    yield root / "state"
+    if (root / "state" / "cluster.json").exists():  # the test failed half-way: clean up
+        settings = load_settings(
+            environ={}, toml_path=None, overrides={"state_dir": root / "state"}
+        )
+        cluster.down(settings, lambda _text: None)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
+    started = time.monotonic()
+    base = free_base_port()
+    up = movierec(
+        state_dir,
+        "cluster", "up", "--web", "1", "--ai", "1", "--no-director", "--port", str(base),
+        "--replicas", "1", "--shards", "2", "--tablespace", "--backup",
+        "--movies", "150", "--users", "120", "--ratings", "4000",
+    )  # fmt: skip
+    assert up.returncode == 0, up.stdout + up.stderr
+    record = cluster.load_record(state_dir)
+    roles = {m.name: m.role for m in record.members}
+    assert roles == {
+        "postgres": "primary",
+        "replica-r1": "replica",
+        "shard1": "shard",
+        "shard2": "shard",
+        "web-1": "web",
+        "ai-1": "ai",
+    }
+
+    # Rows of ratings live on both shards: read them there, not through the primary.
+    primary_port = json.loads((state_dir / "postgres" / "server.json").read_text())["port"]
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{primary_port}/movierec"
+    settings = load_settings(
+        environ={}, toml_path=None, overrides={"state_dir": state_dir, "database_url": url}
+    )
+    placed = {p.name: p for p in list_partitions(settings)}
+    shards = {s.name: s for s in load_topology(settings).shards}
+    assert set(shards) == {"shard1", "shard2"}
+    for table in ("ratings", "searches", "preferences"):
+        for remainder, shard in ((2, "shard1"), (3, "shard2")):
+            part = placed[f"{table}_p{remainder}"]
+            assert (part.placement, part.where) == (Placement.SERVER, shard), part
+    assert (placed["ratings_p0"].placement, placed["ratings_p0"].where) == (
+        Placement.TABLESPACE,
+        "disk2",
+    )
+    for remainder, name in ((2, "shard1"), (3, "shard2")):
+        remote_table = placed[f"ratings_p{remainder}"].remote_table
+        assert remote_table
+        with psycopg.connect(
+            host="127.0.0.1", port=shards[name].live_port(), user="postgres", dbname="movierec"
+        ) as conn:
+            table = sql.Identifier(*remote_table.split("."))
+            rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
+        assert rows > 100, (name, remote_table, rows)
+
+    status = movierec(state_dir, "cluster", "status")
+    assert status.returncode == 0, status.stderr
+    for name in ("postgres", "replica-r1", "shard1", "shard2", "web-1", "ai-1"):
+        assert re.search(rf"{name}\s.*ok", status.stdout), status.stdout
+    assert re.search(r"shard1\s+│?\s*shard", status.stdout), status.stdout
+
+    runner = CliRunner()
+    env = {"MOVIEREC_STATE_DIR": str(state_dir), "MOVIEREC_DATABASE_URL": url, "COLUMNS": "200"}
+    shown = runner.invoke(main.app, ["db", "status"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"r1\s.*standby\s.*streaming", shown.output), shown.output
+    assert re.search(r"ratings_p2\s.*shard1", shown.output), shown.output
+    assert re.search(r"ratings_p3\s.*shard2", shown.output), shown.output
+    assert re.search(r"ratings_p0\s.*disk2", shown.output), shown.output
+
+    backed_up = runner.invoke(main.app, ["backup", "create", "--type", "full"], env=env)
+    assert backed_up.exit_code == 0, backed_up.output
+    backups = list_backups(backup_config(settings))
+    assert {b.stanza for b in backups if b.type == "full"} == {"primary", "shard1", "shard2"}
+
+    down = movierec(state_dir, "cluster", "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not (state_dir / "cluster.json").exists()
+    for member in record.members:
+        if member.role in ("web", "ai"):
+            assert group_members(member.pid) == [], member
+        else:
+            assert not process_alive(member.pid), member
+    for name in ("postgres", "shard-1", "shard-2", "replica-r1"):
+        assert not (state_dir / name / "pgdata" / "postmaster.pid").exists(), name
+    for port in (base + 1, base + 101):
+        assert port_free(port), port
+    assert time.monotonic() - started < 90
