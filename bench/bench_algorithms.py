@@ -9,8 +9,8 @@ Run: ``.venv/bin/python bench/bench_algorithms.py [--movielens DIR] [--skip-slow
 3. ml-latest-small, top-N on each user's latest 20% (time-ordered) for every algorithm that
    can rank, and popularity.
 4. Fit time and peak memory (RSS growth of a child process) on synthetic data: 100k and 1M
-   ratings; EASE at growing catalogues to show where it stops paying. Larger sizes (10M/25M
-   ratings, 20k+ movies) are *estimated* from these measurements, never run here.
+   ratings; EASE at growing catalogues to show where it stops paying. ``--large`` adds SVD and
+   ALS at 10M and 25M ratings (ml-25m's shape: 162k users, 62k movies; about 15 minutes).
 Prints markdown tables. No database needed.
 """
 
@@ -144,7 +144,13 @@ def measure(name, n_ratings, n_users, n_items, given=None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def scale_table() -> None:
+LARGE_CASES = [
+    ("svd", 10_000_000, 162_000, 62_000, {}), ("als", 10_000_000, 162_000, 62_000, {}),
+    ("svd", 25_000_000, 162_000, 62_000, {}), ("als", 25_000_000, 162_000, 62_000, {}),
+]  # fmt: skip
+
+
+def scale_table(large: bool = False) -> None:
     print("\n### Fit time and peak memory growth, synthetic ratings (measured)\n")
     print("| algorithm | ratings | users | movies | fit s | peak MB |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -155,7 +161,7 @@ def scale_table() -> None:
         ("ease", 1_000_000, 6_000, 8_000, {}), ("ease", 1_000_000, 6_000, 12_000, {}),
         ("als", 1_000_000, 6_000, 100_000, {}),
     ]  # fmt: skip
-    for name, n_ratings, n_users, n_items, given in cases:
+    for name, n_ratings, n_users, n_items, given in cases + (LARGE_CASES if large else []):
         found = measure(name, n_ratings, n_users, n_items, given)
         print(
             f"| {name} | {n_ratings:,} | {n_users:,} | {n_items:,} | {found['seconds']:.2f} "
@@ -168,6 +174,7 @@ def main() -> None:
     parser.add_argument("--movielens", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--skip-slow", action="store_true", help="leave out SVD++")
     parser.add_argument("--only", choices=("rating", "issue", "topn", "scale"))
+    parser.add_argument("--large", action="store_true", help="also 10M and 25M ratings")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -182,7 +189,7 @@ def main() -> None:
     if args.only in (None, "topn"):
         top_n_table(read_movielens(args.movielens / "ml-latest-small"), args.skip_slow)
     if args.only in (None, "scale"):
-        scale_table()
+        scale_table(args.large)
 
 
 if __name__ == "__main__":
