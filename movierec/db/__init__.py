@@ -10,7 +10,17 @@
 from movierec.db.engines import Database, make_engine, sqlalchemy_url
 from movierec.db.local_server import LocalPostgres
 from movierec.db.migrate import upgrade
-from movierec.db.schema import GENRES, Base, Identity, Movie, Preference, Rating, Search, User
+from movierec.db.schema import (
+    GENRES,
+    Base,
+    Identity,
+    Movie,
+    NotInterested,
+    Preference,
+    Rating,
+    Search,
+    User,
+)
 
 __all__ = [
     "GENRES",
@@ -19,6 +29,7 @@ __all__ = [
     "Identity",
     "LocalPostgres",
     "Movie",
+    "NotInterested",
     "Preference",
     "Rating",
     "Search",

@@ -81,7 +81,7 @@ class Database:
         Raises :class:`DatabaseUnavailable` when no server answers and :class:`QueryTimeout`
         (a kind of it) when a statement outlasts the statement timeout.
         """
-        engine = self._read_engine() if readonly else self.primary
+        engine = self.engine_for(readonly)
         maker = self._primary_sessions if engine is self.primary else sessionmaker(engine)
         try:
             with maker() as session, session.begin():
@@ -93,6 +93,11 @@ class Database:
                     f"(statement_timeout): {_first_line(exc)}"
                 ) from exc
             raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+
+    def engine_for(self, readonly: bool) -> Engine:
+        """The engine :meth:`session` uses: the primary, or for ``readonly`` the replica when
+        one is configured and answers (checked now), else the primary."""
+        return self._read_engine() if readonly else self.primary
 
     def _read_engine(self) -> Engine:
         if self.replica is None:

@@ -225,6 +225,19 @@ class Preference(Base):
     __table_args__ = ({"postgresql_partition_by": "HASH (user_id)"},)
 
 
+class NotInterested(Base):
+    """A movie the user dismissed from their recommendations ("not interested"); it is never
+    recommended to them again. Not partitioned; no foreign key to the partitioned movies."""
+
+    __tablename__ = "not_interested"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    movie_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class PartitionedTable(Base):
     """A hash-partitioned table and the key each of its partitions (and shard tables)
     carries; the first key column is the partition column."""

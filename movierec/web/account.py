@@ -8,9 +8,10 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from movierec.web.auth.security import account_security
-from movierec.web.db import commit, get_session
-from movierec.web.forms import PreferencesForm
+from movierec.web.db import commit, get_session, wrote
+from movierec.web.forms import PreferencesForm, UndoNotInterestedForm
 from movierec.web.users import (
+    dismissed_movies,
     preferred_genres,
     ratings_of,
     recent_searches,
@@ -39,6 +40,8 @@ def render_account(new_token: str | None = None) -> str:
         page=page_number,
         more=more,
         searches=recent_searches(session, current_user.id),
+        dismissed=dismissed_movies(session, current_user.id),
+        undo_form=UndoNotInterestedForm(),
         form=form,
         new_token=new_token,
         **account_security(current_user.id),
@@ -52,6 +55,7 @@ def genres() -> Response:
     if form.validate_on_submit():
         save_preferred_genres(get_session(), current_user.id, form.genres.data or [])
         commit()
+        wrote()
         flash("Preferred genres saved.", "info")
     else:
         flash("Those genres were not understood.", "error")

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 FAILURE_THRESHOLD = 3
 COOLDOWN_SECONDS = 5.0
 VERSION_CHECK_SECONDS = 3.0
+MAX_LIST = 1000  # the most ids (or genres) the recommender takes in ``exclude`` and the like
 
 
 class AIUnavailable(MovierecError):
@@ -54,6 +55,8 @@ class AIUnavailable(MovierecError):
 class Scored:
     movie_id: int
     score: float
+    # The movie the user liked that this one is recommended because of, when the model says.
+    because: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,9 +149,25 @@ class AIClient:
 
     # --- the recommender's endpoints -----------------------------------------------------------
 
-    def recommend(self, user_id: int, k: int) -> AIAnswer:
-        """The top ``k`` movies for ``user_id``. Raises :class:`AIUnavailable`."""
-        return self._fan_out("/recommend", {"user": user_id, "k": k}, k)
+    def recommend(
+        self,
+        user_id: int,
+        k: int,
+        *,
+        exclude: Sequence[int] = (),
+        demote_genres: Sequence[str] = (),
+    ) -> AIAnswer:
+        """The top ``k`` movies for ``user_id``, none of ``exclude`` (the first
+        :data:`MAX_LIST` are sent), movies of ``demote_genres`` after all others.
+
+        Raises :class:`AIUnavailable`.
+        """
+        params: dict[str, Any] = {"user": user_id, "k": k}
+        if exclude:
+            params["exclude"] = ",".join(str(i) for i in exclude[:MAX_LIST])
+        if demote_genres:
+            params["demote_genres"] = ",".join(demote_genres[:MAX_LIST])
+        return self._fan_out("/recommend", params, k)
 
     def similar(self, movie_id: int, k: int) -> AIAnswer:
         """Up to ``k`` movies like ``movie_id``.
@@ -384,9 +403,20 @@ def _items(body: Mapping[str, Any]) -> tuple[Scored, ...]:
     if not isinstance(items, list):
         raise _BadAnswer("no items list")
     try:
-        return tuple(Scored(int(i["movie_id"]), float(i["score"])) for i in items)
-    except (TypeError, KeyError, ValueError) as exc:
+        return tuple(
+            Scored(int(i["movie_id"]), float(i["score"]), _optional_int(i.get("because")))
+            for i in items
+        )
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise _BadAnswer(f"bad item: {exc}") from exc
+
+
+def _optional_int(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"not a movie id: {value!r}")
+    return int(value)
 
 
 def _answer(body: Mapping[str, Any]) -> AIAnswer:

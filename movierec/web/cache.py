@@ -16,10 +16,11 @@ Staleness, cache by cache:
 * ``recommendations`` (per user, LRU by activity): valid only while both the model version
   (from the AI servers' ``/health``, checked at most every few seconds) and the user's *taste
   version* are what they were when the entry was made. The taste version (number of ratings,
-  newest rating time, preferences' update time) is read from the primary on every request, one
-  index lookup. That is what makes a rating taken by worker A, or by another instance, refresh
-  the list that worker B serves: B compares versions rather than waiting to be told. The worker
-  that took the rating also drops the entry at once (:func:`after_rating`).
+  newest rating time, preferences' update time, number and newest time of "not interested"
+  movies) is read from the primary on every request, by index lookups. That is what makes a
+  rating taken by worker A, or by another instance, refresh the list that worker B serves: B
+  compares versions rather than waiting to be told. The worker that took the rating also
+  drops the entry at once (:func:`after_rating`, :func:`after_dismissal`).
 * ``fragments`` (the "for you" list's HTML, per cached list; LRU): lives as long as the list.
 """
 
@@ -252,7 +253,7 @@ class WebCaches:
     recommendations: BoundedCache[tuple[int, int], Recommended]
     # The HTML list of a cached tuple of movies, by the tuple's identity (kept in the value,
     # so that the id cannot be reused while the entry lives).
-    fragments: BoundedCache[int, tuple[tuple, Markup]]
+    fragments: BoundedCache[int, tuple[tuple, str | None, Markup]]
     ks: set[int] = field(default_factory=set)
 
     @classmethod
@@ -308,18 +309,25 @@ def search(query: catalog.SearchQuery) -> catalog.SearchPage:
     return page
 
 
-def movie_list_html(movies: tuple[catalog.MovieItem, ...]) -> Markup:
+def movie_list_html(
+    movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None = None
+) -> Markup:
     """``movies`` rendered by the ``movie_list`` macro, once per cached tuple of movies.
 
     Rendering 24 movies is a third of a "for you" page's time; a cached user's picks are the
     same tuple object on every hit, so their HTML is looked up by its identity.
+    ``dismiss_form`` is the id of the page's "not interested" form that each movie's button
+    submits (the HTML holds no CSRF token, which would expire while the entry lives).
     """
     fragments = caches().fragments
-    found = fragments.get(id(movies), valid=lambda entry: entry[0] is movies)
+    found = fragments.get(
+        id(movies), valid=lambda entry: entry[0] is movies and entry[1] == dismiss_form
+    )
     if found is not None:
-        return found[1]
-    html = Markup(get_template_attribute("_macros.html", "movie_list")(movies))
-    fragments.put(id(movies), (movies, html))
+        return found[2]
+    macro = get_template_attribute("_macros.html", "movie_list")
+    html = Markup(macro(movies, dismiss_form=dismiss_form))
+    fragments.put(id(movies), (movies, dismiss_form, html))
     return html
 
 
@@ -332,3 +340,13 @@ def after_rating(user_id: int, movie_id: int) -> None:
     for k in tuple(store.ks):
         store.recommendations.pop((user_id, k))
     store.movies.pop(movie_id)
+
+
+def after_dismissal(user_id: int) -> None:
+    """A user marked a movie "not interested" (or took it back): drop their picks here.
+
+    Other workers notice by themselves: dismissals are part of the taste version.
+    """
+    store = caches()
+    for k in tuple(store.ks):
+        store.recommendations.pop((user_id, k))

@@ -35,6 +35,8 @@ class MovieItem:
     ratings: int = 0
     average: float | None = None
     score: float | None = None
+    # "Because you liked <because>": the title of the movie the recommender based this on.
+    because: str | None = None
 
     @property
     def imdb_url(self) -> str | None:
@@ -144,14 +146,32 @@ def with_rating_stats(session: Session, movie: MovieItem) -> MovieItem:
     return replace(movie, ratings=count, average=None if average is None else _round(average))
 
 
-def movies_by_ids(session: Session, scored: Iterable[tuple[int, float]]) -> list[MovieItem]:
-    """The movies for ``(id, score)`` pairs in one query, in the given order; unknown ids drop."""
+def movies_by_ids(
+    session: Session,
+    scored: Iterable[tuple[int, float]],
+    because: Mapping[int, int] | None = None,
+) -> list[MovieItem]:
+    """The movies for ``(id, score)`` pairs in one query, in the given order; unknown ids drop.
+
+    ``because`` maps movie ids to the movie they are recommended because of; those movies'
+    titles are read in the same query and set as each item's ``because``.
+    """
     scores = dict(scored)
     if not scores:
         return []
-    rows = session.execute(select(*_COLUMNS).where(Movie.id.in_(scores)))
+    reasons = {i: b for i, b in (because or {}).items() if i in scores}
+    wanted = set(scores) | set(reasons.values())
+    rows = session.execute(select(*_COLUMNS).where(Movie.id.in_(wanted)))
     by_id = {row.id: _item(row) for row in rows}
-    return [replace(by_id[i], score=scores[i]) for i in scores if i in by_id]
+    return [
+        replace(by_id[i], score=scores[i], because=_title(by_id.get(reasons.get(i))))
+        for i in scores
+        if i in by_id
+    ]
+
+
+def _title(movie: MovieItem | None) -> str | None:
+    return None if movie is None else movie.title
 
 
 def popular(session: Session, limit: int) -> list[MovieItem]:

@@ -5,21 +5,37 @@ layer keeps owning driver errors (it turns an unreachable server into
 :class:`DatabaseUnavailable`). Views that write call :func:`commit` before answering: a commit
 that fails must become an error page, not a lost write behind a success page. Whatever is still
 open at teardown is rolled back.
+
+Read-your-writes: pages that only read use :func:`read_session`, which goes to a replica when
+one is configured. A replica replays the primary's changes a little later, so a user who just
+rated a movie could see the page without their rating. After a write, views call
+:func:`wrote`, and for the next ``READ_YOUR_WRITES_SECONDS`` (Flask config, default 10) that
+user's read-only sessions use the primary. The deadline is kept in the Flask session (the
+signed cookie), so it holds whichever worker or instance serves the next request; it is wall
+clock time because it crosses processes. A time window rather than waiting for the replica to
+replay the write's LSN: it needs no extra query per read (``pg_last_wal_replay_lsn()`` on the
+replica) and no LSN bookkeeping per write; it is wrong only when a replica lags more than the
+window, which the replica health checks report as a failure anyway.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import AbstractContextManager
 from typing import cast
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, session
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from movierec.db import Database
 from movierec.errors import MovierecError
 
 EXTENSION = "movierec.db"
+READ_YOUR_WRITES_SECONDS = 10.0
+# The Flask session key: until when (Unix time) this user's reads go to the primary.
+PRIMARY_UNTIL = "primary_until"
 log = logging.getLogger(__name__)
 
 
@@ -59,11 +75,40 @@ def commit() -> None:
 
 
 def read_session() -> AbstractContextManager[Session]:
-    """A separate read-only session (a replica when configured) for pages that only read.
+    """A separate read-only session (a replica when configured) for pages that only read;
+    the primary for a user who wrote in the last few seconds (see the module docstring).
 
     Raises :class:`DatabaseUnavailable` when no server answers.
     """
-    return database().session(readonly=True)
+    return database().session(readonly=not reads_own_writes())
+
+
+def read_engine() -> Engine:
+    """The engine :func:`read_session` would use now (the routing decision, for tests and
+    diagnostics)."""
+    return database().engine_for(readonly=not reads_own_writes())
+
+
+def wrote() -> None:
+    """The current user just committed a write: send their reads to the primary for the next
+    ``READ_YOUR_WRITES_SECONDS``. Nothing to do (no cookie change) without a replica."""
+    if not database().settings.replica_url:
+        return
+    window = float(current_app.config.get("READ_YOUR_WRITES_SECONDS", READ_YOUR_WRITES_SECONDS))
+    session[PRIMARY_UNTIL] = time.time() + window
+
+
+def reads_own_writes() -> bool:
+    """Whether this request's reads must see the user's recent writes (go to the primary)."""
+    if not has_request_context():
+        return False
+    until = session.get(PRIMARY_UNTIL)
+    if until is None:
+        return False
+    if isinstance(until, int | float) and time.time() < until:
+        return True
+    session.pop(PRIMARY_UNTIL, None)  # past: the cookie need not carry it any more
+    return False
 
 
 def _pop_scope() -> AbstractContextManager[Session] | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import SelectField, SelectMultipleField
+from wtforms import IntegerField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired
+from wtforms.validators import DataRequired, NumberRange
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from movierec.db.schema import GENRES
@@ -24,3 +24,14 @@ class PreferencesForm(FlaskForm):
         widget=ListWidget(prefix_label=False),
         option_widget=CheckboxInput(),
     )
+
+
+class NotInterestedForm(FlaskForm):
+    """One form for the whole "for you" list: each movie's button submits its ``movie_id``
+    (HTML ``form=`` attribute), so the list's cached HTML holds no CSRF token."""
+
+    movie_id = IntegerField(validators=[DataRequired(), NumberRange(1, 2**63 - 1)])
+
+
+class UndoNotInterestedForm(FlaskForm):
+    """Only the CSRF token: the movie is in the URL."""

@@ -11,18 +11,18 @@ Limited and partial answers are not cached, so that a recovered recommender is u
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ScalarSelect, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from movierec.db.schema import Preference, Rating
+from movierec.db.schema import NotInterested, Preference, Rating
 from movierec.errors import NotFound
 from movierec.web import cache, catalog, popular
 from movierec.web.ai_client import AIClient, AIUnavailable
 from movierec.web.db import get_session, read_session
-from movierec.web.users import preferred_genres
+from movierec.web.users import demoted_genres, dismissed_ids, preferred_genres
 
 EXTENSION = "movierec.ai"
 
@@ -42,29 +42,41 @@ def ai_client() -> AIClient:
     return cast(AIClient, current_app.extensions[EXTENSION])
 
 
+def _mine(column: Any, table: Any) -> ScalarSelect:
+    """``column`` of ``table``'s rows of the user (a scalar subquery)."""
+    return select(column).where(table.user_id == bindparam("user_id")).scalar_subquery()
+
+
 # Built once: the statement's compiled form is then reused from SQLAlchemy's cache.
 _TASTE = select(
     func.count(),
     func.max(Rating.rated_at),
-    select(Preference.updated_at)
-    .where(Preference.user_id == bindparam("user_id"))
-    .scalar_subquery(),
+    _mine(Preference.updated_at, Preference),
+    _mine(func.count(), NotInterested),
+    _mine(func.max(NotInterested.created_at), NotInterested),
 ).where(Rating.user_id == bindparam("user_id"))
 
 
 def taste_version(session: Session, user_id: int) -> tuple:
     """What the user's recommendations depend on besides the model: how many ratings they
-    have, when they last rated, when they last changed their preferred genres.
+    have, when they last rated, when they last changed their preferred genres, and how many
+    movies they dismissed ("not interested") and when they last did.
 
-    Any rating, re-rating or removal changes it. Read it from the primary (a replica may lag
-    behind the rating that was just made): one lookup on the ratings' primary key.
+    Any rating, re-rating or removal, and any dismissal or undo changes it. Read it from the
+    primary (a replica may lag behind the rating that was just made): index lookups on the
+    ratings' and the dismissals' primary keys.
     """
     # Core execution on the request's connection: the ORM adds nothing to a plain row.
     return tuple(session.connection().execute(_TASTE, {"user_id": user_id}).one())
 
 
 def for_user(user_id: int, k: int) -> Picks:
-    """Up to ``k`` movies for the user. Raises :class:`DatabaseUnavailable`."""
+    """Up to ``k`` movies for the user, never one they said they are not interested in.
+
+    The recommender is told those movies (``exclude``) and the genres of at least
+    :data:`~movierec.web.users.DEMOTE_AFTER` of them (``demote_genres``).
+    Raises :class:`DatabaseUnavailable`.
+    """
     session = get_session()
     # Both versions are read before the recommender is asked: a rating made meanwhile makes
     # the entry look older than it is (refreshed next time), never newer.
@@ -78,12 +90,24 @@ def for_user(user_id: int, k: int) -> Picks:
     entry = store.recommendations.get((user_id, k), valid=current)
     if entry is not None:
         return entry.picks
+    dismissed = dismissed_ids(session, user_id)
+    unwanted = set(dismissed)
     try:
-        answer = ai_client().recommend(user_id, k)
+        answer = ai_client().recommend(
+            user_id, k, exclude=dismissed, demote_genres=demoted_genres(session, user_id)
+        )
     except AIUnavailable:
-        movies = popular.for_user(session, user_id, preferred_genres(session, user_id), k)
-        return Picks(tuple(movies), limited=True, reason="recommender unavailable")
-    movies = catalog.movies_by_ids(session, ((i.movie_id, i.score) for i in answer.items))
+        liked = preferred_genres(session, user_id)
+        movies = popular.for_user(session, user_id, liked, k + len(unwanted))
+        kept = tuple(m for m in movies if m.id not in unwanted)[:k]
+        return Picks(kept, limited=True, reason="recommender unavailable")
+    # Also here: the recommender is sent the newest dismissals only, and may be older code.
+    items = [i for i in answer.items if i.movie_id not in unwanted]
+    movies = catalog.movies_by_ids(
+        session,
+        ((i.movie_id, i.score) for i in items),
+        because={i.movie_id: i.because for i in items if i.because is not None},
+    )
     picks = Picks(tuple(movies), answer.model_version, answer.fallback, answer.reason)
     if not answer.partial:
         store.ks.add(k)

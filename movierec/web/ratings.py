@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from movierec.web import cache, catalog
-from movierec.web.db import commit, get_session
+from movierec.web.db import commit, get_session, wrote
 from movierec.web.forms import RateForm
 from movierec.web.users import check_rating, rate, unrate
 
@@ -24,6 +24,7 @@ def save(movie_id: int) -> Response:
         rating = check_rating(float(form.rating.data))
         rate(session, current_user.id, movie_id, rating)
         commit()
+        wrote()
         cache.after_rating(current_user.id, movie_id)
         flash(f"Rated {rating:g} ★.", "info")
     else:
@@ -38,6 +39,7 @@ def remove(movie_id: int) -> Response:
     catalog.movie_or_404(session, movie_id)
     if unrate(session, current_user.id, movie_id):
         commit()
+        wrote()
         cache.after_rating(current_user.id, movie_id)
         flash("Rating removed.", "info")
     return redirect(url_for("movies.detail", movie_id=movie_id))

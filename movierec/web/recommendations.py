@@ -1,20 +1,113 @@
-"""The "for you" page: the recommender's picks for the logged-in user."""
+"""The "for you" page: the recommender's picks for the logged-in user, filtered by genre and
+decade on request, and "not interested" (with its undo, from the account page)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import current_user, login_required
+from collections.abc import Mapping
 
-from movierec.web import cache, picks
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from movierec.db.schema import GENRES
+from movierec.web import cache, catalog, picks
+from movierec.web.db import commit, get_session, wrote
+from movierec.web.forms import NotInterestedForm, UndoNotInterestedForm
+from movierec.web.users import dismiss, undismiss
 
 bp = Blueprint("recommendations", __name__)
 FOR_YOU = 24
+# With a filter, the recommender is asked for this many and the page keeps those that match.
+FILTER_CANDIDATES = min(FOR_YOU * 5, 100)
+DECADES = tuple(range(2020, 1910, -10))
+DISMISS_FORM = "not-interested"
+
+
+def parse_filters(args: Mapping[str, str]) -> tuple[dict[str, str | int], list[str]]:
+    """The genre and decade filters in ``args`` (only the valid ones) and what was not
+    understood."""
+    filters: dict[str, str | int] = {}
+    problems = []
+    genre = args.get("genre", "")
+    if genre:
+        if genre in GENRES:
+            filters["genre"] = genre
+        else:
+            problems.append(f"unknown genre {genre[:40]!r}")
+    decade = args.get("decade", "").removesuffix("s")
+    if decade:
+        if decade.isdigit() and int(decade) in DECADES:
+            filters["decade"] = int(decade)
+        else:
+            problems.append(f"no decade {decade[:10]!r}")
+    return filters, problems
+
+
+def matches(movie: catalog.MovieItem, filters: Mapping[str, str | int]) -> bool:
+    genre, decade = filters.get("genre"), filters.get("decade")
+    if genre is not None and genre not in movie.genres:
+        return False
+    if decade is not None:
+        return movie.year is not None and int(decade) <= movie.year < int(decade) + 10
+    return True
 
 
 @bp.get("/for-you")
 @login_required
 def for_you() -> str:
-    found = picks.for_user(current_user.id, FOR_YOU)
-    # Only cached picks (the same object on every hit) are worth keeping the HTML of.
-    html = cache.movie_list_html(found.movies) if not found.limited else None
-    return render_template("recommendations/for_you.html", picks=found, movies_html=html)
+    filters, problems = parse_filters(request.args)
+    if problems:
+        flash(f"Filter not understood: {'; '.join(problems)}.", "error")
+    if filters:
+        found = picks.for_user(current_user.id, FILTER_CANDIDATES)
+        movies = tuple(m for m in found.movies if matches(m, filters))[:FOR_YOU]
+        html = None
+    else:
+        found = picks.for_user(current_user.id, FOR_YOU)
+        movies = found.movies
+        # Only cached picks (the same object on every hit) are worth keeping the HTML of.
+        html = None if found.limited else cache.movie_list_html(movies, DISMISS_FORM)
+    return render_template(
+        "recommendations/for_you.html",
+        picks=found,
+        movies=movies,
+        movies_html=html,
+        filters=filters,
+        genres=GENRES,
+        decades=DECADES,
+        dismiss_form=NotInterestedForm(),
+        dismiss_form_id=DISMISS_FORM,
+    )
+
+
+@bp.post("/for-you/not-interested")
+@login_required
+def not_interested() -> Response:
+    filters, _ = parse_filters(request.form)
+    form = NotInterestedForm()
+    if form.validate_on_submit():
+        session = get_session()
+        movie = catalog.movie_or_404(session, form.movie_id.data)
+        dismiss(session, current_user.id, movie.id)
+        commit()
+        wrote()
+        cache.after_dismissal(current_user.id)
+        flash(f"You will not be shown {movie.title} again (undo on your account page).", "info")
+    else:
+        flash("That request was not understood; please try again.", "error")
+    return redirect(url_for("recommendations.for_you", **filters))
+
+
+@bp.post("/for-you/not-interested/<int:movie_id>/delete")
+@login_required
+def undo_not_interested(movie_id: int) -> Response:
+    form = UndoNotInterestedForm()
+    if form.validate_on_submit():
+        if undismiss(get_session(), current_user.id, movie_id):
+            commit()
+            wrote()
+            cache.after_dismissal(current_user.id)
+            flash("It may be recommended to you again.", "info")
+    else:
+        flash("That request was not understood; please try again.", "error")
+    return redirect(url_for("account.index"))

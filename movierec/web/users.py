@@ -1,4 +1,5 @@
-"""What the site stores about a user: the account, ratings, searches and preferred genres."""
+"""What the site stores about a user: the account, ratings, searches, preferred genres and the
+movies they are not interested in."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from movierec.db.partitions.rows import upsert
-from movierec.db.schema import Movie, Preference, Rating, Search, User
+from movierec.db.schema import Movie, NotInterested, Preference, Rating, Search, User
 from movierec.errors import BadInput
 from movierec.web.catalog import SearchQuery
 
 RATINGS_PAGE = 100
+# A genre found in this many of the movies a user dismissed is demoted in their picks.
+DEMOTE_AFTER = 2
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,14 @@ class RatedMovie:
     year: int | None
     rating: float
     rated_at: datetime
+
+
+@dataclass(frozen=True)
+class DismissedMovie:
+    movie_id: int
+    title: str
+    year: int | None
+    dismissed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -120,3 +131,65 @@ def preferred_genres(session: Session, user_id: int) -> list[str]:
 def save_preferred_genres(session: Session, user_id: int, genres: Sequence[str]) -> None:
     values = {"genres": list(genres), "updated_at": func.now()}
     upsert(session, Preference, {"user_id": user_id}, values)
+
+
+def dismiss(session: Session, user_id: int, movie_id: int) -> bool:
+    """Mark the movie "not interested" for the user; False when it already was."""
+    stmt = (
+        insert(NotInterested)
+        .values(user_id=user_id, movie_id=movie_id)
+        .on_conflict_do_nothing(index_elements=[NotInterested.user_id, NotInterested.movie_id])
+    )
+    return bool(session.execute(stmt).rowcount)
+
+
+def undismiss(session: Session, user_id: int, movie_id: int) -> bool:
+    """Take back a "not interested"; False when there was none."""
+    result = session.execute(
+        delete(NotInterested).where(
+            NotInterested.user_id == user_id, NotInterested.movie_id == movie_id
+        )
+    )
+    return bool(result.rowcount)
+
+
+def dismissed_ids(session: Session, user_id: int) -> list[int]:
+    """The ids of the movies the user is not interested in, newest first."""
+    return list(
+        session.scalars(
+            select(NotInterested.movie_id)
+            .where(NotInterested.user_id == user_id)
+            .order_by(NotInterested.created_at.desc(), NotInterested.movie_id)
+        )
+    )
+
+
+def dismissed_movies(session: Session, user_id: int, limit: int = 100) -> list[DismissedMovie]:
+    """The movies the user is not interested in (those still in the catalogue), newest first."""
+    rows = session.execute(
+        select(NotInterested.movie_id, Movie.title, Movie.year, NotInterested.created_at)
+        .join(Movie, Movie.id == NotInterested.movie_id)
+        .where(NotInterested.user_id == user_id)
+        .order_by(NotInterested.created_at.desc(), NotInterested.movie_id)
+        .limit(limit)
+    )
+    return [DismissedMovie(*row) for row in rows]
+
+
+def demoted_genres(session: Session, user_id: int, at_least: int = DEMOTE_AFTER) -> list[str]:
+    """The genres of at least ``at_least`` of the movies the user dismissed, most dismissed
+    first (ties by name)."""
+    genres = (
+        select(func.unnest(Movie.genres).label("genre"))
+        .select_from(NotInterested)
+        .join(Movie, Movie.id == NotInterested.movie_id)
+        .where(NotInterested.user_id == user_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(genres.c.genre, func.count())
+        .group_by(genres.c.genre)
+        .having(func.count() >= at_least)
+        .order_by(func.count().desc(), genres.c.genre)
+    )
+    return [name for name, _count in rows]

@@ -41,6 +41,8 @@ class StandInAI:
     url: str = ""
     recommendations: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     fallback: bool = False
+    # movie id -> the movie it is recommended because of (``because`` in /recommend items)
+    because: dict[int, int] = field(default_factory=dict)
     similar: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     status: int = 200  # anything else: every endpoint answers this status
     delay: float = 0.0
@@ -68,14 +70,22 @@ def _stand_in_app(state: StandInAI) -> Flask:
     @app.get("/recommend")
     def recommend():
         user, k = int(request.args["user"]), int(request.args["k"])
-        items = state.recommendations.get(user, [])[:k]
+        # Like the real server: excluded ("not interested") movies never appear.
+        exclude = {int(i) for i in request.args.get("exclude", "").split(",") if i}
+        ranked = [(m, s) for m, s in state.recommendations.get(user, []) if m not in exclude]
+        items = []
+        for m, s in ranked[:k]:
+            item = {"movie_id": m, "score": s}
+            if m in state.because:
+                item["because"] = state.because[m]
+            items.append(item)
         return jsonify(
             user=user,
             k=k,
             model_version="stand-in-1",
             fallback=state.fallback,
             reason="new user" if state.fallback else None,
-            items=[{"movie_id": m, "score": s} for m, s in items],
+            items=items,
         )
 
     @app.get("/similar")
