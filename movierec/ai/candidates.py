@@ -259,11 +259,7 @@ class Candidates:
         sims[skip] = -np.inf
         if mask is not None:
             sims[~mask] = -np.inf
-        k = min(k, int(np.count_nonzero(np.isfinite(sims))))
-        if k == 0:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        top = np.argpartition(-sims, k - 1)[:k] if k < sims.size else np.arange(sims.size)
-        top = top[np.lexsort((top, -sims[top]))]
+        top = top_k(sims, k)
         return top, sims[top]
 
     def most_rated(
@@ -366,6 +362,23 @@ class Candidates:
             {name: arrays[name] for name in self.arrays},
             ann=ann, shard=shard, rows=arrays["rows"],
         )  # fmt: skip
+
+
+def check_k(k: int) -> int:
+    """``k`` as an int. Raises :class:`BadInput` unless it is a positive integer."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise BadInput(f"k must be a positive integer, not {k!r}")
+    return int(k)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest finite scores, best first (ties: lower index); -inf marks
+    excluded items."""
+    k = min(k, int(np.count_nonzero(np.isfinite(scores))))
+    if k == 0:
+        return np.empty(0, dtype=np.int64)
+    top = np.argpartition(-scores, k - 1)[:k] if k < scores.size else np.arange(k)
+    return top[np.lexsort((top, -scores[top]))]
 
 
 def _slice_arrays(full: Candidates, rows: np.ndarray) -> dict[str, np.ndarray]:

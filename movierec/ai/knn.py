@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from movierec.ai.base import Recommendations, Recommender, Similar, clip_rating
-from movierec.ai.candidates import Shard
+from movierec.ai.candidates import Shard, check_k
 from movierec.ai.dataset import dense_index
 from movierec.errors import BadInput, ModelNotReady, NotFound
 
@@ -141,8 +141,7 @@ class KnnModel(Recommender):
         """Top ``k`` by estimated stars (one estimate per movie: meant for small catalogues);
         an unknown user gets the most rated movies, marked as a fallback. Only ``shard``'s
         movies when given (or when restricted to one)."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise BadInput(f"k must be a positive integer, not {k!r}")
+        k = check_k(k)
         skip = set(dense_index(self.movie_ids, exclude).tolist())
         if self._shard is not None and shard not in (None, self._shard):
             raise BadInput(f"this server holds shard {self._shard} only, not {shard}")

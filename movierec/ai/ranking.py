@@ -24,7 +24,7 @@ from movierec.ai.algorithms.als import fold_in
 from movierec.ai.algorithms.ease import signal_weights
 from movierec.ai.ann import AnnIndex
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar
-from movierec.ai.candidates import Candidates, HotRows, Shard
+from movierec.ai.candidates import Candidates, HotRows, Shard, check_k, top_k
 from movierec.ai.dataset import dense_index
 from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady, NotFound
@@ -231,7 +231,7 @@ class RankingModel(Recommender):
         Raises :class:`BadInput` when ``k`` is not a positive integer or this object keeps
         another shard.
         """
-        k = _check_k(k)
+        k = check_k(k)
         cand = self._cand
         mask = cand.shard_mask(shard)
         signals = signals or Signals()
@@ -279,7 +279,7 @@ class RankingModel(Recommender):
         if mask is not None:
             scores[~mask] = -np.inf
         self._demote(scores, demoted)
-        top = _top_k(scores, k)
+        top = top_k(scores, k)
         return self._answer(top, scores[top], contributions, idx, explainable)
 
     def _answer(self, top, values, contributions, idx, explainable) -> Recommendations:
@@ -323,7 +323,7 @@ class RankingModel(Recommender):
 
         Raises :class:`NotFound` for an unknown movie or a popularity model.
         """
-        k = _check_k(k)
+        k = check_k(k)
         found = dense_index(self.movie_ids, (movie_id,))
         if found.size == 0 or self.form == "popularity":
             raise NotFound(f"movie {movie_id} has no similar movies in model {self.version}")
@@ -337,7 +337,7 @@ class RankingModel(Recommender):
             mask = cand.shard_mask(shard)
             if mask is not None:
                 sims[~mask] = -np.inf
-            top = _top_k(sims, k)
+            top = top_k(sims, k)
             values = sims[top]
         else:
             top, values = cand.cosine_top(np.asarray(self._factors[i]), k, skip, shard)
@@ -350,19 +350,3 @@ class RankingModel(Recommender):
     def predict(self, user_id: int, movie_id: int) -> float:
         """Refused: raises :class:`BadInput` (stars come from a rating model, ``/predict``)."""
         raise BadInput(f"model {self.version} ranks movies; stars come from a rating model")
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise BadInput(f"k must be a positive integer, not {k!r}")
-    return int(k)
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest finite scores, best first (ties: lower index)."""
-    k = min(k, int(np.count_nonzero(np.isfinite(scores))))
-    if k == 0:
-        return np.empty(0, dtype=np.int64)
-    top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.size)
-    top = top[np.isfinite(scores[top])][:k] if k == scores.shape[0] else top
-    return top[np.lexsort((top, -scores[top]))]

@@ -25,11 +25,11 @@ import numpy as np
 from movierec.ai.ann import ANN_FILE, NPROBE, AnnIndex
 from movierec.ai.artifact import ArtifactInfo, load_arrays, read_artifact
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar, clip_rating
-from movierec.ai.candidates import Candidates, Shard
+from movierec.ai.candidates import Candidates, Shard, check_k, top_k
 from movierec.ai.dataset import RatingsData, dense_index
 from movierec.ai.factors import Factors
 from movierec.ai.stats import COUNTERS
-from movierec.errors import BadInput, ModelNotReady, NotFound
+from movierec.errors import ModelNotReady, NotFound
 
 ARRAY_NAMES = (
     "user_ids", "movie_ids", "user_factors", "item_factors", "user_bias", "item_bias",
@@ -283,7 +283,7 @@ class FactorModel(Recommender):
         Raises :class:`BadInput` when ``k`` is not a positive integer or this object keeps
         another shard.
         """
-        k = _check_k(k)
+        k = check_k(k)
         cand = self._cand
         mask = cand.shard_mask(shard)
         excluded = cand.positions(exclude)
@@ -315,7 +315,7 @@ class FactorModel(Recommender):
         if columns and finite.any():
             shift = float(scores[finite].max() - scores[finite].min()) + 1.0
             scores[cand.genre_mask(columns) & finite] -= shift
-        top = _top_k(scores, k)
+        top = top_k(scores, k)
         items = tuple(
             (int(cand.movie_ids[i]), clip_rating(float(estimates[i]))) for i in top.tolist()
         )
@@ -346,7 +346,7 @@ class FactorModel(Recommender):
         Raises :class:`NotFound` for a movie the model does not know, :class:`BadInput` for a
         ``k`` that is not a positive integer.
         """
-        k = _check_k(k)
+        k = check_k(k)
         i = self._item_pos(movie_id)
         if i is None:
             raise NotFound(f"movie {movie_id} is not in model {self.version}")
@@ -374,18 +374,3 @@ class FactorModel(Recommender):
         if u is not None and i is not None:
             est += float(np.dot(self._pu[u], self._qi[i]))
         return clip_rating(est)
-
-
-def _check_k(k: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise BadInput(f"k must be a positive integer, not {k!r}")
-    return int(k)
-
-
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest finite scores, best first (-inf marks excluded items)."""
-    k = min(k, int(np.count_nonzero(np.isfinite(scores))))
-    if k == 0:
-        return np.empty(0, dtype=np.int64)
-    top = np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(k)
-    return top[np.argsort(-scores[top], kind="stable")]

@@ -374,8 +374,8 @@ def merge(answers: Sequence[AIAnswer], k: int, partial: bool = False) -> AIAnswe
     """The best ``k`` of the shards' answers by score (ties: lower movie id first).
 
     Each shard holds different movies, so the top ``k`` of all movies is among the shards'
-    top ``k`` lists. Fallback and reason are the first shard's; differing model versions are
-    joined with ``+``.
+    top ``k`` lists. It is a fallback when any shard's answer is, its reason the first one
+    given; differing model versions are joined with ``+``.
     """
     best: dict[int, Scored] = {}
     for answer in answers:

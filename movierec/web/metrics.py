@@ -25,6 +25,9 @@ from movierec.web.ai_client import AIClient
 EXTENSION = "movierec.metrics"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Any token is a valid HTTP method to werkzeug: others are counted as "other", so that a client
+# inventing methods cannot grow the series without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 bp = Blueprint("metrics", __name__)
 
@@ -74,7 +77,8 @@ def _observe(_exc: BaseException | None) -> None:
     rule = request.url_rule
     endpoint = request.endpoint if rule is not None and request.endpoint else "unmatched"
     status = g.get("metrics_status", 500 if _exc is not None else 200)
-    _metrics().observe(endpoint, request.method, status, time.perf_counter() - started)
+    method = request.method if request.method in METHODS else "other"
+    _metrics().observe(endpoint, method, status, time.perf_counter() - started)
 
 
 @bp.after_app_request
