@@ -122,8 +122,8 @@ def _demo_picks(session) -> tuple[list[int], list[int]]:
 
 
 def ensure_model(database: Database, settings: Settings, say: Say) -> None:
-    if newest_version(settings.model_dir):
-        say(f"model: {newest_version(settings.model_dir)}")
+    if version := newest_version(settings.model_dir):
+        say(f"model: {version}")
         return
     say("model: training (surprise SVD) ...")
     report = train_model(database, settings.model_dir)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from movierec.cli.common import console, err_console, progress_bar, settings_from
+from movierec.cli.common import console, err_console, human_bytes, progress_bar, settings_from
 from movierec.db import backup as lib
 from movierec.db.restore import plan_restore, run_restore
 from movierec.errors import BadInput
@@ -72,15 +72,6 @@ def restore_point(
     console.print(f"restore point {point.name} at {point.time:%Y-%m-%d %H:%M:%S} UTC")
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
-
-
 @app.command("list")
 def list_(ctx: typer.Context) -> None:
     """Backups in the repository, and the restore points."""
@@ -120,7 +111,7 @@ def _backups_table(backups: list[lib.BackupSet]) -> Table:
             b.label,
             b.type,
             f"{b.start:%Y-%m-%d %H:%M:%S}\n→ {stop}",
-            f"{_size(b.size)}\n{_size(b.repo_size)}",
+            f"{human_bytes(b.size)}\n{human_bytes(b.repo_size)}",
             f"{b.wal_start}\n{b.wal_stop}",
         )
     return table

@@ -50,5 +50,17 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int | None], None]
         yield update
 
 
+def human_bytes(n: int | None) -> str:
+    """``n`` bytes as "512 B" or "1.5 MiB"; "-" when unknown."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
 def debug_enabled() -> bool:
     return os.environ.get("MOVIEREC_DEBUG", "") not in ("", "0")

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 
 from movierec.cli import db_history, db_partitions, db_replica
-from movierec.cli.common import console, settings_from
+from movierec.cli.common import console, human_bytes, settings_from
 from movierec.db import LocalPostgres
 from movierec.db.migrate import current_tables, upgrade
 from movierec.db.status import database_status
@@ -82,7 +82,7 @@ def status(ctx: typer.Context) -> None:
         b = st.last_backup
         console.print(
             f"last backup: {b.stanza} {b.label} ({b.type}), finished {b.stop:%Y-%m-%d %H:%M:%S} "
-            f"UTC, {db_partitions.human_bytes(b.size)}",
+            f"UTC, {human_bytes(b.size)}",
             highlight=False,
         )
     else:
@@ -91,7 +91,7 @@ def status(ctx: typer.Context) -> None:
         h = st.history
         console.print(
             f"change history: {h.rows:,} rows, {h.change_sets:,} change sets, "
-            f"{db_partitions.human_bytes(h.bytes)}",
+            f"{human_bytes(h.bytes)}",
             highlight=False,
         )
     else:

@@ -11,7 +11,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from movierec.cli.common import console, err_console, progress_bar, settings_from
+from movierec.cli.common import console, err_console, human_bytes, progress_bar, settings_from
 from movierec.db.partitions import (
     DEFAULT_TABLESPACE,
     Partition,
@@ -42,17 +42,6 @@ def lazy_progress(description: str) -> Iterator[Callable[[int, int | None], None
             bar[0](done, total)
 
         yield update
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(n)
 
 
 def partitions_table(partitions: list[Partition], title: str | None = None) -> Table:

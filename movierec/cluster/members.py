@@ -13,12 +13,12 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from movierec.errors import ConfigError, OpsCommandFailed
+from movierec.files import write_atomically
 
 CLUSTER_FILE = "cluster.json"
 # Popen handles of children started by this very process (the demo): reaped after a stop.
@@ -69,15 +69,7 @@ def record_path(state_dir: Path) -> Path:
 def save_record(state_dir: Path, record: ClusterRecord) -> Path:
     """Write the record atomically (a reader never sees half of it)."""
     path = record_path(state_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cluster.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(record.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, record.to_json(), ".cluster.")
     return path
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from movierec.db import Database
 from movierec.db.history import bulk_change_set
 from movierec.db.partitions.loading import DirectRoute, direct_foreign_inserts
+from movierec.db.topology import first_line
 from movierec.errors import BadInput, DatabaseUnavailable
 
 _STAGING_DDL = (
@@ -163,7 +164,7 @@ def bulk_transaction(
                 with bulk_change_set(cur, description, details):
                     yield cur
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+        raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
 
 
 def copy_movies(cur: psycopg.Cursor, rows: Iterable[tuple]) -> None:
@@ -359,9 +360,4 @@ def refresh_statistics(database: Database) -> None:
                 # The connection goes back to the pool; hand it back with the usual limit.
                 conn.execute(text("RESET statement_timeout"))
     except OperationalError as exc:
-        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc.orig)}") from exc
-
-
-def _first_line(exc: BaseException | None) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+        raise DatabaseUnavailable(f"database unavailable: {first_line(exc.orig or exc)}") from exc

@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from sqlalchemy.engine import make_url
 from movierec.config import Settings
 from movierec.db.local_server import LocalPostgres
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
+from movierec.files import write_atomically
 
 TOPOLOGY_FILE = "servers.json"
 PRIMARY_DIR = "postgres"  # what `movierec db start-local` uses under state_dir
@@ -193,22 +192,10 @@ def load_topology(settings: Settings) -> Topology:
 
 def save_topology(settings: Settings, topology: Topology) -> None:
     """Write the topology atomically (temp file in the same directory, fsync, rename)."""
-    path = topology_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data: dict = {"version": 1, "servers": [s.to_json() for s in topology.servers]}
     if topology.shards:
         data["shards"] = [s.to_json() for s in topology.shards]
-    body = json.dumps(data, indent=2)
-    fd, tmp = tempfile.mkstemp(prefix=".servers-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(body + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(topology_path(settings), json.dumps(data, indent=2) + "\n", ".servers-")
 
 
 def recorded_shards(settings: Settings) -> tuple[Server, ...]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from movierec.config import Settings
 from movierec.errors import BadInput, ConfigError, NotFound
+from movierec.files import write_atomically
 
 BALANCES = ("roundrobin", "leastconn")
 DEFAULT_NAME = "d1"
@@ -209,17 +209,7 @@ def director_files(settings: Settings, name: str = DEFAULT_NAME) -> DirectorFile
 def save_state(settings: Settings, state: DirectorState) -> Path:
     """Write ``state`` to its JSON file atomically (a reader never sees half a file)."""
     path = director_files(settings, state.name).state_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{state.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(state.to_json())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, state.to_json(), f".{state.name}.")
     return path
 
 

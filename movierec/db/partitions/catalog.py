@@ -30,6 +30,7 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 from movierec.config import Settings
+from movierec.db.topology import first_line
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -159,11 +160,6 @@ def primary(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Co
         raise DatabaseUnavailable(f"lost the database: {first_line(exc)}") from exc
     except psycopg.Error as exc:
         raise PartitionError(f"{first_line(exc)}; nothing was changed") from exc
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 # -- reading the catalog --------------------------------------------------------------------
