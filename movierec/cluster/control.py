@@ -93,7 +93,9 @@ def up(
     try:
         settings = _start_database(settings, spec, record, say)
         if prepare is not None:
-            database = Database(settings)
+            # The primary alone: training reads right after the data load, before a replica
+            # need have replayed it (a replica then trained on no ratings at all).
+            database = Database(settings.replace(replica_url=None))
             try:
                 prepare(database, settings)
             finally:
