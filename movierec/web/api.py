@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from movierec.errors import BadInput
 from movierec.web import cache, catalog, picks
-from movierec.web.db import commit, get_session
+from movierec.web.db import commit, get_session, wrote
 from movierec.web.movies import remember_search
 from movierec.web.users import check_rating, rate, ratings_of
 
@@ -76,6 +76,8 @@ def rate_movie() -> Response:
     catalog.movie_or_404(session, movie_id)
     rate(session, current_user.id, movie_id, rating)
     commit()
+    if not current_user.via_token:
+        wrote()  # a browser keeps the session cookie; a token client has none to carry it
     cache.after_rating(current_user.id, movie_id)
     return jsonify(movie_id=movie_id, rating=rating)
 

@@ -94,3 +94,12 @@ def test_without_a_replica_a_write_leaves_the_session_alone(client, seed, helper
     with client:
         client.post(f"/movies/{seed.toy}/rating", data={"rating": "4.5"})
         assert db.PRIMARY_UNTIL not in session
+
+
+def test_a_rating_through_the_api_counts_for_a_browser(replica_app, seed, helpers):
+    client = replica_app.test_client()
+    helpers.log_in(client, "ann")
+    with client:
+        answer = client.post("/api/ratings", json={"movie_id": seed.toy, "rating": 4.0})
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        assert db.read_engine() is replica_app.extensions[db.EXTENSION].primary
