@@ -108,8 +108,10 @@ class Svd(SurpriseAlgorithm):
         Param("reg", float, 0.02, "L2 regularisation", non_negative, ">= 0"),
     )
 
+    surprise_class = surprise.SVD
+
     def build(self, params, seed):
-        return surprise.SVD(
+        return self.surprise_class(
             n_factors=params["factors"],
             n_epochs=params["epochs"],
             lr_all=params["lr"],
@@ -118,7 +120,9 @@ class Svd(SurpriseAlgorithm):
         )
 
 
-class SvdPP(SurpriseAlgorithm):
+class SvdPP(Svd):
+    """Built like :class:`Svd`, with surprise's defaults for SVD++."""
+
     name = "svdpp"
     summary = "SVD with implicit feedback of what each user rated (slow)"
     params = (
@@ -127,15 +131,7 @@ class SvdPP(SurpriseAlgorithm):
         Param("lr", float, 0.007, "learning rate", positive, "positive"),
         Param("reg", float, 0.02, "L2 regularisation", non_negative, ">= 0"),
     )
-
-    def build(self, params, seed):
-        return surprise.SVDpp(
-            n_factors=params["factors"],
-            n_epochs=params["epochs"],
-            lr_all=params["lr"],
-            reg_all=params["reg"],
-            random_state=seed,
-        )
+    surprise_class = surprise.SVDpp
 
 
 class Nmf(SurpriseAlgorithm):
