@@ -364,6 +364,28 @@ class Candidates:
         )  # fmt: skip
 
 
+class ServesCandidates:
+    """What every served model has from its :class:`Candidates` (``self._cand``) and its
+    genre index (``self._genre_column``: lower-cased genre name -> column)."""
+
+    _cand: Candidates
+    _genre_column: Mapping[str, int]
+
+    @property
+    def shard(self) -> Shard | None:
+        """The shard this object keeps (None: the whole catalogue)."""
+        return self._cand.shard
+
+    @property
+    def ann(self) -> AnnIndex | None:
+        return self._cand.ann
+
+    def _genre_columns(self, genres: Iterable[str]) -> list[int]:
+        return [
+            self._genre_column[g.casefold()] for g in genres if g.casefold() in self._genre_column
+        ]
+
+
 def check_k(k: int) -> int:
     """``k`` as an int. Raises :class:`BadInput` unless it is a positive integer."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:

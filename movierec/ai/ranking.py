@@ -24,7 +24,7 @@ from movierec.ai.algorithms.als import fold_in
 from movierec.ai.algorithms.ease import signal_weights
 from movierec.ai.ann import AnnIndex
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar
-from movierec.ai.candidates import Candidates, HotRows, Shard, check_k, top_k
+from movierec.ai.candidates import Candidates, HotRows, ServesCandidates, Shard, check_k, top_k
 from movierec.ai.dataset import dense_index
 from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady, NotFound
@@ -46,7 +46,7 @@ GENRE_WEIGHT = 0.3  # ... each weighing this much (a rating weighs about 1)
 SEARCH_WEIGHT = 0.1  # a searched genre is a weaker hint than a stated preference
 
 
-class RankingModel(Recommender):
+class RankingModel(ServesCandidates, Recommender):
     """One ranking artifact, memory-mapped; thread-safe (requests share it read-only).
 
     Two movie spaces: signals (a user's rated and liked movies) may be any movie of the model,
@@ -130,15 +130,6 @@ class RankingModel(Recommender):
     def n_items(self) -> int:
         return int(self.movie_ids.shape[0])
 
-    @property
-    def shard(self) -> Shard | None:
-        """The shard this object keeps (None: the whole catalogue)."""
-        return self._cand.shard
-
-    @property
-    def ann(self) -> AnnIndex | None:
-        return self._cand.ann
-
     def restrict(self, shard: Shard, directory: Path | None = None) -> RankingModel:
         """This model keeping and scoring only ``shard``'s movies (see
         :meth:`Candidates.slice`); signals may still be any movie."""
@@ -156,11 +147,6 @@ class RankingModel(Recommender):
 
     def knows_movie(self, movie_id: int) -> bool:
         return dense_index(self.movie_ids, (movie_id,)).size > 0
-
-    def _genre_columns(self, genres: Iterable[str]) -> list[int]:
-        return [
-            self._genre_column[g.casefold()] for g in genres if g.casefold() in self._genre_column
-        ]
 
     def _signal_vector(self, user_id: int, signals: Signals):
         """Dense movie indices, weights and whether each is explainable; plus the seen set."""

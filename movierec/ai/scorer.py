@@ -25,7 +25,7 @@ import numpy as np
 from movierec.ai.ann import ANN_FILE, NPROBE, AnnIndex
 from movierec.ai.artifact import ArtifactInfo, load_arrays, read_artifact
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar, clip_rating
-from movierec.ai.candidates import Candidates, Shard, check_k, top_k
+from movierec.ai.candidates import Candidates, ServesCandidates, Shard, check_k, top_k
 from movierec.ai.dataset import RatingsData, dense_index
 from movierec.ai.factors import Factors
 from movierec.ai.stats import COUNTERS
@@ -142,7 +142,7 @@ def load_model(
     return model_from_artifact(info, shard, nprobe, hot_bytes)
 
 
-class FactorModel(Recommender):
+class FactorModel(ServesCandidates, Recommender):
     """A matrix-factorisation rating model (SVD, SVD++, NMF, BaselineOnly) over its arrays."""
 
     kind = "rating"
@@ -228,15 +228,6 @@ class FactorModel(Recommender):
             return np.empty(0, dtype=np.int64)
         return self.movie_ids[self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]]]
 
-    @property
-    def shard(self) -> Shard | None:
-        """The shard this object keeps (None: the whole catalogue)."""
-        return self._cand.shard
-
-    @property
-    def ann(self) -> AnnIndex | None:
-        return self._cand.ann
-
     def restrict(self, shard: Shard, directory: Path | None = None) -> FactorModel:
         """This model keeping and scoring only ``shard``'s movies (see
         :meth:`Candidates.slice`); users, ``/predict`` and query movies stay whole."""
@@ -257,11 +248,6 @@ class FactorModel(Recommender):
         scores += bi
         scores += np.float32(self.global_mean + self._bu[u])
         return scores
-
-    def _columns(self, genres: Iterable[str]) -> list[int]:
-        return [
-            self._genre_column[g.casefold()] for g in genres if g.casefold() in self._genre_column
-        ]
 
     def recommend(
         self,
@@ -292,7 +278,7 @@ class FactorModel(Recommender):
             return self._popular(k, excluded, genres or (), shard)
         rated = np.asarray(self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]])
         blocked = np.union1d(cand.from_full(rated), excluded)
-        columns = self._columns(demote_genres)
+        columns = self._genre_columns(demote_genres)
         if cand.ann is not None:
             user = np.asarray(self._pu[u], dtype=np.float32)
             query = np.r_[user, np.float32(1.0)] if self.biased else user
@@ -325,7 +311,7 @@ class FactorModel(Recommender):
         self, k: int, excluded: np.ndarray, genres: Sequence[str], shard: Shard | None = None
     ) -> Recommendations:
         cand = self._cand
-        columns = self._columns(genres)
+        columns = self._genre_columns(genres)
         skip = set(excluded.tolist())
         picked = cand.most_rated(k, skip, columns, shard=shard)
         if columns and picked:
