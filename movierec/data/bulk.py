@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from movierec.db import Database
 from movierec.db.history import bulk_change_set
+from movierec.db.notifications import notify_everyone
 from movierec.db.partitions.loading import DirectRoute, direct_foreign_inserts
 from movierec.db.topology import first_line
 from movierec.errors import BadInput, DatabaseUnavailable
@@ -116,9 +117,14 @@ WHERE NOT EXISTS (SELECT 1 FROM preferences p WHERE p.user_id = u.id)
 """
 
 # Triggers a bulk load may set aside: the history's (a bulk change set stands for them), the
-# truncate guard (no TRUNCATE here) and the reference checks (movierec_ref_*: what foreign
-# keys were; checked in bulk below).
-_KNOWN_TRIGGERS = ("movierec_history", "movierec_history_update", "movierec_no_truncate")
+# truncate guard (no TRUNCATE here), the change notifications (one for everyone is sent) and
+# the reference checks (movierec_ref_*: what foreign keys were; checked in bulk below).
+_KNOWN_TRIGGERS = (
+    "movierec_history",
+    "movierec_history_update",
+    "movierec_no_truncate",
+    "movierec_notify",
+)
 _OTHER_TRIGGERS = """
 SELECT count(*) FROM pg_trigger
 WHERE tgrelid = ANY (ARRAY['ratings', 'preferences']::regclass[])
@@ -163,6 +169,7 @@ def bulk_transaction(
                 details = {"source": source, "tables": list(tables)}
                 with bulk_change_set(cur, description, details):
                     yield cur
+                notify_everyone(cur)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
 

@@ -40,6 +40,11 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+def libpq_url(url: str) -> str:
+    """``url`` as libpq (and so ``psycopg.connect``) reads it: without SQLAlchemy's driver."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = 5) -> Engine:
     """An engine whose connections time out statements after ``statement_timeout_ms``."""
     return create_engine(

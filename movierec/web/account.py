@@ -7,6 +7,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
+from movierec.web import cache
 from movierec.web.auth.security import account_security
 from movierec.web.db import commit, get_session, wrote
 from movierec.web.forms import PreferencesForm, UndoNotInterestedForm
@@ -56,6 +57,7 @@ def genres() -> Response:
         save_preferred_genres(get_session(), current_user.id, form.genres.data or [])
         commit()
         wrote()
+        cache.after_taste_change(current_user.id)
         flash("Preferred genres saved.", "info")
     else:
         flash("Those genres were not understood.", "error")

@@ -18,6 +18,7 @@ from movierec.web import (
     api,
     auth,
     cache,
+    changes,
     db,
     errors,
     health,
@@ -76,6 +77,7 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
     db.init_app(app, Database(settings))
     app.extensions[picks.EXTENSION] = AIClient.from_settings(settings)
     cache.init_app(app, settings)
+    changes.init_app(app, settings.database_url)
     popular.init_app(app)
     csrf.init_app(app)
     for blueprint in (movies.bp, ratings.bp, recommendations.bp, account.bp, api.bp, health.bp):
@@ -88,7 +90,9 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
 
 
 def close_app(app: Flask) -> None:
-    """Release the app's database connections and HTTP connections (tests, shutdown)."""
+    """Release the app's database connections (its change listener's too) and HTTP
+    connections (tests, shutdown)."""
+    changes.close(app)
     app.extensions[db.EXTENSION].dispose()
     app.extensions[picks.EXTENSION].close()
 

@@ -17,10 +17,17 @@ Staleness, cache by cache:
   (from the AI servers' ``/health``, checked at most every few seconds) and the user's *taste
   version* are what they were when the entry was made. The taste version (number of ratings,
   newest rating time, preferences' update time, number and newest time of "not interested"
-  movies) is read from the primary on every request, by index lookups. That is what makes a
-  rating taken by worker A, or by another instance, refresh the list that worker B serves: B
-  compares versions rather than waiting to be told. The worker that took the rating also
-  drops the entry at once (:func:`after_rating`, :func:`after_dismissal`).
+  movies) changes with anything the recommendations depend on. A hit asks the database
+  nothing while the worker's change listener (:mod:`movierec.web.changes`) has heard of no
+  change of that user since the entry was stamped; otherwise, and for API-token requests,
+  the taste version is read from the primary (index lookups) and compared. That is what makes
+  a rating taken by worker A, or by another instance, refresh the list that worker B serves.
+  The worker that took the rating also drops the entry at once (:func:`after_rating`,
+  :func:`after_dismissal`), and the user's session is marked so that their next request, on
+  any worker, compares versions (see :mod:`movierec.web.picks`).
+* ``users`` (the logged-in user as pages see it, by id; LRU): the user loader's answer, used
+  while the change listener has heard of no change of that user (a new session generation,
+  a deleted account) since it was read.
 * ``fragments`` (the "for you" list's HTML, per cached list; LRU): lives as long as the list.
 """
 
@@ -34,7 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
 import cachetools
-from flask import Flask, current_app, get_template_attribute
+from flask import Flask, current_app, get_template_attribute, session
+from flask_login import current_user
 from markupsafe import Markup
 
 from movierec.config import Settings
@@ -42,6 +50,10 @@ from movierec.web import catalog
 from movierec.web.db import read_session
 
 EXTENSION = "movierec.caches"
+# Session key: a digest of the taste version the user's cached lists were last compared with,
+# or CHANGED after the user changed it (no digest equals it). See movierec.web.picks.
+TASTE = "taste"
+CHANGED = "changed"
 MiB = 1024 * 1024
 
 K = TypeVar("K", bound=Hashable)
@@ -234,11 +246,21 @@ class BoundedCache(Generic[K, V]):
 
 @dataclass(frozen=True)
 class Recommended(Generic[V]):
-    """A user's recommendations and the versions they were computed for."""
+    """A user's recommendations and the versions they were computed for; ``stamp`` is the
+    change listener's epoch when the taste version was read (see :mod:`~movierec.web.changes`)."""
 
     model_version: str | None
     taste_version: tuple
     picks: V
+    stamp: int = -1
+
+
+@dataclass(frozen=True)
+class Stamped(Generic[V]):
+    """A value read from the database at the change listener's epoch ``stamp``."""
+
+    value: V
+    stamp: int
 
 
 @dataclass
@@ -254,24 +276,34 @@ class WebCaches:
     # The HTML list of a cached tuple of movies, by the tuple's identity (kept in the value,
     # so that the id cannot be reused while the entry lives).
     fragments: BoundedCache[int, tuple[tuple, str | None, Markup]]
+    users: BoundedCache[int, Stamped]
     ks: set[int] = field(default_factory=set)
 
     @classmethod
     def sized(cls, megabytes: int, clock: Callable[[], float] = time.monotonic) -> WebCaches:
-        """Caches sharing ``megabytes`` (0: every cache off): an eighth each for movies and
-        searches, a quarter each for similar movies, recommendations and fragments."""
+        """Caches sharing ``megabytes`` (0: every cache off): an eighth each for movies,
+        searches and users, a quarter each for recommendations and fragments, the rest
+        (an eighth) for similar movies."""
         total = megabytes * MiB
         on = 1 if megabytes > 0 else 0
         return cls(
             movies=BoundedCache("movies", "lfu", on * 50_000, total // 8, 60.0, clock),
             searches=BoundedCache("searches", "lru", on * 5_000, total // 8, 30.0, clock),
-            similar=BoundedCache("similar", "lru", on * 20_000, total // 4, 600.0, clock),
+            similar=BoundedCache("similar", "lru", on * 20_000, total // 8, 600.0, clock),
             recommendations=BoundedCache("recommendations", "lru", on * 20_000, total // 4, None),
             fragments=BoundedCache("fragments", "lru", on * 20_000, total // 4, None),
+            users=BoundedCache("users", "lru", on * 50_000, total // 8, None),
         )
 
     def all(self) -> tuple[BoundedCache, ...]:
-        return (self.movies, self.searches, self.similar, self.recommendations, self.fragments)
+        return (
+            self.movies,
+            self.searches,
+            self.similar,
+            self.recommendations,
+            self.fragments,
+            self.users,
+        )
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -332,21 +364,25 @@ def movie_list_html(
 
 
 def after_rating(user_id: int, movie_id: int) -> None:
-    """A user rated (or unrated) a movie: drop what this worker knows that it changed.
+    """The current user rated (or unrated) a movie: drop what this worker knows that it
+    changed, and mark the session (see :func:`after_taste_change`)."""
+    after_taste_change(user_id)
+    caches().movies.pop(movie_id)
 
-    Other workers notice by themselves (see the module docstring).
+
+def after_taste_change(user_id: int) -> None:
+    """The current user changed what their recommendations depend on (a rating, a "not
+    interested", their genres): drop their lists here.
+
+    Other workers hear of it from the change listener a moment later; until then, the mark
+    left in the user's session makes their next request compare taste versions with the
+    database, whichever worker serves it.
     """
     store = caches()
     for k in tuple(store.ks):
         store.recommendations.pop((user_id, k))
-    store.movies.pop(movie_id)
+    if not current_user.via_token:  # a token client has no session to carry the mark
+        session[TASTE] = CHANGED
 
 
-def after_dismissal(user_id: int) -> None:
-    """A user marked a movie "not interested" (or took it back): drop their picks here.
-
-    Other workers notice by themselves: dismissals are part of the taste version.
-    """
-    store = caches()
-    for k in tuple(store.ks):
-        store.recommendations.pop((user_id, k))
+after_dismissal = after_taste_change

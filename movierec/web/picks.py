@@ -10,16 +10,19 @@ Limited and partial answers are not cached, so that a recovered recommender is u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from flask import current_app
+from flask import session as flask_session
+from flask_login import current_user
 from sqlalchemy import ScalarSelect, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from movierec.db.schema import NotInterested, Preference, Rating
 from movierec.errors import NotFound
-from movierec.web import cache, catalog, popular
+from movierec.web import cache, catalog, changes, popular
 from movierec.web.ai_client import AIClient, AIUnavailable
 from movierec.web.db import get_session, read_session
 from movierec.web.users import demoted_genres, dismissed_ids, preferred_genres
@@ -77,18 +80,28 @@ def for_user(user_id: int, k: int) -> Picks:
     :data:`~movierec.web.users.DEMOTE_AFTER` of them (``demote_genres``).
     Raises :class:`DatabaseUnavailable`.
     """
-    session = get_session()
-    # Both versions are read before the recommender is asked: a rating made meanwhile makes
-    # the entry look older than it is (refreshed next time), never newer.
-    taste = taste_version(session, user_id)
-    model = ai_client().model_version()
     store = cache.caches()
+    key = (user_id, k)
+    # Taken before the database is read: a change heard of later makes the entry stale.
+    stamp = changes.now()
+    model = ai_client().model_version()
+    entry = store.recommendations.peek(key)
+    if entry is not None and entry.model_version == model and _fresh(user_id, entry):
+        hit = store.recommendations.get(key, valid=lambda found: found is entry)
+        if hit is not None:  # else replaced or dropped just now: compare as below
+            return hit.picks
+    session = get_session()
+    # Read before the recommender is asked: a rating made meanwhile makes the entry look
+    # older than it is (refreshed next time), never newer.
+    taste = taste_version(session, user_id)
+    _saw(taste)
 
-    def current(entry: cache.Recommended) -> bool:
-        return entry.taste_version == taste and entry.model_version == model
+    def current(found: cache.Recommended) -> bool:
+        return found.taste_version == taste and found.model_version == model
 
-    entry = store.recommendations.get((user_id, k), valid=current)
+    entry = store.recommendations.get(key, valid=current)
     if entry is not None:
+        store.recommendations.put(key, replace(entry, stamp=stamp))
         return entry.picks
     dismissed = dismissed_ids(session, user_id)
     unwanted = set(dismissed)
@@ -111,8 +124,31 @@ def for_user(user_id: int, k: int) -> Picks:
     picks = Picks(tuple(movies), answer.model_version, answer.fallback, answer.reason)
     if not answer.partial:
         store.ks.add(k)
-        store.recommendations.put((user_id, k), cache.Recommended(model, taste, picks))
+        store.recommendations.put(key, cache.Recommended(model, taste, picks, stamp))
     return picks
+
+
+def _fresh(user_id: int, entry: cache.Recommended) -> bool:
+    """Whether ``entry`` is current without asking the database: this is not an API-token
+    request (no session to carry what the user changed), the user's session has not changed
+    their taste since it last compared (or never compared), and the change listener heard of
+    no change since the entry's stamp."""
+    if current_user.via_token:
+        return False
+    seen = flask_session.get(cache.TASTE)
+    if seen is not None and seen != _digest(entry.taste_version):
+        return False
+    return changes.fresh(user_id, entry.stamp)
+
+
+def _saw(taste: tuple) -> None:
+    """Remember in the session the taste version this user's lists are now compared with."""
+    if not current_user.via_token and flask_session.get(cache.TASTE) != (digest := _digest(taste)):
+        flask_session[cache.TASTE] = digest
+
+
+def _digest(taste: tuple) -> str:
+    return hashlib.blake2b(repr(taste).encode(), digest_size=6).hexdigest()
 
 
 def similar_to(movie_id: int, k: int) -> Picks:

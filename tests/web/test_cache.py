@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -12,7 +13,7 @@ from flask import Flask, jsonify, request
 from sqlalchemy import event
 from werkzeug.serving import make_server
 
-from movierec.web import picks
+from movierec.web import changes, picks
 from movierec.web.ai_client import AIClient
 from movierec.web.cache import EXTENSION, BoundedCache, approx_size
 
@@ -39,6 +40,20 @@ def counted_queries(app):
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", count)
+
+
+def listening(app) -> changes.ChangeLog:
+    """The app's change log, once its listener is connected."""
+    log = app.extensions[changes.EXTENSION].started()
+    wait_until(lambda: log.listening)
+    return log
+
+
+def wait_until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def hits_and_misses(client, cache: str) -> tuple[int, int]:
@@ -133,9 +148,10 @@ def test_a_search_hit_does_not_touch_the_database(app, client, seed):
     assert hits_and_misses(client, "searches") == (1, 1)
 
 
-def test_a_recommendations_hit_skips_the_recommender_and_the_catalogue(
+def test_a_recommendations_hit_asks_neither_the_recommender_nor_the_database(
     app, client, seed, ai, helpers
 ):
+    listening(app)
     ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.toy, 4.1)]
     helpers.log_in(client, "ann")
     assert helpers.titles(client.get("/for-you")) == ["Alien", "Toy Story"]
@@ -143,10 +159,25 @@ def test_a_recommendations_hit_skips_the_recommender_and_the_catalogue(
     with counted_queries(app) as queries:
         assert helpers.titles(client.get("/for-you")) == ["Alien", "Toy Story"]
     assert len(ai.calls) == calls  # not even /health: the version was checked a moment ago
-    # What is left: the login session's user, and the user's taste version.
-    assert len(queries) == 2 and not any("FROM movies" in q for q in queries)
+    # Neither the login session's user nor the user's taste version: the change listener
+    # has heard of no change of ann's since both were read.
+    assert queries == []
     assert hits_and_misses(client, "recommendations") == (1, 1)
     assert hits_and_misses(client, "fragments") == (1, 1)  # the list's HTML, too
+    assert hits_and_misses(client, "users")[0] >= 1
+
+
+def test_without_the_change_listener_a_hit_compares_taste_versions(app, client, seed, ai, helpers):
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9)]
+    helpers.log_in(client, "ann")
+    client.get("/for-you")
+    listening(app)
+    app.extensions[changes.EXTENSION].log.connected(False)  # as when the primary is away
+    with counted_queries(app) as queries:
+        assert helpers.titles(client.get("/for-you")) == ["Alien"]
+    # The login session's user, and the user's taste version; not the catalogue.
+    assert len(queries) == 2 and not any("FROM movies" in q for q in queries)
+    assert hits_and_misses(client, "recommendations") == (1, 1)
 
 
 def test_the_api_and_the_page_keep_their_own_k_and_a_rating_drops_both(
@@ -177,23 +208,67 @@ def test_a_rating_refreshes_the_users_recommendations(client, seed, ai, helpers)
 
 
 def test_a_rating_taken_by_another_worker_refreshes_this_workers_list(make_app, seed, ai, helpers):
-    """Two apps on one database stand for two gunicorn workers (or two instances)."""
+    """Two apps on one database stand for two gunicorn workers (or two instances); one
+    browser session, so each request may go to either."""
     worker_a, worker_b = make_app().test_client(), make_app().test_client()
-    for worker in (worker_a, worker_b):
-        helpers.log_in(worker, "ann")
+    helpers.log_in(worker_a, "ann")
+    worker_b.set_cookie("session", worker_a.get_cookie("session").value)
+    listening(worker_b.application)
+    # B hears nothing: the session alone must make B compare versions at once.
+    worker_b.application.extensions[changes.EXTENSION].log.heard = lambda payload: None
     ai.recommendations[seed.ann] = [(seed.alien, 4.9)]
     assert helpers.titles(worker_b.get("/for-you")) == ["Alien"]
     ai.recommendations[seed.ann] = [(seed.toy, 4.5)]
     assert helpers.titles(worker_b.get("/for-you")) == ["Alien"]  # cached on B
+
+    def on_b(response):
+        worker_b.set_cookie("session", worker_a.get_cookie("session").value)
+        return response
+
     assert (
-        worker_a.post("/api/ratings", json={"movie_id": seed.shining, "rating": 2}).status_code
+        on_b(
+            worker_a.post("/api/ratings", json={"movie_id": seed.shining, "rating": 2})
+        ).status_code
         == 200
     )
     assert helpers.titles(worker_b.get("/for-you")) == ["Toy Story"]
     # Removing a rating changes the taste version too.
     ai.recommendations[seed.ann] = [(seed.alien, 4.0)]
-    worker_a.post(f"/movies/{seed.shining}/rating/delete")
+    worker_a.set_cookie("session", worker_b.get_cookie("session").value)
+    on_b(worker_a.post(f"/movies/{seed.shining}/rating/delete"))
     assert helpers.titles(worker_b.get("/for-you")) == ["Alien"]
+
+
+def test_a_rating_in_another_session_reaches_this_worker_by_notification(
+    make_app, seed, ai, helpers
+):
+    """The user's other browser (its own session) on another worker: B's list is refreshed
+    once B's change listener hears of the rating."""
+    worker_a, worker_b = make_app().test_client(), make_app().test_client()
+    for worker in (worker_a, worker_b):
+        helpers.log_in(worker, "ann")
+    log = listening(worker_b.application)
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9)]
+    worker_b.get("/for-you")
+    stamp = log.now()
+    assert helpers.titles(worker_b.get("/for-you")) == ["Alien"]
+    ai.recommendations[seed.ann] = [(seed.toy, 4.5)]
+    worker_a.post("/api/ratings", json={"movie_id": seed.shining, "rating": 2})
+    wait_until(lambda: not log.fresh(seed.ann, stamp))
+    assert helpers.titles(worker_b.get("/for-you")) == ["Toy Story"]
+
+
+def test_log_out_everywhere_ends_a_session_a_worker_had_cached(make_app, seed, helpers):
+    worker_a, worker_b = make_app().test_client(), make_app().test_client()
+    for worker in (worker_a, worker_b):
+        helpers.log_in(worker, "ann")
+    log = listening(worker_b.application)
+    assert worker_b.get("/account").status_code == 200
+    stamp = log.now()
+    assert worker_b.get("/account").status_code == 200  # the user from B's cache
+    assert worker_a.post("/account/logout-everywhere").status_code == 302
+    wait_until(lambda: not log.fresh(seed.ann, stamp))
+    assert worker_b.get("/account").status_code == 302
 
 
 def test_other_users_entries_survive_a_rating(app, client, seed, ai, helpers):

@@ -16,7 +16,12 @@ from movierec.web.auth import linking, oauth, tokens
 from movierec.web.auth.forms import DeleteAccountForm, PasswordForm, TokenForm
 from movierec.web.auth.password import passwords
 from movierec.web.auth.policy import password_problems
-from movierec.web.auth.sessions import end_all_sessions, end_session, start_session
+from movierec.web.auth.sessions import (
+    end_all_sessions,
+    end_session,
+    forget_user,
+    start_session,
+)
 from movierec.web.db import commit, get_session
 
 bp = Blueprint("security", __name__, url_prefix="/account")
@@ -142,6 +147,7 @@ def delete() -> Response:
         return redirect(url_for("account.index"))
     linking.delete_account(get_session(), current_user.id)
     commit()
+    forget_user(current_user.id)
     end_session()
     flash("Your account, your ratings and everything else of yours are deleted.", "info")
     return redirect(url_for("movies.index"))

@@ -2,7 +2,11 @@
 
 A login session holds the user's id and their *session generation*; the user loader accepts it
 only while the generation still matches the database, so raising it (log out everywhere, a new
-password, a deleted account) ends every session at once, wherever its cookie is.
+password, a deleted account) ends every session at once, wherever its cookie is. Each worker
+keeps the users it has loaded while the database's change notifications say nothing of them
+(movierec.web.changes): another worker may still accept an ended session for the milliseconds
+until the notification reaches it, and while the listener is down every request asks the
+database.
 
 Under /api/, a request with ``Authorization: Bearer <token>`` is authenticated by that token
 alone: the session cookie is ignored for it, and so it needs no CSRF token (a cross-site page
@@ -13,6 +17,7 @@ request must carry the CSRF token of its session.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, flash, g, jsonify, redirect, request, session, url_for
@@ -21,6 +26,7 @@ from sqlalchemy import update
 from werkzeug.wrappers import Response
 
 from movierec.db.schema import User
+from movierec.web import cache, changes
 from movierec.web.auth import tokens
 from movierec.web.db import commit, get_session
 
@@ -97,13 +103,34 @@ def _authenticate_token_or_check_csrf() -> None:
 def load_user(user_id: str) -> CurrentUser | None:
     if bearer_token() is not None or not user_id.isdigit():
         return None
-    user = get_session().get(User, int(user_id))
-    if user is None or session.get(GENERATION) != user.session_generation:
+    user = _known_user(int(user_id))
+    if user is not None and session.get(GENERATION) != user.generation:
+        # The session may be newer than this worker's copy (a password set a moment ago,
+        # on this worker or another, before the change notification arrived): ask the database.
+        user = _known_user(int(user_id), cached=False)
+    if user is None or session.get(GENERATION) != user.generation:
         # A session from before "log out everywhere" (or of a deleted user): it ends here.
         session.pop("_user_id", None)
         session.pop(GENERATION, None)
         return None
-    return CurrentUser.of(user)
+    return user
+
+
+def _known_user(user_id: int, cached: bool = True) -> CurrentUser | None:
+    """The user from this worker's cache while the change listener heard of no change of
+    theirs (a new session generation, a deleted account), else from the database."""
+    users = cache.caches().users
+    if cached:
+        found = users.get(user_id, valid=lambda known: changes.fresh(user_id, known.stamp))
+        if found is not None:
+            return cast(CurrentUser, found.value)
+    stamp = changes.now()
+    row = get_session().get(User, user_id)
+    if row is None:
+        return None
+    user = CurrentUser.of(row)
+    users.put(user_id, cache.Stamped(user, stamp))
+    return user
 
 
 @login_manager.request_loader
@@ -140,14 +167,21 @@ def end_session() -> None:
 def end_all_sessions(user_id: int) -> int:
     """Invalidate every login session of the user (this one too); the new generation.
 
-    The caller commits.
+    The caller commits. Other workers hear of it from the change listener; this one forgets
+    its copy now, so a copied cookie is refused here from the next request on.
     """
+    forget_user(user_id)
     return get_session().scalar(
         update(User)
         .where(User.id == user_id)
         .values(session_generation=User.session_generation + 1)
         .returning(User.session_generation)
     )
+
+
+def forget_user(user_id: int) -> None:
+    """Drop this worker's cached copy of the user, after a change it must not outlive."""
+    cache.caches().users.pop(user_id)
 
 
 def safe_next(target: str | None) -> str | None:
