@@ -59,11 +59,18 @@ end
 
 
 def session_cookies(secret_key: str, user_ids: Iterable[int]) -> list[str]:
-    """Flask session cookies logging in ``user_ids`` (what /auth/login would set)."""
+    """Flask session cookies logging in ``user_ids``: what a browser holds after logging in
+    and seeing its first page (which gave the session its CSRF token). wrk sends the same
+    cookie every time, so without the token every page would make and send a new session."""
     app = Flask("bench")
     app.secret_key = secret_key
     signer = SecureCookieSessionInterface().get_signing_serializer(app)
-    return [signer.dumps({"_user_id": str(u), GENERATION: 0, "_fresh": False}) for u in user_ids]
+    return [
+        signer.dumps(
+            {"_user_id": str(u), GENERATION: 0, "_fresh": False, "csrf_token": os.urandom(20).hex()}
+        )
+        for u in user_ids
+    ]
 
 
 def wrk(

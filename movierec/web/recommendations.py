@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    get_template_attribute,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from movierec.db.schema import GENRES
@@ -21,6 +31,7 @@ FOR_YOU = 24
 FILTER_CANDIDATES = min(FOR_YOU * 5, 100)
 DECADES = tuple(range(2020, 1910, -10))
 DISMISS_FORM = "not-interested"
+FILTER_FORMS = "movierec.filter_forms"
 
 
 def parse_filters(args: Mapping[str, str]) -> tuple[dict[str, str | int], list[str]]:
@@ -52,6 +63,19 @@ def matches(movie: catalog.MovieItem, filters: Mapping[str, str | int]) -> bool:
     return True
 
 
+def filters_html(filters: Mapping[str, str | int]) -> Markup:
+    """The filter form with ``filters`` selected, rendered once per app and combination of
+    filters (a few hundred at most, as parse_filters lets only known ones through): its
+    ~30 options were most of the page's rendering time."""
+    forms = current_app.extensions.setdefault(FILTER_FORMS, {})
+    key = (filters.get("genre"), filters.get("decade"))
+    html = forms.get(key)
+    if html is None:
+        macro = get_template_attribute("recommendations/_filters.html", "filter_form")
+        html = forms[key] = Markup(macro(GENRES, DECADES, filters))
+    return html
+
+
 @bp.get("/for-you")
 @login_required
 def for_you() -> str:
@@ -73,9 +97,7 @@ def for_you() -> str:
         movies=movies,
         movies_html=html,
         filters=filters,
-        genres=GENRES,
-        decades=DECADES,
-        dismiss_form=NotInterestedForm(),
+        filters_html=filters_html(filters),
         dismiss_form_id=DISMISS_FORM,
     )
 

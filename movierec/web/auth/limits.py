@@ -42,6 +42,8 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         in_memory_fallback_enabled=not in_memory,
     )
     limiter.init_app(app)
+    # Every limit is on a POST: reads (most requests) skip the limiter's bookkeeping.
+    limiter.request_filter(lambda: request.method in ("GET", "HEAD", "OPTIONS"))
     views = app.view_functions
     login = views["auth.login"]
     for key_func, scope in ((_account, "login-account"), (get_remote_address, "login-ip")):
