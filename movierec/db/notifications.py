@@ -63,6 +63,8 @@ class Listener:
 
     def start(self) -> None:
         """Start listening (in the background); nothing happens if already started."""
+        if self._thread is not None:  # called on every cache lookup: no lock once started
+            return
         with self._start_lock:
             if self._thread is not None or self._stopping.is_set():
                 return

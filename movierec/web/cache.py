@@ -23,7 +23,7 @@ Staleness, cache by cache:
   the taste version is read from the primary (index lookups) and compared. That is what makes
   a rating taken by worker A, or by another instance, refresh the list that worker B serves.
   The worker that took the rating also drops the entry at once (:func:`after_rating`,
-  :func:`after_dismissal`), and the user's session is marked so that their next request, on
+  :func:`after_taste_change`), and the user's session is marked so that their next request, on
   any worker, compares versions (see :mod:`movierec.web.picks`).
 * ``users`` (the logged-in user as pages see it, by id; LRU): the user loader's answer, used
   while the change listener has heard of no change of that user (a new session generation,
@@ -383,6 +383,3 @@ def after_taste_change(user_id: int) -> None:
         store.recommendations.pop((user_id, k))
     if not current_user.via_token:  # a token client has no session to carry the mark
         session[TASTE] = CHANGED
-
-
-after_dismissal = after_taste_change

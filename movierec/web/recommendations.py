@@ -113,7 +113,7 @@ def not_interested() -> Response:
         dismiss(session, current_user.id, movie.id)
         commit()
         wrote()
-        cache.after_dismissal(current_user.id)
+        cache.after_taste_change(current_user.id)
         flash(f"You will not be shown {movie.title} again (undo on your account page).", "info")
     else:
         flash("That request was not understood; please try again.", "error")
@@ -128,7 +128,7 @@ def undo_not_interested(movie_id: int) -> Response:
         if undismiss(get_session(), current_user.id, movie_id):
             commit()
             wrote()
-            cache.after_dismissal(current_user.id)
+            cache.after_taste_change(current_user.id)
             flash("It may be recommended to you again.", "info")
     else:
         flash("That request was not understood; please try again.", "error")
