@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from movierec.ai.base import Signals
 from movierec.db import Database, Preference, Rating, Search
@@ -22,6 +23,43 @@ from movierec.errors import DatabaseUnavailable
 RECENT_SEARCHES = 20
 
 log = logging.getLogger(__name__)
+
+
+def _context_query(with_genres: bool) -> Select:
+    """Everything :meth:`UserContextReader.read` needs in one statement (one round trip, one
+    snapshot): the ratings as parallel arrays, and with ``with_genres`` the preferences and
+    the genres of the latest searches, newest first."""
+    user = bindparam("user_id")
+    ratings = (
+        select(
+            func.array_agg(Rating.movie_id).label("movie_ids"),
+            func.array_agg(Rating.rating).label("stars"),
+            func.max(Rating.rated_at).label("last_rated_at"),
+        )
+        .where(Rating.user_id == user)
+        .subquery()
+    )
+    columns = [ratings.c.movie_ids, ratings.c.stars, ratings.c.last_rated_at]
+    if with_genres:
+        recent = (
+            select(Search.genre, Search.searched_at)
+            .where(Search.user_id == user, Search.genre.is_not(None))
+            .order_by(Search.searched_at.desc())
+            .limit(RECENT_SEARCHES)
+            .subquery()
+        )
+        newest_first = aggregate_order_by(recent.c.genre, recent.c.searched_at.desc())
+        mine = Preference.user_id == user
+        columns += [
+            select(Preference.genres).where(mine).scalar_subquery().label("genres"),
+            select(Preference.movie_ids).where(mine).scalar_subquery().label("liked"),
+            select(func.array_agg(newest_first)).scalar_subquery().label("searched"),
+        ]
+    return select(*columns)
+
+
+_CONTEXT = _context_query(with_genres=False)
+_CONTEXT_WITH_GENRES = _context_query(with_genres=True)
 
 
 @dataclass(frozen=True)
@@ -76,36 +114,23 @@ class UserContextReader:
         if self.database is None or self._clock() < self._down_until:
             return UserContext()
         try:
-            with self.database.session(readonly=True) as session:
-                rows = session.execute(
-                    select(Rating.movie_id, Rating.rating, Rating.rated_at).where(
-                        Rating.user_id == user_id
-                    )
-                ).all()
-                ratings = tuple((int(m), float(r)) for m, r, _ in rows)
-                stamps = [t.timestamp() for _, _, t in rows if t is not None]
-                rated = frozenset(m for m, _ in ratings)
-                genres: tuple[str, ...] = ()
-                liked: tuple[int, ...] = ()
-                searched: tuple[str, ...] = ()
-                if want_genres:
-                    found = session.execute(
-                        select(Preference.genres, Preference.movie_ids).where(
-                            Preference.user_id == user_id
-                        )
-                    ).first()
-                    if found is not None:
-                        genres, liked = tuple(found[0] or ()), tuple(found[1] or ())
-                    recent = session.scalars(
-                        select(Search.genre)
-                        .where(Search.user_id == user_id, Search.genre.is_not(None))
-                        .order_by(Search.searched_at.desc())
-                        .limit(RECENT_SEARCHES)
-                    )
-                    searched = tuple(dict.fromkeys(g for g in recent if g))
+            with self.database.autocommit(readonly=True) as conn:
+                row = conn.execute(_CONTEXT_WITH_GENRES if want_genres else _CONTEXT,
+                                   {"user_id": user_id}).one()  # fmt: skip
         except DatabaseUnavailable as exc:
             self._down_until = self._clock() + self.retry_after
             log.warning("answering from the model alone for %.0fs: %s", self.retry_after, exc)
             return UserContext()
-        last = max(stamps) if stamps else None
-        return UserContext(rated, genres, True, ratings, liked, searched, last)
+        found = row._mapping  # the genre columns are there only when asked for
+        ratings = tuple(
+            zip(found["movie_ids"] or (), map(float, found["stars"] or ()), strict=True)
+        )
+        return UserContext(
+            rated=frozenset(m for m, _ in ratings),
+            genres=tuple(found.get("genres") or ()),
+            from_database=True,
+            ratings=ratings,
+            liked=tuple(found.get("liked") or ()),
+            searched_genres=tuple(dict.fromkeys(found.get("searched") or ())),
+            last_rated_at=row.last_rated_at.timestamp() if row.last_rated_at else None,
+        )

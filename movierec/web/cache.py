@@ -12,6 +12,9 @@ Staleness, cache by cache:
   often a movie is viewed *and* how often it shows up in search results. A rating drops the
   movie here at once on the worker that took it; elsewhere the average is at most a TTL old.
 * ``searches`` (one page of results per query; 30 s TTL): the catalogue changes rarely.
+* ``listings`` (a movie as lists show it: title, year, genres, links; LFU, 60 s TTL): what a
+  recommendations miss needs besides the recommender's answer, so that it asks the database
+  only for movies no recent list showed.
 * ``similar`` (a movie's similar movies, per model version; LRU, 10 min TTL).
 * ``recommendations`` (per user, LRU by activity): valid only while both the model version
   (from the AI servers' ``/health``, checked at most every few seconds) and the user's *taste
@@ -44,6 +47,7 @@ import cachetools
 from flask import Flask, current_app, get_template_attribute, session
 from flask_login import current_user
 from markupsafe import Markup
+from sqlalchemy.orm import Session
 
 from movierec.config import Settings
 from movierec.web import catalog
@@ -269,6 +273,7 @@ class WebCaches:
 
     movies: BoundedCache[int, catalog.MovieItem]
     searches: BoundedCache[catalog.SearchQuery, catalog.SearchPage]
+    listings: BoundedCache[int, catalog.MovieItem]
     similar: BoundedCache[tuple[int, int, str | None], Any]
     # Keyed by (user id, k); the k in use are few (the page's, the API's), kept in ``ks`` so
     # that a user's entries can be dropped without a scan.
@@ -283,13 +288,14 @@ class WebCaches:
     def sized(cls, megabytes: int, clock: Callable[[], float] = time.monotonic) -> WebCaches:
         """Caches sharing ``megabytes`` (0: every cache off): an eighth each for movies,
         searches and users, a quarter each for recommendations and fragments, the rest
-        (an eighth) for similar movies."""
+        for similar movies and listings (a sixteenth each)."""
         total = megabytes * MiB
         on = 1 if megabytes > 0 else 0
         return cls(
             movies=BoundedCache("movies", "lfu", on * 50_000, total // 8, 60.0, clock),
             searches=BoundedCache("searches", "lru", on * 5_000, total // 8, 30.0, clock),
-            similar=BoundedCache("similar", "lru", on * 20_000, total // 8, 600.0, clock),
+            listings=BoundedCache("listings", "lfu", on * 100_000, total // 16, 60.0, clock),
+            similar=BoundedCache("similar", "lru", on * 20_000, total // 16, 600.0, clock),
             recommendations=BoundedCache("recommendations", "lru", on * 20_000, total // 4, None),
             fragments=BoundedCache("fragments", "lru", on * 20_000, total // 4, None),
             users=BoundedCache("users", "lru", on * 50_000, total // 8, None),
@@ -299,6 +305,7 @@ class WebCaches:
         return (
             self.movies,
             self.searches,
+            self.listings,
             self.similar,
             self.recommendations,
             self.fragments,
@@ -339,6 +346,20 @@ def search(query: catalog.SearchQuery) -> catalog.SearchPage:
     # Movies people find are hot too: keep them in the movie cache longer.
     store.movies.touch([m.id for m in page.movies])
     return page
+
+
+def listed_movies(session: Session, ids: set[int]) -> dict[int, catalog.MovieItem]:
+    """:func:`catalog.movie_rows` through the ``listings`` cache: only the movies not in it
+    are read from the database."""
+    listings = caches().listings
+    found = {i: m for i in ids if (m := listings.get(i)) is not None}
+    missing = ids - found.keys()
+    if missing:
+        read = catalog.movie_rows(session, missing)
+        for movie_id, movie in read.items():
+            listings.put(movie_id, movie)
+        found |= read
+    return found
 
 
 def movie_list_html(

@@ -6,7 +6,7 @@ after their (possibly read-only, replica) session has ended.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -150,24 +150,32 @@ def movies_by_ids(
     session: Session,
     scored: Iterable[tuple[int, float]],
     because: Mapping[int, int] | None = None,
+    rows: Callable[[Session, set[int]], Mapping[int, MovieItem]] | None = None,
 ) -> list[MovieItem]:
-    """The movies for ``(id, score)`` pairs in one query, in the given order; unknown ids drop.
+    """The movies for ``(id, score)`` pairs, in the given order; unknown ids drop.
 
     ``because`` maps movie ids to the movie they are recommended because of; those movies'
-    titles are read in the same query and set as each item's ``because``.
+    titles are set as each item's ``because``. The movies are read by ``rows`` (default
+    :func:`movie_rows`, one query), which a caller may put a cache in front of.
     """
     scores = dict(scored)
     if not scores:
         return []
     reasons = {i: b for i, b in (because or {}).items() if i in scores}
-    wanted = set(scores) | set(reasons.values())
-    rows = session.execute(select(*_COLUMNS).where(Movie.id.in_(wanted)))
-    by_id = {row.id: _item(row) for row in rows}
+    by_id = (rows or movie_rows)(session, set(scores) | set(reasons.values()))
     return [
         replace(by_id[i], score=scores[i], because=_title(by_id.get(reasons.get(i))))
         for i in scores
         if i in by_id
     ]
+
+
+def movie_rows(session: Session, ids: set[int]) -> dict[int, MovieItem]:
+    """The movies of ``ids`` that exist, by id, in one query (no rating statistics)."""
+    return {
+        row.id: _item(row)
+        for row in session.connection().execute(select(*_COLUMNS).where(Movie.id.in_(ids)))
+    }
 
 
 def _title(movie: MovieItem | None) -> str | None:

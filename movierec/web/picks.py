@@ -25,7 +25,7 @@ from movierec.errors import NotFound
 from movierec.web import cache, catalog, changes, popular
 from movierec.web.ai_client import AIClient, AIUnavailable
 from movierec.web.db import get_session, read_session
-from movierec.web.users import demoted_genres, dismissed_ids, preferred_genres
+from movierec.web.users import preferred_genres, refusals
 
 EXTENSION = "movierec.ai"
 
@@ -103,11 +103,11 @@ def for_user(user_id: int, k: int) -> Picks:
     if entry is not None:
         store.recommendations.put(key, replace(entry, stamp=stamp))
         return entry.picks
-    dismissed = dismissed_ids(session, user_id)
-    unwanted = set(dismissed)
+    said_no = refusals(session, user_id)
+    unwanted = set(said_no.dismissed)
     try:
         answer = ai_client().recommend(
-            user_id, k, exclude=dismissed, demote_genres=demoted_genres(session, user_id)
+            user_id, k, exclude=said_no.dismissed, demote_genres=said_no.demoted_genres
         )
     except AIUnavailable:
         liked = preferred_genres(session, user_id)
@@ -120,6 +120,7 @@ def for_user(user_id: int, k: int) -> Picks:
         session,
         ((i.movie_id, i.score) for i in items),
         because={i.movie_id: i.because for i in items if i.because is not None},
+        rows=cache.listed_movies,
     )
     picks = Picks(tuple(movies), answer.model_version, answer.fallback, answer.reason)
     if not answer.partial:
@@ -170,7 +171,7 @@ def similar_to(movie_id: int, k: int) -> Picks:
     else:
         items = ((i.movie_id, i.score) for i in answer.items if i.movie_id != movie_id)
         with read_session() as session:
-            movies = catalog.movies_by_ids(session, items)
+            movies = catalog.movies_by_ids(session, items, rows=cache.listed_movies)
         found = Picks(tuple(movies), answer.model_version)
         if answer.partial:
             return found

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, bindparam, delete, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.orm import Session
 
 from movierec.db.partitions.rows import upsert
@@ -153,17 +153,6 @@ def undismiss(session: Session, user_id: int, movie_id: int) -> bool:
     return bool(result.rowcount)
 
 
-def dismissed_ids(session: Session, user_id: int) -> list[int]:
-    """The ids of the movies the user is not interested in, newest first."""
-    return list(
-        session.scalars(
-            select(NotInterested.movie_id)
-            .where(NotInterested.user_id == user_id)
-            .order_by(NotInterested.created_at.desc(), NotInterested.movie_id)
-        )
-    )
-
-
 def dismissed_movies(session: Session, user_id: int, limit: int = 100) -> list[DismissedMovie]:
     """The movies the user is not interested in (those still in the catalogue), newest first."""
     rows = session.execute(
@@ -176,20 +165,53 @@ def dismissed_movies(session: Session, user_id: int, limit: int = 100) -> list[D
     return [DismissedMovie(*row) for row in rows]
 
 
-def demoted_genres(session: Session, user_id: int, at_least: int = DEMOTE_AFTER) -> list[str]:
-    """The genres of at least ``at_least`` of the movies the user dismissed, most dismissed
-    first (ties by name)."""
+@dataclass(frozen=True)
+class Refusals:
+    """What the user said no to: the movies they are not interested in (newest first) and the
+    genres of at least ``at_least`` of those movies (most dismissed first, ties by name)."""
+
+    dismissed: list[int]
+    demoted_genres: list[str]
+
+
+def refusals(session: Session, user_id: int, at_least: int = DEMOTE_AFTER) -> Refusals:
+    """The user's :class:`Refusals`, in one statement: it is on the path of every
+    recommendations cache miss."""
+    dismissed, demoted = (
+        session.connection().execute(_REFUSALS, {"user_id": user_id, "at_least": at_least}).one()
+    )
+    return Refusals(list(dismissed or ()), list(demoted or ()))
+
+
+def _refusals_query() -> Select:
+    user = bindparam("user_id")
+    dismissed = (
+        select(
+            func.array_agg(
+                aggregate_order_by(
+                    NotInterested.movie_id, NotInterested.created_at.desc(), NotInterested.movie_id
+                )
+            )
+        )
+        .where(NotInterested.user_id == user)
+        .scalar_subquery()
+    )
     genres = (
         select(func.unnest(Movie.genres).label("genre"))
         .select_from(NotInterested)
         .join(Movie, Movie.id == NotInterested.movie_id)
-        .where(NotInterested.user_id == user_id)
+        .where(NotInterested.user_id == user)
         .subquery()
     )
-    rows = session.execute(
-        select(genres.c.genre, func.count())
+    counted = (
+        select(genres.c.genre, func.count().label("times"))
         .group_by(genres.c.genre)
-        .having(func.count() >= at_least)
-        .order_by(func.count().desc(), genres.c.genre)
+        .having(func.count() >= bindparam("at_least"))
+        .subquery()
     )
-    return [name for name, _count in rows]
+    most_first = aggregate_order_by(counted.c.genre, counted.c.times.desc(), counted.c.genre)
+    demoted = select(func.array_agg(most_first)).scalar_subquery()
+    return select(dismissed, demoted)
+
+
+_REFUSALS = _refusals_query()

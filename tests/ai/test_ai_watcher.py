@@ -1,15 +1,20 @@
 """Model hot-swap in the server process, and the database back-off for user context."""
 
 import shutil
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from movierec.ai import TrainParams, fit_svd, model_arrays, ratings_from_arrays
 from movierec.ai.artifact import write_artifact
 from movierec.ai.user_context import UserContextReader
 from movierec.ai.watcher import ModelWatcher
-from movierec.db import Database
+from movierec.db import Database, Preference, Rating, Search
 from movierec.db.local_server import free_port
+
+HOUR = timedelta(hours=1)
+STRANGER = 9002  # conftest: in the database, no preferences, no ratings
 
 
 class Clock:
@@ -61,8 +66,8 @@ def test_a_damaged_new_version_is_skipped_and_the_old_one_kept(tmp_path, arrays,
 def test_unreachable_database_is_skipped_for_a_while(settings, monkeypatch):
     dead = Database(settings.replace(database_url=f"postgresql://u@127.0.0.1:{free_port()}/x"))
     calls = []
-    real_session = dead.session
-    monkeypatch.setattr(dead, "session", lambda **kw: calls.append(kw) or real_session(**kw))
+    real_autocommit = dead.autocommit
+    monkeypatch.setattr(dead, "autocommit", lambda **kw: calls.append(kw) or real_autocommit(**kw))
     clock = Clock()
     reader = UserContextReader(dead, retry_after=10, clock=clock)
     assert reader.read(1, want_genres=True).from_database is False
@@ -81,3 +86,29 @@ def test_user_context_reads_ratings_and_preferences(loaded, database):
     new = reader.read(9001, want_genres=True)
     assert new.rated == frozenset() and new.genres == ("Horror",)
     assert UserContextReader(None).read(9001, want_genres=True).from_database is False
+
+
+def test_user_context_reads_everything_in_one_statement(loaded, database):
+    user, (first, second) = STRANGER, loaded.movie_ids[:2]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with database.session() as session:
+        session.add_all(
+            [
+                Rating(user_id=user, movie_id=first, rating=4.5, rated_at=start),
+                Rating(user_id=user, movie_id=second, rating=2.0, rated_at=start + HOUR),
+                Preference(user_id=user, genres=["Drama"], movie_ids=[second]),
+            ]
+            + [
+                Search(user_id=user, genre=genre, searched_at=start + i * HOUR)
+                for i, genre in enumerate(["Comedy", "Horror", None, "Comedy", "Action"])
+            ]
+        )
+    statements = []
+    event.listen(database.primary, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    context = UserContextReader(database).read(user, want_genres=True)
+    assert len(statements) == 1  # one round trip besides the pool's ping
+    assert sorted(context.ratings) == sorted([(first, 4.5), (second, 2.0)])
+    assert context.rated == {first, second}
+    assert context.last_rated_at == (start + HOUR).timestamp()
+    assert (context.genres, context.liked) == (("Drama",), (second,))
+    assert context.searched_genres == ("Action", "Comedy", "Horror")  # newest first, once each

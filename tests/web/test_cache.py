@@ -180,6 +180,21 @@ def test_without_the_change_listener_a_hit_compares_taste_versions(app, client, 
     assert hits_and_misses(client, "recommendations") == (1, 1)
 
 
+def test_a_recommendations_miss_reads_only_movies_no_recent_list_showed(
+    app, client, seed, ai, helpers
+):
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.toy, 4.1)]
+    helpers.log_in(client, "ann")
+    client.get("/api/recommendations?k=2")
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.heat, 4.5), (seed.toy, 4.1)]
+    with counted_queries(app) as queries:
+        got = client.get("/api/recommendations?k=3").get_json()["items"]
+    assert [m["title"] for m in got] == ["Alien", "Heat", "Toy Story"]
+    movie_reads = [q for q in queries if "FROM movies" in q and "not_interested" not in q]
+    assert len(movie_reads) == 1  # Heat's row; Alien and Toy Story came from the listings
+    assert hits_and_misses(client, "listings") == (2, 3)
+
+
 def test_the_api_and_the_page_keep_their_own_k_and_a_rating_drops_both(
     app, client, seed, ai, helpers
 ):

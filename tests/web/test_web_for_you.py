@@ -11,7 +11,7 @@ from sqlalchemy import select
 from movierec.db import NotInterested
 from movierec.web import picks
 from movierec.web.db import get_session
-from movierec.web.users import demoted_genres, dismiss
+from movierec.web.users import Refusals, dismiss, refusals
 
 
 def recommend_calls(ai) -> list[str]:
@@ -87,10 +87,13 @@ def test_demoted_genres_most_dismissed_first(app, seed):
         for movie in (seed.shining, seed.alien, seed.heat):
             dismiss(session, seed.bob, movie)
         # Horror and Thriller twice each; then by name. Action, Crime, Sci-Fi once.
-        assert demoted_genres(session, seed.bob) == ["Horror", "Thriller"]
+        assert refusals(session, seed.bob).demoted_genres == ["Horror", "Thriller"]
         dismiss(session, seed.bob, seed.godfather)  # Crime twice now
-        assert demoted_genres(session, seed.bob, at_least=3) == []
-        assert demoted_genres(session, seed.bob) == ["Crime", "Horror", "Thriller"]
+        assert refusals(session, seed.bob, at_least=3).demoted_genres == []
+        found = refusals(session, seed.bob)
+        assert found.demoted_genres == ["Crime", "Horror", "Thriller"]
+        assert set(found.dismissed) == {seed.shining, seed.alien, seed.heat, seed.godfather}
+        assert refusals(session, seed.ann) == Refusals([], [])
 
 
 def test_a_dismissed_movie_never_comes_back_even_from_the_popular_fallback(
