@@ -28,10 +28,15 @@ Staleness, cache by cache:
   The worker that took the rating also drops the entry at once (:func:`after_rating`,
   :func:`after_taste_change`), and the user's session is marked so that their next request, on
   any worker, compares versions (see :mod:`movierec.web.picks`).
+* ``pages`` (a user's whole "for you" page; LRU, 5 min TTL): valid while it shows the same
+  cached list object, user name and CSRF token, and no message waits to be shown.
 * ``users`` (the logged-in user as pages see it, by id; LRU): the user loader's answer, used
   while the change listener has heard of no change of that user (a new session generation,
   a deleted account) since it was read.
 * ``fragments`` (the "for you" list's HTML, per cached list; LRU): lives as long as the list.
+* ``movie_html`` (one movie's HTML in such a list, keyed by the movie's fields; LFU, 10 min
+  TTL): what a new list is put together from. A movie changed by an import is a new key once
+  ``listings`` has the new row.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar, cast
 
 import cachetools
@@ -59,6 +64,11 @@ EXTENSION = "movierec.caches"
 TASTE = "taste"
 CHANGED = "changed"
 MiB = 1024 * 1024
+FLASHES = "_flashes"  # Flask's session key for messages not yet shown
+CSRF = "csrf_token"  # Flask-WTF's session key for the raw CSRF token
+# A cached page holds CSRF tokens signed when it was rendered: it must be dropped well before
+# they expire (Flask-WTF's WTF_CSRF_TIME_LIMIT, an hour by default).
+PAGE_TTL = 300.0
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -197,11 +207,16 @@ class BoundedCache(Generic[K, V]):
                 return None
             return cast(V, entry.value)
 
-    def put(self, key: K, value: V) -> bool:
-        """Keep ``value`` under ``key``; False when it is too big (or the cache is off)."""
+    def put(self, key: K, value: V, size: int | None = None) -> bool:
+        """Keep ``value`` under ``key``; False when it is too big (or the cache is off).
+
+        ``size`` is the bytes the entry holds when the caller knows them better (or more
+        cheaply) than :func:`approx_size` of key and value."""
         if self.max_entries <= 0:
             return False
-        size = approx_size(value) + approx_size(key) + _ENTRY_OVERHEAD
+        if size is None:
+            size = approx_size(value) + approx_size(key)
+        size += _ENTRY_OVERHEAD
         if size > self.max_bytes:
             return False
         expires = self._clock() + self.ttl if self.ttl is not None else float("inf")
@@ -281,14 +296,18 @@ class WebCaches:
     # The HTML list of a cached tuple of movies, by the tuple's identity (kept in the value,
     # so that the id cannot be reused while the entry lives).
     fragments: BoundedCache[int, tuple[tuple, str | None, Markup]]
+    # One movie's HTML in lists, by the movie (without its score) and the dismiss form's id.
+    movie_html: BoundedCache[tuple[catalog.MovieItem, str | None], Markup]
+    # The whole "for you" page of a user (see cached_page), by user id.
+    pages: BoundedCache[int, Page]
     users: BoundedCache[int, Stamped]
     ks: set[int] = field(default_factory=set)
 
     @classmethod
     def sized(cls, megabytes: int, clock: Callable[[], float] = time.monotonic) -> WebCaches:
-        """Caches sharing ``megabytes`` (0: every cache off): an eighth each for movies,
-        searches and users, a quarter each for recommendations and fragments, the rest
-        for similar movies and listings (a sixteenth each)."""
+        """Caches sharing ``megabytes`` (0: every cache off): a quarter for recommendations,
+        an eighth each for movies, searches, the lists' HTML and whole pages, a sixteenth
+        each for listings, similar movies, each movie's HTML and users."""
         total = megabytes * MiB
         on = 1 if megabytes > 0 else 0
         return cls(
@@ -296,9 +315,11 @@ class WebCaches:
             searches=BoundedCache("searches", "lru", on * 5_000, total // 8, 30.0, clock),
             listings=BoundedCache("listings", "lfu", on * 100_000, total // 16, 60.0, clock),
             similar=BoundedCache("similar", "lru", on * 20_000, total // 16, 600.0, clock),
+            pages=BoundedCache("pages", "lru", on * 20_000, total // 8, PAGE_TTL, clock),
             recommendations=BoundedCache("recommendations", "lru", on * 20_000, total // 4, None),
-            fragments=BoundedCache("fragments", "lru", on * 20_000, total // 4, None),
-            users=BoundedCache("users", "lru", on * 50_000, total // 8, None),
+            fragments=BoundedCache("fragments", "lru", on * 20_000, total // 8, None),
+            movie_html=BoundedCache("movie_html", "lfu", on * 50_000, total // 16, 600.0, clock),
+            users=BoundedCache("users", "lru", on * 50_000, total // 16, None),
         )
 
     def all(self) -> tuple[BoundedCache, ...]:
@@ -309,6 +330,8 @@ class WebCaches:
             self.similar,
             self.recommendations,
             self.fragments,
+            self.movie_html,
+            self.pages,
             self.users,
         )
 
@@ -365,12 +388,13 @@ def listed_movies(session: Session, ids: set[int]) -> dict[int, catalog.MovieIte
 def movie_list_html(
     movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None = None
 ) -> Markup:
-    """``movies`` rendered by the ``movie_list`` macro, once per cached tuple of movies.
+    """``movies`` as the ``movie_list`` macro renders them, once per cached tuple of movies.
 
-    Rendering 24 movies is a third of a "for you" page's time; a cached user's picks are the
-    same tuple object on every hit, so their HTML is looked up by its identity.
-    ``dismiss_form`` is the id of the page's "not interested" form that each movie's button
-    submits (the HTML holds no CSRF token, which would expire while the entry lives).
+    A cached user's picks are the same tuple object on every hit, so their HTML is looked up
+    by its identity. A new list is put together from each movie's HTML (:func:`movie_html`),
+    which many users' lists share. ``dismiss_form`` is the id of the page's "not interested"
+    form that each movie's button submits (the HTML holds no CSRF token, which would expire
+    while the entry lives).
     """
     fragments = caches().fragments
     found = fragments.get(
@@ -378,10 +402,60 @@ def movie_list_html(
     )
     if found is not None:
         return found[2]
-    macro = get_template_attribute("_macros.html", "movie_list")
-    html = Markup(macro(movies, dismiss_form=dismiss_form))
-    fragments.put(id(movies), (movies, dismiss_form, html))
+    items = "".join([movie_html(m, dismiss_form) for m in movies])
+    html = Markup(f'<ul class="movies">\n{items}\n</ul>\n')
+    # The movies are the recommendations entry's, counted there: only the HTML is new here.
+    fragments.put(id(movies), (movies, dismiss_form, html), size=sys.getsizeof(html))
     return html
+
+
+@dataclass(frozen=True)
+class Page:
+    """A user's whole "for you" page and what its HTML depends on besides the request."""
+
+    movies: tuple  # the cached picks it shows (compared by identity)
+    name: str  # the user's name and admin flag, shown in the navigation
+    is_admin: bool
+    csrf: str | None  # the session's raw CSRF token, signed into the page's forms
+    html: str
+
+
+def cached_page(movies: tuple, render: Callable[[], str]) -> str:
+    """The current user's "for you" page showing ``movies`` (their cached picks): as last
+    rendered for this session if nothing else it shows has changed (the user's name and
+    admin flag, the CSRF token), else ``render()``, kept for next time. Never when messages
+    wait to be shown: they appear once, on the next page."""
+    if FLASHES in session:
+        return render()
+    pages = caches().pages
+    page = pages.get(current_user.id, valid=lambda p: _shows(p, movies))
+    if page is not None:
+        return page.html
+    html = render()  # may give the session its CSRF token
+    page = Page(movies, current_user.name, current_user.is_admin, session.get(CSRF), html)
+    pages.put(current_user.id, page, size=sys.getsizeof(html))
+    return html
+
+
+def _shows(page: Page, movies: tuple) -> bool:
+    return (
+        page.movies is movies
+        and page.name == current_user.name
+        and page.is_admin == current_user.is_admin
+        and page.csrf == session.get(CSRF)
+    )
+
+
+def movie_html(movie: catalog.MovieItem, dismiss_form: str | None = None) -> Markup:
+    """One movie as the ``movie_item`` macro renders it; the same for every list that shows
+    it (the score, which differs per user, is not shown)."""
+    key = (replace(movie, score=None), dismiss_form)
+    found = caches().movie_html.get(key)
+    if found is None:
+        macro = get_template_attribute("_macros.html", "movie_item")
+        found = Markup(macro(movie, dismiss_form))
+        caches().movie_html.put(key, found, size=sys.getsizeof(found) * 2)  # key ~ value
+    return found
 
 
 def after_rating(user_id: int, movie_id: int) -> None:

@@ -85,17 +85,30 @@ def for_you() -> str:
     if filters:
         found = picks.for_user(current_user.id, FILTER_CANDIDATES)
         movies = tuple(m for m in found.movies if matches(m, filters))[:FOR_YOU]
-        html = None
-    else:
-        found = picks.for_user(current_user.id, FOR_YOU)
-        movies = found.movies
-        # Only cached picks (the same object on every hit) are worth keeping the HTML of.
-        html = None if found.limited else cache.movie_list_html(movies, DISMISS_FORM)
+        return _page(found, movies, filters)
+    found = picks.for_user(current_user.id, FOR_YOU)
+    if found.limited:
+        return _page(found, found.movies, filters)
+    # Cached picks are the same object on every hit: their page and list HTML are kept.
+    return cache.cached_page(
+        found.movies,
+        lambda: _page(
+            found, found.movies, filters, cache.movie_list_html(found.movies, DISMISS_FORM)
+        ),
+    )
+
+
+def _page(
+    found: picks.Picks,
+    movies: tuple[catalog.MovieItem, ...],
+    filters: Mapping[str, str | int],
+    movies_html: Markup | None = None,
+) -> str:
     return render_template(
         "recommendations/for_you.html",
         picks=found,
         movies=movies,
-        movies_html=html,
+        movies_html=movies_html,
         filters=filters,
         filters_html=filters_html(filters),
         dismiss_form_id=DISMISS_FORM,

@@ -17,6 +17,8 @@ from movierec.web import changes, picks
 from movierec.web.ai_client import AIClient
 from movierec.web.cache import EXTENSION, BoundedCache, approx_size
 
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
 
 class Clock:
     def __init__(self) -> None:
@@ -163,7 +165,8 @@ def test_a_recommendations_hit_asks_neither_the_recommender_nor_the_database(
     # has heard of no change of ann's since both were read.
     assert queries == []
     assert hits_and_misses(client, "recommendations") == (1, 1)
-    assert hits_and_misses(client, "fragments") == (1, 1)  # the list's HTML, too
+    assert hits_and_misses(client, "pages") == (1, 1)  # the whole page, too
+    assert hits_and_misses(client, "fragments") == (0, 1)  # so its list was not looked up
     assert hits_and_misses(client, "users")[0] >= 1
 
 
@@ -193,6 +196,18 @@ def test_a_recommendations_miss_reads_only_movies_no_recent_list_showed(
     movie_reads = [q for q in queries if "FROM movies" in q and "not_interested" not in q]
     assert len(movie_reads) == 1  # Heat's row; Alien and Toy Story came from the listings
     assert hits_and_misses(client, "listings") == (2, 3)
+
+
+def test_a_new_list_reuses_the_html_of_movies_other_lists_showed(app, client, seed, ai, helpers):
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.toy, 4.1)]
+    ai.recommendations[seed.bob] = [(seed.toy, 3.9), (seed.heat, 3.5), (seed.alien, 3.0)]
+    helpers.log_in(client, "ann")
+    client.get("/for-you")
+    assert hits_and_misses(client, "movie_html") == (0, 2)
+    client.post("/logout")
+    helpers.log_in(client, "bob")
+    assert helpers.titles(client.get("/for-you")) == ["Toy Story", "Heat", "Alien"]
+    assert hits_and_misses(client, "movie_html") == (2, 3)  # only Heat was rendered
 
 
 def test_the_api_and_the_page_keep_their_own_k_and_a_rating_drops_both(
@@ -363,3 +378,32 @@ def test_metrics_show_requests_per_endpoint_and_only_to_loopback(app, client, se
     assert re.search(r"^movierec_ai_circuit_open\{[^}]*\} 0$", text, re.M)
     outside = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert outside.status_code == 404
+
+
+def test_a_cached_page_never_hides_a_message_and_holds_this_sessions_csrf_token(
+    make_app, seed, ai, helpers
+):
+    app = make_app(WTF_CSRF_ENABLED=True)
+    client = app.test_client()
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.toy, 4.1)]
+    helpers.log_in(client, "ann", token=helpers.csrf_token(client, "/auth/login"))
+    first = client.get("/for-you").get_data(as_text=True)
+    assert client.get("/for-you").get_data(as_text=True) == first
+    assert hits_and_misses(client, "pages") == (1, 1)
+    warned = client.get("/for-you?genre=Nope").get_data(as_text=True)
+    assert "Filter not understood" in warned and "Alien" in warned
+    assert "Filter not understood" not in client.get("/for-you").get_data(as_text=True)
+    assert hits_and_misses(client, "pages") == (2, 1)  # the message's page was not kept
+
+    # A new login is a new session with a new CSRF token: the page is rendered for it, and
+    # its "not interested" form works.
+    client.post("/auth/logout", data={"csrf_token": CSRF_FIELD.search(first).group(1)})
+    helpers.log_in(client, "ann", token=helpers.csrf_token(client, "/auth/login"))
+    again = client.get("/for-you").get_data(as_text=True)
+    assert hits_and_misses(client, "pages") == (2, 2)
+    token = CSRF_FIELD.search(again).group(1)
+    answer = client.post(
+        "/for-you/not-interested", data={"csrf_token": token, "movie_id": seed.toy}
+    )
+    assert answer.status_code == 302
+    assert "You will not be shown Toy Story" in client.get("/for-you").get_data(as_text=True)
