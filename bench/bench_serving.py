@@ -6,8 +6,10 @@ installed, else straight to web-1.
 Load comes from wrk (Debian package ``wrk``), loopback only, each run bounded (``--duration``
 seconds). Users are the synthetic catalogue's; their login sessions are signed with the
 cluster's own secret key (what a login would set). *Cold*: each request is a different user
-of 3,000, so (nearly) every request misses the recommendations cache and asks the recommender;
-*warm*: 50 users, after a warm-up run. Prints a markdown table.
+of 2,500, so (nearly) every request misses the recommendations caches (the web's and the
+recommender's) and asks the recommender, after a warm-up of the processes on 500 other users
+(a server measured in its first seconds would be paging in its model and compiling its
+templates); *warm*: 50 users, after a warm-up run. Prints a markdown table.
 
     .venv/bin/python bench/bench_serving.py [--duration 10] [--connections 16]
 """
@@ -35,7 +37,8 @@ from movierec.config import load_settings
 from movierec.demo import DemoOptions, prepare
 from movierec.web.auth.sessions import GENERATION
 
-COLD_USERS = 3000
+COLD_USERS = 2500
+COLD_WARMUP_USERS = range(COLD_USERS + 1, 3001)
 WARM_USERS = 50
 WARMUP_SECONDS = 3
 ENDPOINTS = ("/for-you", "/api/recommendations?k=10")
@@ -45,7 +48,7 @@ paths = {%s}
 counter = 0
 local started = 0
 function setup(thread)
-  thread:set("offset", started * 7919)
+  thread:set("offset", started * %d)
   started = started + 1
 end
 function request()
@@ -79,7 +82,9 @@ def wrk(
     """Run wrk against ``url``, rotating over ``paths`` and login ``cookies``; its figures."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         quoted = lambda items: ",".join(f'"{i}"' for i in items)  # noqa: E731
-        script.write(LUA % (quoted(cookies), quoted(paths)))
+        # Each wrk thread starts its own stretch of the users: no user twice in a cold run.
+        stride = max(len(cookies) // threads, 1) if cookies else 1
+        script.write(LUA % (quoted(cookies), quoted(paths), stride))
     try:
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
@@ -132,7 +137,8 @@ def hit_rate(before: dict, after: dict) -> float | None:
 
 
 def ai_paths(users: int) -> list[str]:
-    return [f"/recommend?user={u}&k=24" for u in range(1, users + 1)]
+    """Each user once; a k the web runs did not ask for, so that every answer is computed."""
+    return [f"/recommend?user={u}&k=20" for u in range(1, users + 1)]
 
 
 def free_base() -> int:
@@ -178,13 +184,15 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
     try:
         secret = (settings.state_dir / "secret_key").read_text().strip()
         cold = session_cookies(secret, range(1, COLD_USERS + 1))
+        others = session_cookies(secret, COLD_WARMUP_USERS)
         warm = session_cookies(secret, range(1, WARM_USERS + 1))
         via = "director" if record.director else "web-1 direct"
         base = record.url.rstrip("/")
 
         def run(label: str, paths: list[str], cookies: list[str], kind: str, url: str = base):
-            if kind == "warm":
-                wrk(url, paths, cookies, WARMUP_SECONDS, args.threads, args.connections)
+            if kind != "-":
+                warmup = cookies if kind == "warm" else others
+                wrk(url, paths, warmup, WARMUP_SECONDS, args.threads, args.connections)
             before = cache_counters(spec.web_ports, settings.web_workers)
             result = wrk(url, paths, cookies, args.duration, args.threads, args.connections)
             after = cache_counters(spec.web_ports, settings.web_workers)
@@ -214,7 +222,8 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
 def table(rows: list, args: argparse.Namespace) -> str:
     lines = [
         f"wrk -t{args.threads} -c{args.connections}, {args.duration} s per run; cold: "
-        f"{COLD_USERS} users rotating, warm: {WARM_USERS} users after a "
+        f"{COLD_USERS} users rotating after a {WARMUP_SECONDS} s warm-up on "
+        f"{len(COLD_WARMUP_USERS)} others, warm: {WARM_USERS} users after a "
         f"{WARMUP_SECONDS} s warm-up; hit rate of the recommendations cache during the run "
         "(all web workers).",
         "",

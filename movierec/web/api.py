@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
@@ -86,13 +86,21 @@ def rate_movie() -> Response:
 @login_required
 def recommendations() -> Response:
     found = picks.for_user(current_user.id, _int_arg("k", 10, 1, MAX_K))
-    return jsonify(
-        model_version=found.model_version,
-        fallback=found.fallback or found.limited,
-        limited=found.limited,
-        reason=found.reason,
-        items=[movie_json(m) for m in found.movies],
-    )
+
+    def body() -> str:
+        return current_app.json.dumps(
+            {
+                "model_version": found.model_version,
+                "fallback": found.fallback or found.limited,
+                "limited": found.limited,
+                "reason": found.reason,
+                "items": [movie_json(m) for m in found.movies],
+            }
+        )
+
+    # Cached picks are the same object on every hit: their JSON is kept with them.
+    text = body() if found.limited else cache.derived(found, "json", body)
+    return current_app.response_class(text + "\n", mimetype=current_app.json.mimetype)
 
 
 def movie_json(movie: catalog.MovieItem) -> dict[str, Any]:

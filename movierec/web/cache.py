@@ -33,7 +33,7 @@ Staleness, cache by cache:
 * ``users`` (the logged-in user as pages see it, by id; LRU): the user loader's answer, used
   while the change listener has heard of no change of that user (a new session generation,
   a deleted account) since it was read.
-* ``fragments`` (the "for you" list's HTML, per cached list; LRU): lives as long as the list.
+* ``fragments`` (a cached list's HTML or JSON; LRU): lives as long as the list.
 * ``movie_html`` (one movie's HTML in such a list, keyed by the movie's fields; LFU, 10 min
   TTL): what a new list is put together from. A movie changed by an import is a new key once
   ``listings`` has the new row.
@@ -72,6 +72,7 @@ PAGE_TTL = 300.0
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T", bound=str | bytes)
 _POLICIES = {"lru": cachetools.LRUCache, "lfu": cachetools.LFUCache}
 # Per entry, beyond the value: the key, the entry record, the cachetools bookkeeping.
 _ENTRY_OVERHEAD = 200
@@ -293,9 +294,9 @@ class WebCaches:
     # Keyed by (user id, k); the k in use are few (the page's, the API's), kept in ``ks`` so
     # that a user's entries can be dropped without a scan.
     recommendations: BoundedCache[tuple[int, int], Recommended]
-    # The HTML list of a cached tuple of movies, by the tuple's identity (kept in the value,
-    # so that the id cannot be reused while the entry lives).
-    fragments: BoundedCache[int, tuple[tuple, str | None, Markup]]
+    # What is derived from a cached value (a list's HTML, a JSON body), by its identity and
+    # the kind of derivation; see derived().
+    fragments: BoundedCache[tuple[int, Hashable], tuple[object, Any]]
     # One movie's HTML in lists, by the movie (without its score) and the dismiss form's id.
     movie_html: BoundedCache[tuple[catalog.MovieItem, str | None], Markup]
     # The whole "for you" page of a user (see cached_page), by user id.
@@ -388,25 +389,37 @@ def listed_movies(session: Session, ids: set[int]) -> dict[int, catalog.MovieIte
 def movie_list_html(
     movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None = None
 ) -> Markup:
-    """``movies`` as the ``movie_list`` macro renders them, once per cached tuple of movies.
+    """``movies`` as the ``movie_list`` macro renders them, once per cached tuple of movies
+    (see :func:`derived`). A new list is put together from each movie's HTML
+    (:func:`movie_html`), which many users' lists share. ``dismiss_form`` is the id of the
+    page's "not interested" form that each movie's button submits (the HTML holds no CSRF
+    token, which would expire while the entry lives).
+    """
 
-    A cached user's picks are the same tuple object on every hit, so their HTML is looked up
-    by its identity. A new list is put together from each movie's HTML (:func:`movie_html`),
-    which many users' lists share. ``dismiss_form`` is the id of the page's "not interested"
-    form that each movie's button submits (the HTML holds no CSRF token, which would expire
-    while the entry lives).
+    def render() -> Markup:
+        items = "".join([movie_html(m, dismiss_form) for m in movies])
+        return Markup(f'<ul class="movies">\n{items}\n</ul>\n')
+
+    return derived(movies, ("movie_list", dismiss_form), render)
+
+
+def derived(source: object, kind: Hashable, make: Callable[[], T]) -> T:
+    """``make()``, a string derived from ``source`` (a list's HTML, its JSON), computed once
+    per ``kind`` while ``source`` lives.
+
+    ``source`` is a cached value: the same object on every hit, so what is derived from it
+    is looked up by its identity (kept in the entry, so that the id cannot be reused while
+    the entry lives). Only the string counts towards the cache's size: ``source`` is
+    counted where it is cached.
     """
     fragments = caches().fragments
-    found = fragments.get(
-        id(movies), valid=lambda entry: entry[0] is movies and entry[1] == dismiss_form
-    )
+    key = (id(source), kind)
+    found = fragments.get(key, valid=lambda entry: entry[0] is source)
     if found is not None:
-        return found[2]
-    items = "".join([movie_html(m, dismiss_form) for m in movies])
-    html = Markup(f'<ul class="movies">\n{items}\n</ul>\n')
-    # The movies are the recommendations entry's, counted there: only the HTML is new here.
-    fragments.put(id(movies), (movies, dismiss_form, html), size=sys.getsizeof(html))
-    return html
+        return cast(T, found[1])
+    made = make()
+    fragments.put(key, (source, made), size=sys.getsizeof(made))
+    return made
 
 
 @dataclass(frozen=True)

@@ -407,3 +407,17 @@ def test_a_cached_page_never_hides_a_message_and_holds_this_sessions_csrf_token(
     )
     assert answer.status_code == 302
     assert "You will not be shown Toy Story" in client.get("/for-you").get_data(as_text=True)
+
+
+def test_an_api_hit_answers_the_json_kept_with_the_cached_list(client, seed, ai, helpers):
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.toy, 4.1)]
+    helpers.log_in(client, "ann")
+    first = client.get("/api/recommendations?k=2")
+    second = client.get("/api/recommendations?k=2")
+    assert second.data == first.data and second.mimetype == "application/json"
+    assert [m["title"] for m in second.get_json()["items"]] == ["Alien", "Toy Story"]
+    assert hits_and_misses(client, "fragments") == (1, 1)
+    ai.recommendations[seed.ann] = [(seed.toy, 4.1)]
+    client.post("/api/ratings", json={"movie_id": seed.alien, "rating": 3})
+    items = client.get("/api/recommendations?k=2").get_json()["items"]
+    assert [m["title"] for m in items] == ["Toy Story"]  # not the JSON kept before
