@@ -25,7 +25,7 @@ from movierec.errors import NotFound
 from movierec.web import cache, catalog, changes, popular
 from movierec.web.ai_client import AIClient, AIUnavailable
 from movierec.web.db import get_session, read_session
-from movierec.web.users import preferred_genres, refusals
+from movierec.web.users import DEMOTE_AFTER, Refusals, preferred_genres, refusal_columns
 
 EXTENSION = "movierec.ai"
 
@@ -60,6 +60,12 @@ _TASTE = select(
 ).where(Rating.user_id == bindparam("user_id"))
 
 
+# The taste version and, for a cache miss, the user's refusals: one round trip for both.
+_TASTE_AND_REFUSALS = select(*_TASTE.selected_columns, *refusal_columns()).where(
+    Rating.user_id == bindparam("user_id")
+)
+
+
 def taste_version(session: Session, user_id: int) -> tuple:
     """What the user's recommendations depend on besides the model: how many ratings they
     have, when they last rated, when they last changed their preferred genres, and how many
@@ -71,6 +77,13 @@ def taste_version(session: Session, user_id: int) -> tuple:
     """
     # Core execution on the request's connection: the ORM adds nothing to a plain row.
     return tuple(session.connection().execute(_TASTE, {"user_id": user_id}).one())
+
+
+def taste_and_refusals(session: Session, user_id: int) -> tuple[tuple, Refusals]:
+    """:func:`taste_version` and :func:`~movierec.web.users.refusals` in one statement."""
+    params = {"user_id": user_id, "at_least": DEMOTE_AFTER}
+    row = session.connection().execute(_TASTE_AND_REFUSALS, params).one()
+    return tuple(row[:-2]), Refusals.of(row[-2:])
 
 
 def for_user(user_id: int, k: int) -> Picks:
@@ -93,7 +106,8 @@ def for_user(user_id: int, k: int) -> Picks:
     session = get_session()
     # Read before the recommender is asked: a rating made meanwhile makes the entry look
     # older than it is (refreshed next time), never newer.
-    taste = taste_version(session, user_id)
+    # Read with the taste version, though only a miss needs them: a round trip fewer there.
+    taste, said_no = taste_and_refusals(session, user_id)
     _saw(taste)
 
     def current(found: cache.Recommended) -> bool:
@@ -103,7 +117,6 @@ def for_user(user_id: int, k: int) -> Picks:
     if entry is not None:
         store.recommendations.put(key, replace(entry, stamp=stamp))
         return entry.picks
-    said_no = refusals(session, user_id)
     unwanted = set(said_no.dismissed)
     try:
         answer = ai_client().recommend(

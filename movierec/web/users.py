@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, bindparam, delete, func, select
+from sqlalchemy import ScalarSelect, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.orm import Session
 
@@ -173,17 +173,22 @@ class Refusals:
     dismissed: list[int]
     demoted_genres: list[str]
 
+    @classmethod
+    def of(cls, columns: Sequence) -> Refusals:
+        """From the values of :func:`refusal_columns` (NULL arrays when there are none)."""
+        dismissed, demoted = columns
+        return cls(list(dismissed or ()), list(demoted or ()))
+
 
 def refusals(session: Session, user_id: int, at_least: int = DEMOTE_AFTER) -> Refusals:
-    """The user's :class:`Refusals`, in one statement: it is on the path of every
-    recommendations cache miss."""
-    dismissed, demoted = (
-        session.connection().execute(_REFUSALS, {"user_id": user_id, "at_least": at_least}).one()
-    )
-    return Refusals(list(dismissed or ()), list(demoted or ()))
+    """The user's :class:`Refusals`, in one statement."""
+    row = session.connection().execute(_REFUSALS, {"user_id": user_id, "at_least": at_least})
+    return Refusals.of(row.one())
 
 
-def _refusals_query() -> Select:
+def refusal_columns() -> tuple[ScalarSelect, ScalarSelect]:
+    """The two columns :meth:`Refusals.of` reads, as scalar subqueries on the parameters
+    ``user_id`` and ``at_least``: for a statement that reads more about the user at once."""
     user = bindparam("user_id")
     dismissed = (
         select(
@@ -211,7 +216,7 @@ def _refusals_query() -> Select:
     )
     most_first = aggregate_order_by(counted.c.genre, counted.c.times.desc(), counted.c.genre)
     demoted = select(func.array_agg(most_first)).scalar_subquery()
-    return select(dismissed, demoted)
+    return dismissed, demoted
 
 
-_REFUSALS = _refusals_query()
+_REFUSALS = select(*refusal_columns())

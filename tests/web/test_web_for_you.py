@@ -94,6 +94,10 @@ def test_demoted_genres_most_dismissed_first(app, seed):
         assert found.demoted_genres == ["Crime", "Horror", "Thriller"]
         assert set(found.dismissed) == {seed.shining, seed.alien, seed.heat, seed.godfather}
         assert refusals(session, seed.ann) == Refusals([], [])
+        # The cache-miss path reads both in one statement: the same answers.
+        for user in (seed.ann, seed.bob):
+            both = picks.taste_and_refusals(session, user)
+            assert both == (picks.taste_version(session, user), refusals(session, user))
 
 
 def test_a_dismissed_movie_never_comes_back_even_from_the_popular_fallback(
