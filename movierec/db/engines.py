@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,9 +42,30 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def libpq_url(url: str) -> str:
-    """``url`` as libpq (and so ``psycopg.connect``) reads it: without SQLAlchemy's driver."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+def libpq_conninfo(
+    url: str,
+    application_name: str,
+    connect_timeout: int = 5,
+    host: str | None = None,
+    port: int | None = None,
+) -> str:
+    """A libpq connection string (for ``psycopg.connect`` and the PostgreSQL tools) with the
+    credentials and database of the SQLAlchemy ``url``; ``host`` and ``port`` replace the
+    URL's (another server of the same topology). ``application_name`` shows who is connected
+    in ``pg_stat_activity``. The URL's query parameters (``sslmode=...``) are kept."""
+    parsed = make_url(url)
+    params = {
+        **{name: value for name, value in parsed.query.items() if isinstance(value, str)},
+        "host": host or parsed.host or "127.0.0.1",
+        "port": port or parsed.port or 5432,
+        "user": parsed.username or "postgres",
+        "dbname": parsed.database or "postgres",
+        "connect_timeout": connect_timeout,
+        "application_name": application_name,
+    }
+    if parsed.password:
+        params["password"] = parsed.password
+    return make_conninfo(**params)
 
 
 def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = 5) -> Engine:

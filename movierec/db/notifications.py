@@ -22,7 +22,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
-from movierec.db.engines import libpq_url
+from movierec.db.engines import libpq_conninfo
 
 CHANNEL = "movierec_user_changes"
 # The payload that stands for "any user may have changed" (bulk loads).
@@ -53,7 +53,7 @@ class Listener:
         on_state: Callable[[bool], None],
         retry_seconds: float = 1.0,
     ):
-        self.url = libpq_url(url)
+        self.url = libpq_conninfo(url, "movierec-listener")
         self._on_change, self._on_state = on_change, on_state
         self._retry = retry_seconds
         self._stopping = threading.Event()
@@ -108,8 +108,7 @@ class Listener:
                         self._on_change(notice.extra.decode())
 
 
-_CONNECT = {
-    "connect_timeout": 5,
+_CONNECT = {  # connect_timeout is in the conninfo
     "keepalives": 1,
     "keepalives_idle": 5,
     "keepalives_interval": 2,

@@ -25,10 +25,10 @@ from enum import StrEnum
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 from movierec.config import Settings
+from movierec.db.engines import libpq_conninfo
 from movierec.db.local_server import LocalPostgres
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
 from movierec.files import write_atomically
@@ -278,18 +278,13 @@ def conninfo(settings: Settings, server: Server, timeout: float = 3.0) -> str:
     Raises :class:`ConfigError` when no database URL is set.
     """
     settings.require("database_url")
-    url = make_url(settings.database_url)
-    params = {
-        "host": server.host,
-        "port": server.live_port(),
-        "user": url.username or "postgres",
-        "dbname": url.database or "postgres",
-        "connect_timeout": max(1, round(timeout)),
-        "application_name": "movierec-admin",
-    }
-    if url.password:
-        params["password"] = url.password
-    return make_conninfo(**params)
+    return libpq_conninfo(
+        settings.database_url,
+        "movierec-admin",
+        connect_timeout=max(1, round(timeout)),
+        host=server.host,
+        port=server.live_port(),
+    )
 
 
 @contextmanager

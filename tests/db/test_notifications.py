@@ -7,10 +7,12 @@ import queue
 
 import pytest
 from alembic import command
+from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import delete, text, update
 
 from movierec.data.bulk import bulk_transaction
 from movierec.db import Database, Movie, NotInterested, Preference, Rating, User, upgrade
+from movierec.db.engines import libpq_conninfo
 from movierec.db.migrate import alembic_config
 from movierec.db.notifications import EVERYONE, Listener
 
@@ -96,3 +98,15 @@ def test_the_triggers_go_with_a_downgrade(db_url, settings, heard):
     with Database(settings) as db, db.session() as s:
         s.add(User(username="fay"))
     assert heard.next().isdigit()
+
+
+def test_libpq_conninfo_keeps_credentials_and_options_of_the_url():
+    info = conninfo_to_dict(
+        libpq_conninfo("postgresql+psycopg://bob:s%40cret@db:5433/movies?sslmode=require", "x")
+    )
+    assert info == {
+        "host": "db", "port": "5433", "user": "bob", "password": "s@cret", "dbname": "movies",
+        "sslmode": "require", "connect_timeout": "5", "application_name": "x",
+    }  # fmt: skip
+    other = conninfo_to_dict(libpq_conninfo("postgresql://u@h/d", "y", 2, host="h2", port=6))
+    assert (other["host"], other["port"], other["connect_timeout"]) == ("h2", "6", "2")

@@ -26,10 +26,9 @@ from enum import StrEnum
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
-from sqlalchemy.engine import make_url
 
 from movierec.config import Settings
+from movierec.db.engines import libpq_conninfo
 from movierec.db.topology import first_line
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
 
@@ -127,18 +126,7 @@ def partition_name(table: str, remainder: int) -> str:
 def primary_conninfo(settings: Settings) -> str:
     """A libpq connection string for ``settings.database_url``. Raises ConfigError."""
     settings.require("database_url")
-    url = make_url(settings.database_url)
-    params = {
-        "host": url.host or "127.0.0.1",
-        "port": url.port or 5432,
-        "user": url.username or "postgres",
-        "dbname": url.database or "postgres",
-        "connect_timeout": 5,
-        "application_name": "movierec-partitions",
-    }
-    if url.password:
-        params["password"] = url.password
-    return make_conninfo(**params)
+    return libpq_conninfo(settings.database_url, "movierec-partitions")
 
 
 @contextmanager
