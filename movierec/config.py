@@ -64,9 +64,10 @@ class Settings:
     ratelimit_login: str = "10 per minute"  # failed logins, per IP and per account
     ratelimit_signup: str = "10 per hour"  # sign-ups per IP
     debug: bool = False
-    # Models: which algorithm `movierec model train|refresh` uses per kind ("auto" = EASE up to
-    # ease_max_items movies, ALS above), their hyper-parameters ({algo: {param: value}}, a TOML
-    # table or JSON in MOVIEREC_ALGO_PARAMS), and how often `model refresh --every` runs.
+    # Models: which algorithm `movierec model train|refresh` uses per kind ("auto" = the EASE +
+    # ALS blend up to ease_max_items movies, ALS above), their hyper-parameters ({algo: {param:
+    # value}}, a TOML table or JSON in MOVIEREC_ALGO_PARAMS), and how often `model refresh
+    # --every` runs.
     ranking_algo: str = "auto"
     rating_algo: str = "svd"
     ease_max_items: int = 20_000

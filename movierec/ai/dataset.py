@@ -5,11 +5,19 @@ keeps both directions: ``user_ids[user_index[j]]`` is the database user of ratin
 :func:`dense_index` maps database ids back. The ratings table is streamed with a binary
 ``COPY ... TO STDOUT`` and parsed with ``np.frombuffer``: no Python object per rating, so tens
 of millions of rows read in seconds with memory for the arrays only.
+
+Movie metadata rides along when known (``genre_names``/``item_genres``/``item_years``): the
+database loader fills it from the movies table, :func:`read_movielens` from ``u.item`` (ml-100k)
+or ``movies.csv``/``movies.dat``. Collective EASE turns it into genre and decade rows; data
+without it simply trains without those rows.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import io
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +66,9 @@ class RatingsData:
     user_ids: np.ndarray  # int64, dense user index -> database id
     movie_ids: np.ndarray  # int64, dense item index -> database id
     timestamps: np.ndarray | None = None  # int64 epoch seconds, one per rating, when known
+    genre_names: np.ndarray | None = None  # str, the columns of item_genres
+    item_genres: np.ndarray | None = None  # bool (n_items, n_genres), when known
+    item_years: np.ndarray | None = None  # int32 release year per dense item, 0 = unknown
 
     @property
     def n_ratings(self) -> int:
@@ -70,6 +81,30 @@ class RatingsData:
     @property
     def n_items(self) -> int:
         return int(self.movie_ids.shape[0])
+
+    def with_movie_info(
+        self,
+        genre_names: np.ndarray | None,
+        item_genres: np.ndarray | None,
+        item_years: np.ndarray | None,
+    ) -> RatingsData:
+        """A copy carrying movie metadata (per dense item). Raises :class:`BadInput` when a
+        shape does not match."""
+        if item_genres is not None:
+            item_genres = np.asarray(item_genres, dtype=bool)
+            names = genre_names if genre_names is not None else np.arange(item_genres.shape[1])
+            if item_genres.shape != (self.n_items, len(names)):
+                raise BadInput("item_genres must be (n_items, n_genres)")
+        if item_years is not None:
+            item_years = np.asarray(item_years, dtype=np.int32)
+            if item_years.shape != (self.n_items,):
+                raise BadInput("item_years must hold one year per movie")
+        return dataclasses.replace(
+            self,
+            genre_names=None if genre_names is None else np.asarray(genre_names, dtype=np.str_),
+            item_genres=item_genres,
+            item_years=item_years,
+        )
 
     def item_counts(self) -> np.ndarray:
         """Number of ratings per dense item (int64)."""
@@ -137,6 +172,16 @@ def read_movielens(path: Path | str) -> RatingsData:
     Raises :class:`BadInput` when no such file is found or it does not parse.
     """
     path = Path(path)
+    data = _read_movielens_ratings(path)
+    folder = path if path.is_dir() else path.parent
+    try:
+        info = _read_movielens_movies(folder, data.movie_ids)
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        info = None  # metadata is optional: without it, no genre/decade rows
+    return data if info is None else data.with_movie_info(*info)
+
+
+def _read_movielens_ratings(path: Path) -> RatingsData:
     if path.is_dir():
         found = [path / n for n in ("u.data", "ratings.dat", "ratings.csv") if (path / n).exists()]
         if not found:
@@ -160,6 +205,56 @@ def read_movielens(path: Path | str) -> RatingsData:
         table[:, 2],
         table[:, 3].astype(np.int64),
     )
+
+
+YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
+
+
+def _read_movielens_movies(folder: Path, movie_ids: np.ndarray):
+    """``(genre_names, item_genres, item_years)`` from the movie file beside the ratings, or
+    None when there is none. ml-100k's ``u.item`` (release date, 19 genre flags named by
+    ``u.genre``), ml-1m's ``movies.dat`` and ml-latest's ``movies.csv`` (year in the title)."""
+    years: dict[int, int] = {}
+    if (folder / "u.item").exists():
+        names = [
+            line.split("|")[0]
+            for line in (folder / "u.genre").read_text(encoding="latin-1").splitlines()
+            if line.strip()
+        ]
+        flags: dict[int, list[str]] = {}
+        for line in (folder / "u.item").read_text(encoding="latin-1").splitlines():
+            if not line.strip():
+                continue
+            parts = line.split("|")
+            movie = int(parts[0])
+            flags[movie] = [n for n, f in zip(names, parts[5:], strict=False) if f.strip() == "1"]
+            if parts[2].strip()[-4:].isdigit():
+                years[movie] = int(parts[2].strip()[-4:])
+        genre_names = names
+    else:
+        if (folder / "movies.csv").exists():
+            with open(folder / "movies.csv", encoding="utf-8", newline="") as handle:
+                rows = list(csv.reader(handle))[1:]
+        elif (folder / "movies.dat").exists():
+            text_rows = (folder / "movies.dat").read_text(encoding="latin-1").splitlines()
+            rows = [line.split("::") for line in text_rows if line.strip()]
+        else:
+            return None
+        flags = {}
+        for movie, title, genres in ((int(r[0]), r[1], r[2]) for r in rows if len(r) >= 3):
+            flags[movie] = [g for g in genres.split("|") if g and g != "(no genres listed)"]
+            found = YEAR_IN_TITLE.search(title.strip())
+            if found:
+                years[movie] = int(found.group(1))
+        genre_names = sorted({g for gs in flags.values() for g in gs})
+    column = {name: j for j, name in enumerate(genre_names)}
+    matrix = np.zeros((movie_ids.shape[0], len(genre_names)), dtype=bool)
+    item_years = np.zeros(movie_ids.shape[0], dtype=np.int32)
+    for row, movie in enumerate(movie_ids.tolist()):
+        for genre in flags.get(movie, ()):
+            matrix[row, column[genre]] = True
+        item_years[row] = years.get(movie, 0)
+    return np.array(genre_names, dtype=np.str_), matrix, item_years
 
 
 def dense_index(sorted_ids: np.ndarray, ids: Iterable[int]) -> np.ndarray:
@@ -251,7 +346,17 @@ def _take_rows(buffer: bytearray) -> np.ndarray:
 
 
 def read_movie_genres(database: Database, movie_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Genre names and a bool matrix ``(len(movie_ids), n_genres)`` for the given movies.
+    """Genre names and a bool matrix ``(len(movie_ids), n_genres)`` for the given movies
+    (see :func:`read_movie_info`). Raises :class:`DatabaseUnavailable`."""
+    names, matrix, _ = read_movie_info(database, movie_ids)
+    return names, matrix
+
+
+def read_movie_info(
+    database: Database, movie_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Genre names, a bool matrix ``(len(movie_ids), n_genres)`` and the release year of each
+    movie (0 when unknown).
 
     Names are the schema's ``GENRES`` followed by any other genre found, sorted. The movies
     table is streamed with a server-side cursor in chunks, never held whole in Python objects.
@@ -263,18 +368,23 @@ def read_movie_genres(database: Database, movie_ids: np.ndarray) -> tuple[np.nda
         names = np.array(list(GENRES) + sorted(set(found) - set(GENRES)), dtype=np.str_)
         column = {name: j for j, name in enumerate(names.tolist())}
         matrix = np.zeros((movie_ids.shape[0], names.shape[0]), dtype=bool)
+        years = np.zeros(movie_ids.shape[0], dtype=np.int32)
         if movie_ids.size == 0:
-            return names, matrix
-        query = select(Movie.id, Movie.genres).where(Movie.genres != [])
+            return names, matrix, years
+        query = select(Movie.id, Movie.genres, Movie.year).where(
+            (Movie.genres != []) | Movie.year.is_not(None)
+        )
         result = session.execute(query.execution_options(yield_per=GENRE_CHUNK_ROWS))
         for chunk in result.partitions():
             ids = np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk))
             pos = np.minimum(np.searchsorted(movie_ids, ids), movie_ids.size - 1)
             known = (movie_ids[pos] == ids).tolist()  # movies nobody rated are not in the model
-            for row, is_known, (_, genres) in zip(pos.tolist(), known, chunk, strict=True):
+            for row, is_known, (_, genres, year) in zip(pos.tolist(), known, chunk, strict=True):
                 if is_known:
-                    matrix[row, [column[g] for g in genres]] = True
-    return names, matrix
+                    if genres:
+                        matrix[row, [column[g] for g in genres]] = True
+                    years[row] = year or 0
+    return names, matrix, years
 
 
 def to_trainset(data: RatingsData, rows: np.ndarray | None = None) -> Trainset:

@@ -1,10 +1,13 @@
-"""Serving a ranking model (EASE, ALS, popularity): top-k from a user's signals, folded in.
+"""Serving a ranking model (EASE, ALS, their blend, popularity): top-k from a user's signals.
 
 A user is a weighted set of movies, assembled per request: their ratings (from the database,
 so a rating made a second ago counts; the training ratings when the database is down), movies
 they picked as favourites, and the most rated movies of genres they prefer or searched for
-(weaker). EASE scores are ``q · B``; ALS solves the user's vector against fixed item factors.
-Each recommended movie carries the signal that contributed most to its score (``because``).
+(weaker). EASE scores are ``q · B``; ALS solves the user's vector against fixed item factors;
+the blend (form ``easeals``) adds both, each divided by its scale fixed at training time, so
+a shard still scores its movies exactly as the whole model. Each recommended movie carries the
+signal that contributed most to its score (``because``; the blend adds each signal's shares
+of both parts).
 Nobody is refused: a user with no signal at all gets popular movies marked as a fallback.
 
 >>> model = load_model(".state/models", kind="ranking")        # doctest: +SKIP
@@ -36,6 +39,7 @@ COMMON_ARRAYS = (
 FORM_ARRAYS = {
     "ease": ("ease_weights",),
     "als": ("item_factors", "item_gram"),
+    "easeals": ("ease_weights", "item_factors", "item_gram"),
     "popularity": (),
 }
 OPTIONAL_ARRAYS = ("item_norms",)  # ALS artifacts have them since ANN indexes exist
@@ -84,6 +88,8 @@ class RankingModel(ServesCandidates, Recommender):
         self._gram = None if arrays.get("item_gram") is None else np.asarray(arrays["item_gram"])
         self._reg = float(self.meta.get("reg", 0.05))
         self._alpha = float(self.meta.get("alpha", 1.0))
+        self._ease_scale = float(self.meta.get("ease_scale", 1.0))
+        self._als_scale = float(self.meta.get("als_scale", 1.0))
         n_users, n_items = self.user_ids.shape[0], self.movie_ids.shape[0]
         ok = {
             "popularity": self.popularity.shape == self._popular_order.shape == (n_items,),
@@ -96,6 +102,11 @@ class RankingModel(ServesCandidates, Recommender):
             or self._factors is not None
             and (ann.n, ann.dim) == self._factors.shape,
         }
+        if self.form == "easeals":
+            ok["blend"] = (
+                self._weights is not None and self._factors is not None
+                and self._ease_scale > 0 and self._als_scale > 0
+            )  # fmt: skip
         bad = [name for name, good in ok.items() if not good]
         if bad:
             raise ModelNotReady(f"model {self.version} is damaged: {', '.join(bad)} mismatch")
@@ -114,17 +125,25 @@ class RankingModel(ServesCandidates, Recommender):
         self._cand = self._all
         self._hot_bytes = hot_bytes
         self._signal_rows = self._hot_signal_rows()
+        # The blend's ALS part: item factors of any movie (not sliced by a shard).
+        self._factor_rows = (
+            HotRows(self._factors, self._popular_order, hot_bytes // 2)
+            if self.form == "easeals"
+            else None
+        )
 
     def _hot_signal_rows(self) -> HotRows | None:
         """What a fold-in reads per signal movie: EASE's rows of the candidates' columns, ALS's
-        item factors (any movie); the most rated movies' rows kept in memory."""
-        if self.form == "ease":
+        item factors (any movie); the most rated movies' rows kept in memory (the blend
+        splits the budget between its two parts)."""
+        if self.form in ("ease", "easeals"):
             matrix = self._cand.arrays["ease_weights"]
         elif self.form == "als":
             matrix = self._factors
         else:
             return None
-        return HotRows(matrix, self._popular_order, self._hot_bytes)
+        budget = self._hot_bytes // 2 if self.form == "easeals" else self._hot_bytes
+        return HotRows(matrix, self._popular_order, budget)
 
     @property
     def n_items(self) -> int:
@@ -258,6 +277,20 @@ class RankingModel(ServesCandidates, Recommender):
                     values[-n_low:] -= float(values[:-n_low].max() - values.min()) + 1.0
                 return self._answer(top, values, contributions, idx, explainable)
             scores = np.asarray(factors @ vector.astype(np.float32), dtype=np.float64)
+        elif self.form == "easeals":
+            scores, ease_parts = self._scores(idx, w)
+            scores /= self._ease_scale
+            confidence = self._alpha * w
+            vector, solved = fold_in(self._factor_rows, self._gram, self._reg, idx, confidence)
+            factors = cand.arrays["item_factors"]
+            scores += np.asarray(factors @ vector.astype(np.float32), np.float64) / self._als_scale
+
+            def contributions(top: np.ndarray) -> np.ndarray:
+                """Each signal's share of the blended score: both parts are sums over signals."""
+                chosen = np.asarray(factors[top], dtype=np.float64)
+                als = confidence[:, None] * (solved.T @ chosen.T)
+                return ease_parts(top) / self._ease_scale + als / self._als_scale
+
         else:
             scores, contributions = self._scores(idx, w)
         COUNTERS.add("movierec_recommender_scored_total", method="exact")
@@ -305,7 +338,8 @@ class RankingModel(ServesCandidates, Recommender):
 
     def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
         """Movies most like ``movie_id`` (only ``shard``'s when given): EASE weights ``B[i]``
-        (how strongly liking it predicts each other movie) or the cosine of ALS item factors.
+        (how strongly liking it predicts each other movie; the blend's EASE part too) or the
+        cosine of ALS item factors.
 
         Raises :class:`NotFound` for an unknown movie or a popularity model.
         """
@@ -316,7 +350,7 @@ class RankingModel(ServesCandidates, Recommender):
         i = int(found[0])
         cand = self._cand
         skip = cand.from_full(np.array([i]))
-        if self.form == "ease":
+        if self.form in ("ease", "easeals"):
             COUNTERS.add("movierec_recommender_scored_total", method="exact")
             sims = np.array(cand.arrays["ease_weights"][i], dtype=np.float64)
             sims[skip] = -np.inf

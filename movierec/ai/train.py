@@ -24,7 +24,7 @@ from movierec.ai import ann
 from movierec.ai.algorithms import RANKING, Fitted, choose_ranking_algo, get_algorithm
 from movierec.ai.algorithms.rating import FittedFactors
 from movierec.ai.artifact import ArtifactInfo, write_artifact
-from movierec.ai.dataset import RatingsData, read_movie_genres, read_ratings, user_item_matrix
+from movierec.ai.dataset import RatingsData, read_movie_info, read_ratings, user_item_matrix
 from movierec.ai.evaluation import (
     Metrics,
     TopN,
@@ -150,7 +150,8 @@ def score_top_n(
 
 
 def resolve_algo(name: str | None, n_items: int, ease_max_items: int | None = None) -> str:
-    """``auto`` (or None) becomes ``ease`` or ``als`` by catalogue size; others are checked."""
+    """``auto`` (or None) becomes ``easeals`` or ``als`` by catalogue size; others are
+    checked."""
     if name in (None, "", "auto"):
         return choose_ranking_algo(n_items, *(() if ease_max_items is None else (ease_max_items,)))
     return get_algorithm(name).name
@@ -250,7 +251,8 @@ def train_on_data(
 def read_training_data(
     database: Database, progress: StageProgress | None = None
 ) -> tuple[RatingsData, np.ndarray, np.ndarray]:
-    """Ratings, genre names and the movie-genre matrix from the database.
+    """Ratings (carrying movie genres and years), genre names and the movie-genre matrix from
+    the database.
 
     Raises :class:`ModelNotReady` when there is no rating, :class:`DatabaseUnavailable`.
     """
@@ -259,7 +261,8 @@ def read_training_data(
     if data.n_ratings == 0:
         raise ModelNotReady("the database has no ratings to train on; import or generate data")
     report("reading movie genres", 0, 1)
-    genre_names, movie_genres = read_movie_genres(database, data.movie_ids)
+    genre_names, movie_genres, years = read_movie_info(database, data.movie_ids)
+    data = data.with_movie_info(genre_names, movie_genres, years)
     report("reading movie genres", 1, 1)
     return data, genre_names, movie_genres
 
@@ -277,8 +280,8 @@ def train_model(
 ) -> TrainReport:
     """Train on every rating in the database and write a new artifact to ``model_dir``.
 
-    Without ``algo`` this is surprise's SVD with ``params``; ``algo="auto"`` picks EASE or ALS
-    by catalogue size. ``params`` always supplies ``test_size`` and ``seed``.
+    Without ``algo`` this is surprise's SVD with ``params``; ``algo="auto"`` picks the EASE +
+    ALS blend or ALS by catalogue size. ``params`` always supplies ``test_size`` and ``seed``.
     Raises :class:`ModelNotReady` when the database holds no rating, :class:`BadInput` for bad
     parameters, :class:`DatabaseUnavailable` when the database cannot be read.
     """

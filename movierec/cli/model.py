@@ -146,7 +146,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the split and of the factor start.")] = 0,
     algo: Annotated[
         str,
-        typer.Option(help=f"Algorithm: {', '.join(ALGORITHMS)}, or auto (ease/als by size)."),
+        typer.Option(help=f"Algorithm: {', '.join(ALGORITHMS)}, or auto (easeals/als by size)."),
     ] = "svd",
     param: Annotated[
         list[str] | None,
@@ -456,7 +456,7 @@ def tune(
     name = get_algorithm(algo).name
     defaults = {
         "svd": ["epochs=20,40", "lr=0.005,0.01", "reg=0.02,0.05,0.1"],
-        "ease": ["lam=200,300,400,600", "rating_weight=0,0.2"],
+        "ease": ["lam=400,700,1000,1500", "rating_weight=0,0.2"],
         "als": ["factors=32,64,128", "alpha=1,2,5"],
     }
     specs = grid or defaults.get(name)

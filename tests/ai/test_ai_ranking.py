@@ -26,7 +26,7 @@ GENRES = np.array(["Comedy", "Horror"])
 FAST = {
     "svd": {"factors": 4, "epochs": 5}, "svdpp": {"factors": 4, "epochs": 3},
     "nmf": {"factors": 4, "epochs": 10}, "als": {"factors": 8, "iterations": 5},
-    "ease": {"lam": 10},
+    "ease": {"lam": 10}, "easeals": {"lam": 10, "factors": 8, "iterations": 5, "reg": 0.5},
 }  # fmt: skip
 
 
@@ -59,7 +59,7 @@ def groups():
 
 @pytest.fixture(scope="module")
 def ranking_dir(groups, tmp_path_factory):
-    """One EASE, one ALS and one popularity artifact."""
+    """One EASE, one ALS, one EASE + ALS and one popularity artifact."""
     data, genres = groups
     model_dir = tmp_path_factory.mktemp("ranking")
     versions = {
@@ -67,7 +67,7 @@ def ranking_dir(groups, tmp_path_factory):
             data, model_dir, algo, FAST.get(algo), test_size=0.2,
             genre_names=GENRES, movie_genres=genres,
         ).artifact.version
-        for algo in ("popularity", "als", "ease")
+        for algo in ("popularity", "als", "ease", "easeals")
     }  # fmt: skip
     return model_dir, versions
 
@@ -119,7 +119,7 @@ def test_numpy_estimates_equal_surprise_predictions(name, surprise_algo, groups)
     assert ours == pytest.approx(theirs, abs=1e-5)
 
 
-@pytest.mark.parametrize("algo", ["ease", "als"])
+@pytest.mark.parametrize("algo", ["ease", "als", "easeals"])
 def test_a_new_user_is_folded_in_from_favourites_and_fresh_ratings(algo, ranking_dir):
     model_dir, versions = ranking_dir
     model = load_model(model_dir, versions[algo])

@@ -41,8 +41,8 @@ def catalogue():
 
 @pytest.fixture(scope="module")
 def models(catalogue, tmp_path_factory):
-    """SVD and ALS with an ANN index (threshold lowered to 1,000 movies); EASE (no index) on
-    the 600 most rated movies, to keep its dense n² fit fast."""
+    """SVD and ALS with an ANN index (threshold lowered to 1,000 movies); EASE and the EASE +
+    ALS blend (no index) on the 600 most rated movies, to keep the dense n² fit fast."""
     data, genres = catalogue
     model_dir = tmp_path_factory.mktemp("serving")
     params = {"svd": {"factors": 8, "epochs": 20}, "als": {"factors": 8, "iterations": 5}}
@@ -61,6 +61,10 @@ def models(catalogue, tmp_path_factory):
     versions["ease"] = train_on_data(
         small, model_dir, "ease", {"lam": 50}, test_size=0, genre_names=GENRES,
         movie_genres=genres[:600], ann_min_items=1000,
+    ).artifact.version  # fmt: skip
+    versions["easeals"] = train_on_data(
+        small, model_dir, "easeals", {"lam": 50, "factors": 8, "iterations": 5, "reg": 0.5},
+        test_size=0, genre_names=GENRES, movie_genres=genres[:600], ann_min_items=1000,
     ).artifact.version  # fmt: skip
     return model_dir, versions
 
@@ -120,7 +124,7 @@ def merge(answers, k):
     return [m for m, _ in sorted(pairs, key=lambda p: (-p[1], p[0]))[:k]]
 
 
-@pytest.mark.parametrize("algo", ["svd", "als", "ease"])
+@pytest.mark.parametrize("algo", ["svd", "als", "ease", "easeals"])
 def test_merged_shards_equal_the_unsharded_top_k_per_request_and_fixed(algo, models, catalogue):
     data, _ = catalogue
     model_dir, versions = models
