@@ -2,7 +2,8 @@
 
 Steps, each skipped when its result is already there (a second run starts in seconds):
 a private PostgreSQL under ``state_dir/postgres``, the schema, sample data (synthetic, or a
-MovieLens release), a demo account with a few ratings, a trained model, then one recommender
+MovieLens release), a demo account with a few ratings, the two trained models (the ranking
+model for recommendations, the rating model for predicted stars), then one recommender
 server and one web server: a local cluster of one of each (:mod:`movierec.cluster`), without a
 director. :meth:`Demo.stop` stops all of it. ``movierec cluster up`` prepares the same data.
 """
@@ -18,7 +19,8 @@ import numpy as np
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
-from movierec.ai import newest_version, train_model
+from movierec.ai import train_model
+from movierec.ai.registry import newest_of_kind
 from movierec.cluster import control as cluster
 from movierec.cluster.members import ClusterRecord
 from movierec.cluster.spec import ClusterSpec
@@ -122,13 +124,26 @@ def _demo_picks(session) -> tuple[list[int], list[int]]:
 
 
 def ensure_model(database: Database, settings: Settings, say: Say) -> None:
-    if version := newest_version(settings.model_dir):
-        say(f"model: {version}")
-        return
-    say("model: training (surprise SVD) ...")
-    report = train_model(database, settings.model_dir)
-    rmse = f", hold-out RMSE {report.metrics.rmse:.3f}" if report.metrics else ""
-    say(f"model: {report.artifact.version}{rmse}")
+    """Both models the site needs, unless the model directory has them: the ranking model
+    that picks recommendations (``auto``: the EASE + ALS blend at the demo's size) and the
+    rating model (surprise SVD) that predicts the stars on movie pages."""
+    for kind, algo, label in (
+        ("ranking", "auto", "ranking model (recommendations)"),
+        ("rating", None, "rating model, surprise SVD (predicted stars)"),
+    ):
+        if version := newest_of_kind(settings.model_dir, kind):
+            say(f"model: {version}")
+            continue
+        say(f"model: training the {label} ...")
+        report = train_model(
+            database, settings.model_dir, algo=algo, ease_max_items=settings.ease_max_items
+        )
+        quality = ""
+        if report.top_n is not None:
+            quality = f", hold-out NDCG@10 {report.top_n.ndcg:.3f}"
+        elif report.metrics:
+            quality = f", hold-out RMSE {report.metrics.rmse:.3f}"
+        say(f"model: {report.artifact.version}{quality}")
 
 
 def start_demo(settings: Settings, options: DemoOptions, say: Say) -> Demo:

@@ -28,7 +28,7 @@ from movierec.ai.algorithms.ease import signal_weights
 from movierec.ai.ann import AnnIndex
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar
 from movierec.ai.candidates import Candidates, HotRows, ServesCandidates, Shard, check_k, top_k
-from movierec.ai.dataset import dense_index
+from movierec.ai.dataset import dense_index, dense_lookup
 from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady, NotFound
 
@@ -179,10 +179,8 @@ class RankingModel(ServesCandidates, Recommender):
             stars.update(zip(items, np.asarray(self._values[start:end]).tolist(), strict=True))
         if signals.ratings:
             movie_ids, values = zip(*signals.ratings, strict=True)
-            for movie_id, value in zip(movie_ids, values, strict=True):
-                found = dense_index(self.movie_ids, (movie_id,))
-                if found.size:
-                    stars[int(found[0])] = float(value)
+            pos, found = dense_lookup(self.movie_ids, np.array(movie_ids, dtype=np.int64))
+            stars.update(zip(pos[found].tolist(), np.array(values)[found].tolist(), strict=True))
         for idx in dense_index(self.movie_ids, signals.liked).tolist():
             stars[idx] = max(stars.get(idx, 0.0), LIKED_STARS)
         seen = set(stars)
