@@ -259,7 +259,7 @@ def _read_movielens_movies(folder: Path, movie_ids: np.ndarray):
 
 def dense_index(sorted_ids: np.ndarray, ids: Iterable[int]) -> np.ndarray:
     """Dense indices of those ``ids`` present in ``sorted_ids`` (absent ones are dropped)."""
-    pos, found = dense_lookup(sorted_ids, np.fromiter((int(i) for i in ids), dtype=np.int64))
+    pos, found = dense_lookup(sorted_ids, np.fromiter(ids, dtype=np.int64))
     return pos[found]
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Float, Select, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from movierec.ai.base import Signals
@@ -33,7 +33,8 @@ def _context_query(with_genres: bool) -> Select:
     ratings = (
         select(
             func.array_agg(Rating.movie_id).label("movie_ids"),
-            func.array_agg(Rating.rating).label("stars"),
+            # float8, not numeric: no per-element conversion of the array when it is read.
+            func.array_agg(cast(Rating.rating, Float)).label("stars"),
             func.max(Rating.rated_at).label("last_rated_at"),
         )
         .where(Rating.user_id == user)
