@@ -144,14 +144,16 @@ def top_n_table(data: RatingsData, skip_slow: bool) -> None:
 
 
 def synthetic(n_ratings: int, n_users: int, n_items: int, seed: int = 0) -> RatingsData:
-    """Ratings with a Zipf-like movie popularity; duplicates dropped."""
+    """Ratings with a Zipf-like movie popularity, at random times within a year (so that
+    collective EASE builds its session and window rows); duplicates dropped."""
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, n_items + 1) ** 0.8
     items = rng.choice(n_items, size=int(n_ratings * 1.1), p=weights / weights.sum())
     users = rng.integers(0, n_users, size=items.size)
     pairs = np.unique(users.astype(np.int64) * n_items + items)[:n_ratings]
     stars = rng.integers(1, 11, size=pairs.size) / 2
-    return ratings_from_arrays(pairs // n_items, pairs % n_items, stars)
+    stamps = 1_700_000_000 + rng.integers(0, 365 * 86_400, size=pairs.size)
+    return ratings_from_arrays(pairs // n_items, pairs % n_items, stars, stamps)
 
 
 def child_measure(spec: str) -> None:
@@ -191,6 +193,7 @@ def scale_table(large: bool = False) -> None:
         ("als", 100_000, 1_000, 1_700, {}), ("als", 1_000_000, 6_000, 4_000, {}),
         ("ease", 100_000, 1_000, 1_700, {}), ("ease", 1_000_000, 6_000, 4_000, {}),
         ("ease", 1_000_000, 6_000, 8_000, {}), ("ease", 1_000_000, 6_000, 12_000, {}),
+        ("easeals", 100_000, 1_000, 1_700, {}), ("easeals", 1_000_000, 6_000, 4_000, {}),
         ("als", 1_000_000, 6_000, 100_000, {}),
     ]  # fmt: skip
     for name, n_ratings, n_users, n_items, given in cases + (LARGE_CASES if large else []):
