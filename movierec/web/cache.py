@@ -409,8 +409,8 @@ def derived(source: object, kind: Hashable, make: Callable[[], T]) -> T:
 
     ``source`` is a cached value: the same object on every hit, so what is derived from it
     is looked up by its identity (kept in the entry, so that the id cannot be reused while
-    the entry lives). Only the string counts towards the cache's size: ``source`` is
-    counted where it is cached.
+    the entry lives). ``source`` counts towards this cache's size too: the entry keeps it
+    alive after its own cache has let it go.
     """
     fragments = caches().fragments
     key = (id(source), kind)
@@ -418,7 +418,7 @@ def derived(source: object, kind: Hashable, make: Callable[[], T]) -> T:
     if found is not None:
         return cast(T, found[1])
     made = make()
-    fragments.put(key, (source, made), size=sys.getsizeof(made))
+    fragments.put(key, (source, made), size=sys.getsizeof(made) + approx_size(source))
     return made
 
 
@@ -446,7 +446,8 @@ def cached_page(movies: tuple, render: Callable[[], str]) -> str:
         return page.html
     html = render()  # may give the session its CSRF token
     page = Page(movies, current_user.name, current_user.is_admin, session.get(CSRF), html)
-    pages.put(current_user.id, page, size=sys.getsizeof(html))
+    # The list too: the page keeps it alive after the recommendations cache lets it go.
+    pages.put(current_user.id, page, size=sys.getsizeof(html) + approx_size(movies))
     return html
 
 
