@@ -397,8 +397,8 @@ def movie_list_html(
     """
 
     def render() -> Markup:
-        items = "".join([movie_html(m, dismiss_form) for m in movies])
-        return Markup(f'<ul class="movies">\n{items}\n</ul>\n')
+        macro = get_template_attribute("_macros.html", "movie_list")
+        return Markup(macro(movies, items=[movie_html(m, dismiss_form) for m in movies]))
 
     return derived(movies, ("movie_list", dismiss_form), render)
 
@@ -463,12 +463,13 @@ def _shows(page: Page, movies: tuple) -> bool:
 def movie_html(movie: catalog.MovieItem, dismiss_form: str | None = None) -> Markup:
     """One movie as the ``movie_item`` macro renders it; the same for every list that shows
     it (the score, which differs per user, is not shown)."""
+    store = caches().movie_html
     key = (replace(movie, score=None), dismiss_form)
-    found = caches().movie_html.get(key)
+    found = store.get(key)
     if found is None:
         macro = get_template_attribute("_macros.html", "movie_item")
         found = Markup(macro(movie, dismiss_form))
-        caches().movie_html.put(key, found, size=sys.getsizeof(found) * 2)  # key ~ value
+        store.put(key, found, size=sys.getsizeof(found) * 2)  # key ~ value
     return found
 
 

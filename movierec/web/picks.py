@@ -61,9 +61,7 @@ _TASTE = select(
 
 
 # The taste version and, for a cache miss, the user's refusals: one round trip for both.
-_TASTE_AND_REFUSALS = select(*_TASTE.selected_columns, *refusal_columns()).where(
-    Rating.user_id == bindparam("user_id")
-)
+_TASTE_AND_REFUSALS = _TASTE.add_columns(*refusal_columns())
 
 
 def taste_version(session: Session, user_id: int) -> tuple:
