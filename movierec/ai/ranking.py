@@ -218,6 +218,20 @@ class RankingModel(ServesCandidates, Recommender):
 
         return scores, contributions
 
+    def _folded_in(self, rows: HotRows | None, idx: np.ndarray, w: np.ndarray):
+        """The ALS user vector solved from the signals (their item factors read through
+        ``rows``), the candidates' item factors, and a function explaining chosen candidates
+        by signal."""
+        confidence = self._alpha * w
+        vector, solved = fold_in(rows, self._gram, self._reg, idx, confidence)
+        factors = self._cand.arrays["item_factors"]
+
+        def contributions(top: np.ndarray) -> np.ndarray:
+            chosen = np.asarray(factors[top], dtype=np.float64)
+            return confidence[:, None] * (solved.T @ chosen.T)
+
+        return vector, factors, contributions
+
     def recommend(
         self,
         user_id: int,
@@ -260,14 +274,7 @@ class RankingModel(ServesCandidates, Recommender):
             excluded | set(cand.from_full(np.fromiter(seen, np.int64)).tolist()), dtype=np.int64
         )
         if self.form == "als":
-            confidence = self._alpha * w
-            vector, solved = fold_in(self._signal_rows, self._gram, self._reg, idx, confidence)
-            factors = cand.arrays["item_factors"]
-
-            def contributions(top: np.ndarray) -> np.ndarray:
-                chosen = np.asarray(factors[top], dtype=np.float64)
-                return confidence[:, None] * (solved.T @ chosen.T)
-
+            vector, factors, contributions = self._folded_in(self._signal_rows, idx, w)
             if cand.ann is not None:
                 query = vector.astype(np.float32)
                 top, values, n_low = cand.ann_top(
@@ -280,16 +287,12 @@ class RankingModel(ServesCandidates, Recommender):
         elif self.form == "easeals":
             scores, ease_parts = self._scores(idx, w)
             scores /= self._ease_scale
-            confidence = self._alpha * w
-            vector, solved = fold_in(self._factor_rows, self._gram, self._reg, idx, confidence)
-            factors = cand.arrays["item_factors"]
+            vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
             scores += np.asarray(factors @ vector.astype(np.float32), np.float64) / self._als_scale
 
             def contributions(top: np.ndarray) -> np.ndarray:
                 """Each signal's share of the blended score: both parts are sums over signals."""
-                chosen = np.asarray(factors[top], dtype=np.float64)
-                als = confidence[:, None] * (solved.T @ chosen.T)
-                return ease_parts(top) / self._ease_scale + als / self._als_scale
+                return ease_parts(top) / self._ease_scale + als_parts(top) / self._als_scale
 
         else:
             scores, contributions = self._scores(idx, w)

@@ -89,11 +89,7 @@ class EaseAls(Algorithm):
 
     def fit(self, data: RatingsData, rows, params: Mapping[str, Any], seed: int) -> Fitted:
         ease = FittedEase(fit_ease(data, rows, params, self.name), params["rating_weight"])
-        als_params = {
-            name: params[name]
-            for name in ("factors", "reg", "alpha", "iterations", "rating_weight", "threads")
-        }
-        als = Als().fit(data, rows, als_params, seed)
+        als = Als().fit(data, rows, {p.name: params[p.name] for p in Als.params}, seed)
         assert isinstance(als, FittedAls)
         seen = user_item_matrix(data, rows, "rating")
         users = np.flatnonzero(np.diff(seen.indptr) > 0)

@@ -43,9 +43,12 @@ from movierec.errors import BadInput
 NEUTRAL_RATING = 3.0
 DENSE_BLOCK_ROWS, GRAM_CHUNK = 256, 2048
 FIRST_DECADE, N_DECADES = 1920, 9  # decade rows: <1930, 1930s, ..., 1990s and later
-SIDE_PARAMS = (
-    "session_weight", "liked_weight", "genre_weight", "decade_weight", "window_weight"
-)  # fmt: skip
+# Each block of side rows (as side_rows names it) and the parameter weighing it.
+BLOCK_WEIGHTS = {
+    "sessions": "session_weight", "liked": "liked_weight", "genres": "genre_weight",
+    "decades": "decade_weight", "windows": "window_weight",
+}  # fmt: skip
+SIDE_PARAMS = tuple(BLOCK_WEIGHTS.values())
 
 
 def signal_weights(ratings: np.ndarray, rating_weight: float) -> np.ndarray:
@@ -110,17 +113,10 @@ def collective_gram(
     :func:`side_rows`: ``XᵀX + Σ w² SᵀS``."""
     x = user_item_matrix(data, rows, "binary")
     gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
-    weights = {
-        "sessions": params.get("session_weight", 0.0),
-        "liked": params.get("liked_weight", 0.0),
-        "genres": params.get("genre_weight", 0.0),
-        "decades": params.get("decade_weight", 0.0),
-        "windows": params.get("window_weight", 0.0),
-    }
     for name, block in side_rows(data, rows, params).items():
         if not block.nnz:
             continue
-        w2 = float(weights[name]) ** 2
+        w2 = float(params[BLOCK_WEIGHTS[name]]) ** 2
         if block.shape[0] <= DENSE_BLOCK_ROWS:  # genres, decades: few, long rows
             dense = block.toarray().astype(np.float64)
             for start in range(0, gram.shape[1], GRAM_CHUNK):
