@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Float, Select, bindparam, cast, func, select
+from sqlalchemy import Float, Row, Select, bindparam, cast, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from movierec.ai.base import Signals
@@ -114,10 +114,9 @@ class UserContextReader:
         answer."""
         if self.database is None or self._clock() < self._down_until:
             return UserContext()
+        statement = _CONTEXT_WITH_GENRES if want_genres else _CONTEXT
         try:
-            with self.database.autocommit(readonly=True) as conn:
-                row = conn.execute(_CONTEXT_WITH_GENRES if want_genres else _CONTEXT,
-                                   {"user_id": user_id}).one()  # fmt: skip
+            row = self._read_row(self.database, statement, user_id)
         except DatabaseUnavailable as exc:
             self._down_until = self._clock() + self.retry_after
             log.warning("answering from the model alone for %.0fs: %s", self.retry_after, exc)
@@ -135,3 +134,18 @@ class UserContextReader:
             searched_genres=tuple(dict.fromkeys(found.get("searched") or ())),
             last_rated_at=row.last_rated_at.timestamp() if row.last_rated_at else None,
         )
+
+    def _read_row(self, database: Database, statement: Select, user_id: int) -> Row:
+        """The statement's one row; read again when the pooled connection turned out dead (a
+        restarted or failed-over server), as the pool has then dropped every old one."""
+
+        def read() -> Row:
+            with database.autocommit(readonly=True) as conn:
+                return conn.execute(statement, {"user_id": user_id}).one()
+
+        try:
+            return read()
+        except DatabaseUnavailable as exc:
+            if not getattr(exc.__cause__, "connection_invalidated", False):
+                raise
+        return read()

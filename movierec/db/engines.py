@@ -4,8 +4,12 @@ Writes go to the primary. Reads that may be a moment stale (search, movie pages)
 replica when one is configured; :meth:`Database.session` with ``readonly=True`` picks it and
 falls back to the primary when the replica does not answer.
 
-Connections are pooled per process by SQLAlchemy's QueuePool (psycopg connections, checked
-with a ping before use), so no separate psycopg_pool is needed. Every connection runs with
+Connections are pooled per process by SQLAlchemy's QueuePool (psycopg connections), so no
+separate psycopg_pool is needed. A connection that sat idle in the pool for more than
+``PING_AFTER_IDLE`` seconds is pinged before use (a server restarted or failed over meanwhile
+closed it); one in steady use is not: under load a ping per checkout was a round trip per
+request. A connection that dies while in steady use fails its statement once, which
+invalidates the whole pool, so the next checkout connects afresh. Every connection runs with
 ``statement_timeout`` (``settings.statement_timeout_ms``): a statement past it is cancelled
 by the server and :meth:`Database.session` raises :class:`QueryTimeout`. Long jobs (bulk
 loads, partition moves, rollbacks) lift it for their own transaction with ``SET LOCAL``.
@@ -13,20 +17,23 @@ loads, partition moves, rollbacks) lift it for their own transaction with ``SET 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from typing import Any
 
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from movierec.config import Settings
 from movierec.errors import DatabaseUnavailable
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
+PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
 
 
 class QueryTimeout(DatabaseUnavailable):
@@ -70,16 +77,40 @@ def libpq_conninfo(
 
 def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = 5) -> Engine:
     """An engine whose connections time out statements after ``statement_timeout_ms``."""
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         connect_args={
             "options": f"-c statement_timeout={statement_timeout_ms}",
             "connect_timeout": 5,
         },
     )
+    _ping_when_idle(engine, PING_AFTER_IDLE)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, only for connections idle over ``idle_seconds``."""
+    returned = "movierec_returned_at"
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _fresh(_dbapi_conn: Any, record: Any) -> None:
+        record.info[returned] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        at = record.info.get(returned)
+        if at is not None and time.monotonic() - at < idle_seconds:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error:
+            alive = False
+        if not alive:
+            # The pool drops this connection and checks out another (a fresh one if need be).
+            raise DisconnectionError("connection closed while idle in the pool")
 
 
 class Database:

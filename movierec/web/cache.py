@@ -52,7 +52,7 @@ import cachetools
 from flask import Flask, current_app, get_template_attribute, session
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from movierec.config import Settings
 from movierec.web import catalog
@@ -372,14 +372,14 @@ def search(query: catalog.SearchQuery) -> catalog.SearchPage:
     return page
 
 
-def listed_movies(session: Session, ids: set[int]) -> dict[int, catalog.MovieItem]:
+def listed_movies(conn: Connection, ids: set[int]) -> dict[int, catalog.MovieItem]:
     """:func:`catalog.movie_rows` through the ``listings`` cache: only the movies not in it
     are read from the database."""
     listings = caches().listings
     found = {i: m for i in ids if (m := listings.get(i)) is not None}
     missing = ids - found.keys()
     if missing:
-        read = catalog.movie_rows(session, missing)
+        read = catalog.movie_rows(conn, missing)
         for movie_id, movie in read.items():
             listings.put(movie_id, movie)
         found |= read

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from flask import abort
-from sqlalchemy import Row, Text, func, literal, select
+from sqlalchemy import Connection, Row, Text, func, literal, select
 from sqlalchemy.orm import Session
 
 from movierec.db.schema import GENRES, Movie, Rating
@@ -147,10 +147,10 @@ def with_rating_stats(session: Session, movie: MovieItem) -> MovieItem:
 
 
 def movies_by_ids(
-    session: Session,
+    conn: Connection,
     scored: Iterable[tuple[int, float]],
     because: Mapping[int, int] | None = None,
-    rows: Callable[[Session, set[int]], Mapping[int, MovieItem]] | None = None,
+    rows: Callable[[Connection, set[int]], Mapping[int, MovieItem]] | None = None,
 ) -> list[MovieItem]:
     """The movies for ``(id, score)`` pairs, in the given order; unknown ids drop.
 
@@ -162,7 +162,7 @@ def movies_by_ids(
     if not scores:
         return []
     reasons = {i: b for i, b in (because or {}).items() if i in scores}
-    by_id = (rows or movie_rows)(session, set(scores) | set(reasons.values()))
+    by_id = (rows or movie_rows)(conn, set(scores) | set(reasons.values()))
     return [
         replace(by_id[i], score=scores[i], because=_title(by_id.get(reasons.get(i))))
         for i in scores
@@ -170,12 +170,9 @@ def movies_by_ids(
     ]
 
 
-def movie_rows(session: Session, ids: set[int]) -> dict[int, MovieItem]:
+def movie_rows(conn: Connection, ids: set[int]) -> dict[int, MovieItem]:
     """The movies of ``ids`` that exist, by id, in one query (no rating statistics)."""
-    return {
-        row.id: _item(row)
-        for row in session.connection().execute(select(*_COLUMNS).where(Movie.id.in_(ids)))
-    }
+    return {row.id: _item(row) for row in conn.execute(select(*_COLUMNS).where(Movie.id.in_(ids)))}
 
 
 def _title(movie: MovieItem | None) -> str | None:

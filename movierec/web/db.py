@@ -6,6 +6,11 @@ layer keeps owning driver errors (it turns an unreachable server into
 that fails must become an error page, not a lost write behind a success page. Whatever is still
 open at teardown is rolled back.
 
+The hottest reads (who the user is, their taste version) are single statements that need no
+transaction: :func:`connection` gives them an autocommit connection to the primary, which
+spares a page that only reads the BEGIN and ROLLBACK round trips of a session. Under READ
+COMMITTED each statement sees its own snapshot either way.
+
 Read-your-writes: pages that only read use :func:`read_session`, which goes to a replica when
 one is configured. A replica replays the primary's changes a little later, so a user who just
 rated a movie could see the page without their rating. After a write, views call
@@ -26,7 +31,7 @@ from contextlib import AbstractContextManager
 from typing import cast
 
 from flask import Flask, current_app, g, has_request_context, session
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from movierec.db import Database
@@ -65,6 +70,20 @@ def get_session() -> Session:
             raise
         g.db_scope, g.db_session = scope, session
     return cast(Session, g.db_session)
+
+
+def connection() -> Connection:
+    """The request's autocommit Core connection to the primary, opened on first use, for
+    reads of one statement each that must see the latest writes. It does not see what the
+    request's session has written and not yet committed.
+
+    Raises :class:`DatabaseUnavailable` when the server cannot be reached.
+    """
+    if "db_connection" not in g:
+        scope = database().autocommit()
+        g.db_connection = scope.__enter__()
+        g.db_connection_scope = scope
+    return cast(Connection, g.db_connection)
 
 
 def commit() -> None:
@@ -121,6 +140,13 @@ class _RequestEnded(Exception):
 
 
 def _end_session(_exc: BaseException | None) -> None:
+    g.pop("db_connection", None)
+    reader = g.pop("db_connection_scope", None)
+    if reader is not None:
+        try:
+            reader.__exit__(None, None, None)
+        except MovierecError as exc:
+            log.warning("closing the request's database connection: %s", exc)
     scope = _pop_scope()
     if scope is None:
         return

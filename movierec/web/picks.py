@@ -17,14 +17,13 @@ from typing import Any, cast
 from flask import current_app
 from flask import session as flask_session
 from flask_login import current_user
-from sqlalchemy import ScalarSelect, bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, ScalarSelect, bindparam, func, select
 
 from movierec.db.schema import NotInterested, Preference, Rating
 from movierec.errors import NotFound
 from movierec.web import cache, catalog, changes, popular
 from movierec.web.ai_client import AIClient, AIUnavailable
-from movierec.web.db import get_session, read_session
+from movierec.web.db import connection, get_session, read_session
 from movierec.web.users import DEMOTE_AFTER, Refusals, preferred_genres, refusal_columns
 
 EXTENSION = "movierec.ai"
@@ -64,7 +63,7 @@ _TASTE = select(
 _TASTE_AND_REFUSALS = _TASTE.add_columns(*refusal_columns())
 
 
-def taste_version(session: Session, user_id: int) -> tuple:
+def taste_version(conn: Connection, user_id: int) -> tuple:
     """What the user's recommendations depend on besides the model: how many ratings they
     have, when they last rated, when they last changed their preferred genres, and how many
     movies they dismissed ("not interested") and when they last did.
@@ -73,14 +72,13 @@ def taste_version(session: Session, user_id: int) -> tuple:
     primary (a replica may lag behind the rating that was just made): index lookups on the
     ratings' and the dismissals' primary keys.
     """
-    # Core execution on the request's connection: the ORM adds nothing to a plain row.
-    return tuple(session.connection().execute(_TASTE, {"user_id": user_id}).one())
+    return tuple(conn.execute(_TASTE, {"user_id": user_id}).one())
 
 
-def taste_and_refusals(session: Session, user_id: int) -> tuple[tuple, Refusals]:
+def taste_and_refusals(conn: Connection, user_id: int) -> tuple[tuple, Refusals]:
     """:func:`taste_version` and :func:`~movierec.web.users.refusals` in one statement."""
     params = {"user_id": user_id, "at_least": DEMOTE_AFTER}
-    row = session.connection().execute(_TASTE_AND_REFUSALS, params).one()
+    row = conn.execute(_TASTE_AND_REFUSALS, params).one()
     return tuple(row[:-2]), Refusals.of(row[-2:])
 
 
@@ -101,11 +99,10 @@ def for_user(user_id: int, k: int) -> Picks:
         hit = store.recommendations.get(key, valid=lambda found: found is entry)
         if hit is not None:  # else replaced or dropped just now: compare as below
             return hit.picks
-    session = get_session()
     # Read before the recommender is asked: a rating made meanwhile makes the entry look
     # older than it is (refreshed next time), never newer.
     # Read with the taste version, though only a miss needs them: a round trip fewer there.
-    taste, said_no = taste_and_refusals(session, user_id)
+    taste, said_no = taste_and_refusals(connection(), user_id)
     _saw(taste)
 
     def current(found: cache.Recommended) -> bool:
@@ -121,6 +118,7 @@ def for_user(user_id: int, k: int) -> Picks:
             user_id, k, exclude=said_no.dismissed, demote_genres=said_no.demoted_genres
         )
     except AIUnavailable:
+        session = get_session()
         liked = preferred_genres(session, user_id)
         movies = popular.for_user(session, user_id, liked, k + len(unwanted))
         kept = tuple(m for m in movies if m.id not in unwanted)[:k]
@@ -128,7 +126,7 @@ def for_user(user_id: int, k: int) -> Picks:
     # Also here: the recommender is sent the newest dismissals only, and may be older code.
     items = [i for i in answer.items if i.movie_id not in unwanted]
     movies = catalog.movies_by_ids(
-        session,
+        connection(),
         ((i.movie_id, i.score) for i in items),
         because={i.movie_id: i.because for i in items if i.because is not None},
         rows=cache.listed_movies,
@@ -182,7 +180,7 @@ def similar_to(movie_id: int, k: int) -> Picks:
     else:
         items = ((i.movie_id, i.score) for i in answer.items if i.movie_id != movie_id)
         with read_session() as session:
-            movies = catalog.movies_by_ids(session, items, rows=cache.listed_movies)
+            movies = catalog.movies_by_ids(session.connection(), items, rows=cache.listed_movies)
         found = Picks(tuple(movies), answer.model_version)
         if answer.partial:
             return found

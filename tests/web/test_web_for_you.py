@@ -96,8 +96,9 @@ def test_demoted_genres_most_dismissed_first(app, seed):
         assert refusals(session, seed.ann) == Refusals([], [])
         # The cache-miss path reads both in one statement: the same answers.
         for user in (seed.ann, seed.bob):
-            both = picks.taste_and_refusals(session, user)
-            assert both == (picks.taste_version(session, user), refusals(session, user))
+            conn = session.connection()
+            both = picks.taste_and_refusals(conn, user)
+            assert both == (picks.taste_version(conn, user), refusals(session, user))
 
 
 def test_a_dismissed_movie_never_comes_back_even_from_the_popular_fallback(
@@ -128,12 +129,12 @@ def test_a_dismissed_movie_is_dropped_even_when_the_recommender_returns_it(
 def test_taste_version_changes_on_dismissal_and_undo(app, seed):
     with app.test_request_context():
         session = get_session()
-        before = picks.taste_version(session, seed.ann)
+        before = picks.taste_version(session.connection(), seed.ann)
         dismiss(session, seed.ann, seed.alien)
-        dismissed_once = picks.taste_version(session, seed.ann)
+        dismissed_once = picks.taste_version(session.connection(), seed.ann)
         assert dismissed_once != before
         session.execute(NotInterested.__table__.delete().where(NotInterested.user_id == seed.ann))
-        assert picks.taste_version(session, seed.ann) == before
+        assert picks.taste_version(session.connection(), seed.ann) == before
 
 
 def test_account_page_lists_dismissed_movies_and_undo_brings_them_back(

@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response
 from movierec.db.schema import User
 from movierec.web import cache, changes
 from movierec.web.auth import tokens
-from movierec.web.db import commit, get_session
+from movierec.web.db import commit, connection, get_session
 
 login_manager = LoginManager()
 login_manager.login_message = "Log in to see that page."
@@ -131,9 +131,9 @@ def _known_user(user_id: int, cached: bool = True) -> CurrentUser | None:
         if found is not None:
             return cast(CurrentUser, found.value)
     stamp = changes.now()
-    # Core, on the session's connection: the ORM's identity-map load and execute machinery
-    # cost more than the query itself on this hot path.
-    row = get_session().connection().execute(_USER, {"user_id": user_id}).one_or_none()
+    # Core, on the request's autocommit connection: the ORM's identity-map load and execute
+    # machinery, and a transaction's BEGIN and ROLLBACK, cost more than the query itself.
+    row = connection().execute(_USER, {"user_id": user_id}).one_or_none()
     if row is None:
         return None
     user = CurrentUser.of(row)
