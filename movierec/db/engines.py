@@ -34,6 +34,7 @@ from movierec.errors import DatabaseUnavailable
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
 PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
+_clock = time.monotonic  # the pool's idle times (tests move it)
 
 
 class QueryTimeout(DatabaseUnavailable):
@@ -97,12 +98,12 @@ def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
     @event.listens_for(engine, "connect")
     @event.listens_for(engine, "checkin")
     def _fresh(_dbapi_conn: Any, record: Any) -> None:
-        record.info[returned] = time.monotonic()
+        record.info[returned] = _clock()
 
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         at = record.info.get(returned)
-        if at is not None and time.monotonic() - at < idle_seconds:
+        if at is not None and _clock() - at < idle_seconds:
             return
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
