@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from movierec.ai.algorithms.als import fold_in
-from movierec.ai.algorithms.ease import signal_weights
+from movierec.ai.algorithms.ease import signal_weights, weighted_row_sum
 from movierec.ai.ann import AnnIndex
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar
 from movierec.ai.candidates import Candidates, HotRows, ServesCandidates, Shard, check_k, top_k
@@ -206,14 +206,12 @@ class RankingModel(ServesCandidates, Recommender):
         row (EASE)."""
         rows = np.asarray(self._signal_rows[np.sort(idx)])
         order = np.argsort(idx)
-        # In float32, as the rows are stored (summed in float64): a float64 copy of ~100 rows
-        # of a 5,000-movie catalogue was most of a request's CPU (fresh pages for 4 MB).
-        rows_w = rows * w[order].astype(rows.dtype)[:, None]
-        scores = rows_w.sum(axis=0, dtype=np.float64)
+        weights = w[order].astype(rows.dtype)
+        scores = weighted_row_sum(rows, weights).astype(np.float64)
 
         def contributions(top: np.ndarray) -> np.ndarray:
             out = np.empty((idx.size, top.size))
-            out[order] = rows_w[:, top]
+            out[order] = rows[:, top] * weights[:, None]
             return out
 
         return scores, contributions
@@ -311,16 +309,12 @@ class RankingModel(ServesCandidates, Recommender):
         if explainable.any() and top.size:
             parts = contributions(top)[explainable]
             best = np.argmax(parts, axis=0)
-            sources = idx[explainable][best]
-            because = [
-                int(self.movie_ids[s]) if parts[b, j] > 0 else None
-                for j, (s, b) in enumerate(zip(sources.tolist(), best.tolist(), strict=True))
-            ]
-        cand_ids = self._cand.movie_ids
-        items = tuple(
-            (int(cand_ids[i]), float(v))
-            for i, v in zip(top.tolist(), np.asarray(values).tolist(), strict=True)
-        )
+            # Whole-array lookups: one index into a memory-mapped array costs microseconds.
+            sources = self.movie_ids[idx[explainable][best]].tolist()
+            weighs = parts[best, np.arange(top.size)].tolist()
+            because = [s if weight > 0 else None for s, weight in zip(sources, weighs, strict=True)]
+        movie_ids = self._cand.movie_ids[top].tolist()
+        items = tuple(zip(movie_ids, np.asarray(values, dtype=np.float64).tolist(), strict=True))
         return Recommendations(items, self.version, because=tuple(because))
 
     def _demote(self, scores: np.ndarray, columns: Sequence[int]) -> None:

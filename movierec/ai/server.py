@@ -7,6 +7,9 @@
   ``&exclude=1,2&demote_genres=Horror``  items: [{movie_id, score, because?}]}``; k is 1..100,
   ``&shard=I&shards=N``                  default 10; ``because`` (a movie id) is there when a
                                        ranking model names the user's movie that weighed most
+``POST /recommend?...``                the same, for the context sent in the JSON body
+  ``{"context": {...}}``               (``movie_ids, stars, last_rated_at, genres, liked,
+                                       searched``) instead of read from the database
 ``GET /predict?user=ID&movie=ID``      200 ``{user, movie, model_version, rating}`` from the
                                        rating model (503 when there is none)
 ``GET /similar?movie=ID&k=N``          200 ``{movie, k, model_version, items}``; 404 when the
@@ -23,7 +26,9 @@
 ``/recommend`` answers from the live ranking model (EASE or ALS: the user's database ratings,
 favourites, preferred and searched genres are folded in per request), or from the rating
 model when no ranking model was trained. ``exclude`` (movie ids the user marked "not
-interested") never appear; movies of ``demote_genres`` come after all others.
+interested") never appear; movies of ``demote_genres`` come after all others. A caller that
+has read the user's context already (the web reads it with the user's taste version) POSTs it
+and spares the server a database read per request.
 
 **Shards.** ``shard=i&shards=n`` restricts ``/recommend`` and ``/similar`` to the movies with
 ``movie_id % n == i``, scored exactly as without it, so the web side's merge by score of every
@@ -51,7 +56,7 @@ Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 404, 4
 no model has been trained (the web side has its own popularity fallback; the server does not
 scan the ratings table per request to imitate one), 500 for bugs. The server picks up a newly
 trained artifact within ``reload_interval`` seconds. It reads the user's ratings and preferred
-genres from the database per request; without a database it answers from the model alone.
+genres from the database per GET request; without a database it answers from the model alone.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ from movierec.ai.base import Recommendations, Recommender
 from movierec.ai.cache import ResultCache
 from movierec.ai.candidates import MAX_SHARDS, Shard
 from movierec.ai.scorer import load_model
-from movierec.ai.user_context import UserContextReader
+from movierec.ai.user_context import UserContext, UserContextReader, from_json
 from movierec.ai.watcher import ModelWatcher
 from movierec.config import Settings, load_settings
 from movierec.db import Database
@@ -88,6 +93,7 @@ log = logging.getLogger(__name__)
 MAX_K = 100
 DEFAULT_K = 10
 MAX_LIST = 1000  # exclude ids / demoted genres per request
+MAX_BODY = 16 << 20  # a POSTed context: 100,000 ratings take about 2 MB
 MAX_ID = 2**63 - 1
 EXTENSION = "movierec.ai"
 INTEGER = re.compile(r"^[+-]?[0-9]{1,19}$")
@@ -116,6 +122,7 @@ def create_app(
         threadpool_limits(settings.ai_blas_threads, user_api="blas")
     app = Flask(__name__)
     app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     if model is not None and shard is not None and model.shard != shard:
         model = model.restrict(shard)
 
@@ -236,6 +243,13 @@ def _int_param(name: str, default: int | None = None, low: int = 1, high: int = 
     return value
 
 
+def _posted_context() -> UserContext:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "context" not in body:
+        raise BadInput('a POST body must be the JSON object {"context": {...}}')
+    return from_json(body["context"])
+
+
 def _shard_param() -> Shard | None:
     """``shard`` and ``shards`` from the query string (both or neither)."""
     given = [name for name in ("shard", "shards") if request.args.get(name, "").strip()]
@@ -260,9 +274,12 @@ def _items(
     return items
 
 
-@bp.get("/recommend")
+@bp.route("/recommend", methods=["GET", "POST"])
 def recommend():
-    """Top-k movies for a user, excluding everything the database says they rated."""
+    """Top-k movies for a user, excluding everything the database says they rated. A POST
+    carries the same parameters and, as its JSON body ``{"context": {...}}``, what the
+    database says about the user (see :func:`~movierec.ai.user_context.from_json`): then the
+    server does not read it itself."""
     user_id = _int_param("user")
     k = _int_param("k", DEFAULT_K, high=MAX_K)
     exclude = _id_list("exclude")
@@ -274,7 +291,10 @@ def recommend():
     results: ResultCache = ext["results"]
     # Preferred genres only matter to a rating model for a user it cannot personalise for.
     want_genres = model.kind == "ranking" or not model.knows_user(user_id)
-    context = users.read(user_id, want_genres=want_genres)
+    if request.method == "POST":
+        context = _posted_context()
+    else:
+        context = users.read(user_id, want_genres=want_genres)
     key = (
         model.version, str(shard or model.shard or ""), user_id, k,
         tuple(sorted(set(exclude))), tuple(demote), context.fingerprint(),

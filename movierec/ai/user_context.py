@@ -1,62 +1,43 @@
-"""What the server reads about a user at request time: ratings, preferences, searched genres.
+"""What the server knows about a user at request time: ratings, preferences, searched genres.
 
 The model only knows ratings up to its training; the database knows the rest, so a movie
-rated a minute ago is not recommended back. Both reads are primary-key lookups. When the
-database does not answer, the server still answers from the model alone, and does not try the
-database again for ``retry_after`` seconds so that every request does not wait on a timeout.
+rated a minute ago is not recommended back. The server reads them in one statement
+(:mod:`movierec.db.user_signals`), unless the caller sent them (``POST /recommend``, see
+:meth:`UserContext.from_json`): the web reads them anyway with the user's taste version.
+When the database does not answer, the server still answers from the model alone, and does
+not try the database again for ``retry_after`` seconds so that every request does not wait on
+a timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Float, Row, Select, bindparam, cast, func, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import Row, Select, bindparam, select
 
 from movierec.ai.base import Signals
-from movierec.db import Database, Preference, Rating, Search
-from movierec.errors import DatabaseUnavailable
+from movierec.db import Database, Rating
+from movierec.db.user_signals import OTHER_COLUMNS, RATING_COLUMNS, signal_columns
+from movierec.errors import BadInput, DatabaseUnavailable
 
-RECENT_SEARCHES = 20
+# Bounds on a context sent by a caller (the database's has none): far above any real user's.
+MAX_RATINGS = 100_000
+MAX_WORDS = 1000
 
 log = logging.getLogger(__name__)
 
 
 def _context_query(with_genres: bool) -> Select:
     """Everything :meth:`UserContextReader.read` needs in one statement (one round trip, one
-    snapshot): the ratings as parallel arrays, and with ``with_genres`` the preferences and
-    the genres of the latest searches, newest first."""
+    snapshot)."""
     user = bindparam("user_id")
-    ratings = (
-        select(
-            func.array_agg(Rating.movie_id).label("movie_ids"),
-            # float8, not numeric: no per-element conversion of the array when it is read.
-            func.array_agg(cast(Rating.rating, Float)).label("stars"),
-            func.max(Rating.rated_at).label("last_rated_at"),
-        )
-        .where(Rating.user_id == user)
-        .subquery()
-    )
-    columns = [ratings.c.movie_ids, ratings.c.stars, ratings.c.last_rated_at]
-    if with_genres:
-        recent = (
-            select(Search.genre, Search.searched_at)
-            .where(Search.user_id == user, Search.genre.is_not(None))
-            .order_by(Search.searched_at.desc())
-            .limit(RECENT_SEARCHES)
-            .subquery()
-        )
-        newest_first = aggregate_order_by(recent.c.genre, recent.c.searched_at.desc())
-        mine = Preference.user_id == user
-        columns += [
-            select(Preference.genres).where(mine).scalar_subquery().label("genres"),
-            select(Preference.movie_ids).where(mine).scalar_subquery().label("liked"),
-            select(func.array_agg(newest_first)).scalar_subquery().label("searched"),
-        ]
-    return select(*columns)
+    return select(*signal_columns(user, with_genres)).where(Rating.user_id == user)
 
 
 _CONTEXT = _context_query(with_genres=False)
@@ -94,6 +75,77 @@ class UserContext:
         )
 
 
+def from_columns(found: Mapping[str, Any]) -> UserContext:
+    """The context from :mod:`movierec.db.user_signals`' columns (the genre ones may be
+    missing), as read from the database or sent as JSON (``last_rated_at`` a datetime there,
+    epoch seconds here)."""
+    ratings = tuple(zip(found["movie_ids"] or (), map(float, found["stars"] or ()), strict=True))
+    last = found["last_rated_at"]
+    return UserContext(
+        rated=frozenset(m for m, _ in ratings),
+        genres=tuple(found.get("genres") or ()),
+        from_database=True,
+        ratings=ratings,
+        liked=tuple(found.get("liked") or ()),
+        searched_genres=tuple(dict.fromkeys(found.get("searched") or ())),
+        last_rated_at=last.timestamp() if isinstance(last, datetime) else last,
+    )
+
+
+def from_json(body: object) -> UserContext:
+    """The context a caller sent, as :func:`movierec.db.user_signals.as_json` writes it.
+    Raises :class:`BadInput`."""
+    if not isinstance(body, dict):
+        raise BadInput("context must be a JSON object")
+    missing = [name for name in (*RATING_COLUMNS, *OTHER_COLUMNS) if name not in body]
+    if missing:
+        raise BadInput(f"context lacks {', '.join(missing)}")
+    movie_ids = _listed(body, "movie_ids", int, MAX_RATINGS)
+    stars = _listed(body, "stars", float, MAX_RATINGS)
+    if len(stars) != len(movie_ids):
+        raise BadInput("context: movie_ids and stars must be as long as each other")
+    if not all(0 <= s <= 10 for s in stars):
+        raise BadInput("context: stars must be between 0 and 10")
+    last = body["last_rated_at"]
+    if last is not None and not (_number(last) and math.isfinite(last)):
+        raise BadInput("context: last_rated_at must be epoch seconds or null")
+    return from_columns(
+        {
+            "movie_ids": movie_ids,
+            "stars": stars,
+            "last_rated_at": last,
+            "genres": _listed(body, "genres", str, MAX_WORDS),
+            "liked": _listed(body, "liked", int, MAX_RATINGS),
+            "searched": _listed(body, "searched", str, MAX_WORDS),
+        }
+    )
+
+
+def _listed(body: Mapping[str, Any], name: str, kind: type, most: int) -> list:
+    """``body[name]``: null or a list of at most ``most`` values of ``kind``."""
+    values = body[name]
+    if values is None:
+        return []
+    if not isinstance(values, list) or len(values) > most:
+        raise BadInput(f"context: {name} must be a list of at most {most} values or null")
+    fits = {int: _integer, float: _number, str: _word}[kind]
+    if not all(fits(v) for v in values):
+        raise BadInput(f"context: {name} must hold only {kind.__name__} values")
+    return values
+
+
+def _integer(value: object) -> bool:
+    return type(value) is int and -(2**63) <= value < 2**63
+
+
+def _number(value: object) -> bool:
+    return type(value) in (int, float)
+
+
+def _word(value: object) -> bool:
+    return type(value) is str and len(value) <= 64
+
+
 class UserContextReader:
     """Reads :class:`UserContext` from the database; never raises for an unreachable one."""
 
@@ -121,19 +173,7 @@ class UserContextReader:
             self._down_until = self._clock() + self.retry_after
             log.warning("answering from the model alone for %.0fs: %s", self.retry_after, exc)
             return UserContext()
-        found = row._mapping  # the genre columns are there only when asked for
-        ratings = tuple(
-            zip(found["movie_ids"] or (), map(float, found["stars"] or ()), strict=True)
-        )
-        return UserContext(
-            rated=frozenset(m for m, _ in ratings),
-            genres=tuple(found.get("genres") or ()),
-            from_database=True,
-            ratings=ratings,
-            liked=tuple(found.get("liked") or ()),
-            searched_genres=tuple(dict.fromkeys(found.get("searched") or ())),
-            last_rated_at=row.last_rated_at.timestamp() if row.last_rated_at else None,
-        )
+        return from_columns(row._mapping)  # the genre columns are there only when asked for
 
     def _read_row(self, database: Database, statement: Select, user_id: int) -> Row:
         """The statement's one row; read again when the pooled connection turned out dead (a

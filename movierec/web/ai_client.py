@@ -24,6 +24,7 @@ since every instance would say the same.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
 import threading
@@ -32,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import urllib3
 from urllib3.exceptions import HTTPError
@@ -45,6 +47,7 @@ FAILURE_THRESHOLD = 3
 COOLDOWN_SECONDS = 5.0
 VERSION_CHECK_SECONDS = 3.0
 MAX_LIST = 1000  # the most ids (or genres) the recommender takes in ``exclude`` and the like
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class AIUnavailable(MovierecError):
@@ -156,9 +159,14 @@ class AIClient:
         *,
         exclude: Sequence[int] = (),
         demote_genres: Sequence[str] = (),
+        context: Mapping[str, Any] | None = None,
     ) -> AIAnswer:
         """The top ``k`` movies for ``user_id``, none of ``exclude`` (the first
         :data:`MAX_LIST` are sent), movies of ``demote_genres`` after all others.
+
+        ``context`` is what the database says about the user
+        (:func:`movierec.db.user_signals.as_json`), when the caller has read it: it is sent
+        with the request (a POST), so that the recommender need not read it.
 
         Raises :class:`AIUnavailable`.
         """
@@ -167,7 +175,8 @@ class AIClient:
             params["exclude"] = ",".join(str(i) for i in exclude[:MAX_LIST])
         if demote_genres:
             params["demote_genres"] = ",".join(demote_genres[:MAX_LIST])
-        return self._fan_out("/recommend", params, k)
+        payload = None if context is None else json.dumps({"context": context}).encode()
+        return self._fan_out("/recommend", params, k, payload)
 
     def similar(self, movie_id: int, k: int) -> AIAnswer:
         """Up to ``k`` movies like ``movie_id``.
@@ -237,10 +246,12 @@ class AIClient:
 
     # --- fan-out over shards ----------------------------------------------------------------------
 
-    def _fan_out(self, path: str, params: Mapping[str, Any], k: int) -> AIAnswer:
+    def _fan_out(
+        self, path: str, params: Mapping[str, Any], k: int, payload: bytes | None = None
+    ) -> AIAnswer:
         count = len(self.shards)
         if count == 1:
-            return _answer(self._get(0, path, params, _items))
+            return _answer(self._get(0, path, params, _items, payload))
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
@@ -248,7 +259,9 @@ class AIClient:
                         max_workers=min(32, 4 * count), thread_name_prefix="ai-fan-out"
                     )
         futures = [
-            self._pool.submit(self._get, i, path, {**params, "shard": f"{i}/{count}"}, _items)
+            self._pool.submit(
+                self._get, i, path, {**params, "shard": f"{i}/{count}"}, _items, payload
+            )
             for i in range(count)
         ]
         answers: list[AIAnswer] = []
@@ -275,7 +288,10 @@ class AIClient:
         path: str,
         params: Mapping[str, Any],
         check: Callable[[Mapping[str, Any]], object],
+        payload: bytes | None = None,
     ) -> dict[str, Any]:
+        """The JSON answer of a GET (a POST of ``payload`` when given) to ``path`` of one of
+        the shard's instances."""
         tried: set[_Instance] = set()
         problems: list[str] = []
         while True:
@@ -285,7 +301,13 @@ class AIClient:
             tried.add(instance)
             ok = False
             try:
-                resp = self._http.request("GET", instance.url + path, fields=params)
+                if payload is None:
+                    resp = self._http.request("GET", instance.url + path, fields=params)
+                else:
+                    resp = self._http.request(
+                        "POST", f"{instance.url}{path}?{urlencode(params)}", body=payload,
+                        headers=JSON_HEADERS,
+                    )  # fmt: skip
                 if resp.status == 404:
                     ok = True  # the instance is fine; the movie is unknown to the model
                     raise NotFound(f"the recommender does not know {dict(params)}")

@@ -46,7 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import cachetools
 from flask import Flask, current_app, get_template_attribute, session
@@ -86,8 +86,10 @@ def approx_size(value: object) -> int:
     """Bytes held by ``value`` and everything it refers to (each object counted once).
 
     Follows tuples, lists, sets, dicts and dataclass / plain objects; strings, numbers and
-    other leaves count their ``sys.getsizeof``. An estimate, good to bound a cache's memory;
-    it runs on every cache write, so it dispatches on exact types first.
+    other leaves count their ``sys.getsizeof``; an object with an ``approx_bytes`` attribute
+    counts that (a value several caches keep can count itself once). An estimate, good to
+    bound a cache's memory; it runs on every cache write, so it dispatches on exact types
+    first.
     """
     getsizeof = sys.getsizeof
     seen: set[int] = set()
@@ -115,6 +117,10 @@ def approx_size(value: object) -> int:
         elif isinstance(obj, tuple | list | set | frozenset):
             stack.extend(obj)
         else:
+            known = getattr(obj, "approx_bytes", None)
+            if isinstance(known, int):  # an object that keeps its own count
+                total += known
+                continue
             attrs = getattr(obj, "__dict__", None)
             if attrs is not None:
                 total += getsizeof(attrs)
@@ -264,6 +270,14 @@ class BoundedCache(Generic[K, V]):
             )
 
 
+class Listing(Protocol):
+    """A cached list of movies (a user's picks): the same object on every hit, so what is
+    made from it is kept by its identity."""
+
+    @property
+    def movies(self) -> tuple[catalog.MovieItem, ...]: ...
+
+
 @dataclass(frozen=True)
 class Recommended(Generic[V]):
     """A user's recommendations and the versions they were computed for; ``stamp`` is the
@@ -386,10 +400,8 @@ def listed_movies(conn: Connection, ids: set[int]) -> dict[int, catalog.MovieIte
     return found
 
 
-def movie_list_html(
-    movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None = None
-) -> Markup:
-    """``movies`` as the ``movie_list`` macro renders them, once per cached tuple of movies
+def movie_list_html(picks: Listing, dismiss_form: str | None = None) -> Markup:
+    """``picks.movies`` as the ``movie_list`` macro renders them, once per cached picks
     (see :func:`derived`). A new list is put together from each movie's HTML
     (:func:`movie_html`), which many users' lists share. ``dismiss_form`` is the id of the
     page's "not interested" form that each movie's button submits (the HTML holds no CSRF
@@ -398,9 +410,10 @@ def movie_list_html(
 
     def render() -> Markup:
         macro = get_template_attribute("_macros.html", "movie_list")
-        return Markup(macro(movies, items=[movie_html(m, dismiss_form) for m in movies]))
+        items = [movie_html(m, dismiss_form) for m in picks.movies]
+        return Markup(macro(picks.movies, items=items))
 
-    return derived(movies, ("movie_list", dismiss_form), render)
+    return derived(picks, ("movie_list", dismiss_form), render)
 
 
 def derived(source: object, kind: Hashable, make: Callable[[], T]) -> T:
@@ -426,34 +439,34 @@ def derived(source: object, kind: Hashable, make: Callable[[], T]) -> T:
 class Page:
     """A user's whole "for you" page and what its HTML depends on besides the request."""
 
-    movies: tuple  # the cached picks it shows (compared by identity)
+    picks: Listing  # the cached picks it shows (compared by identity)
     name: str  # the user's name and admin flag, shown in the navigation
     is_admin: bool
     csrf: str | None  # the session's raw CSRF token, signed into the page's forms
     html: str
 
 
-def cached_page(movies: tuple, render: Callable[[], str]) -> str:
-    """The current user's "for you" page showing ``movies`` (their cached picks): as last
+def cached_page(picks: Listing, render: Callable[[], str]) -> str:
+    """The current user's "for you" page showing ``picks`` (their cached picks): as last
     rendered for this session if nothing else it shows has changed (the user's name and
     admin flag, the CSRF token), else ``render()``, kept for next time. Never when messages
     wait to be shown: they appear once, on the next page."""
     if FLASHES in session:
         return render()
     pages = caches().pages
-    page = pages.get(current_user.id, valid=lambda p: _shows(p, movies))
+    page = pages.get(current_user.id, valid=lambda p: _shows(p, picks))
     if page is not None:
         return page.html
     html = render()  # may give the session its CSRF token
-    page = Page(movies, current_user.name, current_user.is_admin, session.get(CSRF), html)
-    # The list too: the page keeps it alive after the recommendations cache lets it go.
-    pages.put(current_user.id, page, size=sys.getsizeof(html) + approx_size(movies))
+    page = Page(picks, current_user.name, current_user.is_admin, session.get(CSRF), html)
+    # The picks too: the page keeps them alive after the recommendations cache lets them go.
+    pages.put(current_user.id, page, size=sys.getsizeof(html) + approx_size(picks))
     return html
 
 
-def _shows(page: Page, movies: tuple) -> bool:
+def _shows(page: Page, picks: Listing) -> bool:
     return (
-        page.movies is movies
+        page.picks is picks
         and page.name == current_user.name
         and page.is_admin == current_user.is_admin
         and page.csrf == session.get(CSRF)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, cast
 
 from flask import current_app
@@ -20,6 +21,7 @@ from flask_login import current_user
 from sqlalchemy import Connection, ScalarSelect, bindparam, func, select
 
 from movierec.db.schema import NotInterested, Preference, Rating
+from movierec.db.user_signals import as_json, signal_columns
 from movierec.errors import NotFound
 from movierec.web import cache, catalog, changes, popular
 from movierec.web.ai_client import AIClient, AIUnavailable
@@ -38,6 +40,12 @@ class Picks:
     reason: str | None = None
     # No recommender answered; these are popular movies chosen here.
     limited: bool = False
+
+    @cached_property
+    def approx_bytes(self) -> int:
+        """What the picks hold (see :func:`~movierec.web.cache.approx_size`), computed once:
+        the recommendations cache, the page and the derived HTML and JSON all keep them."""
+        return cache.approx_size((self.movies, self.model_version, self.reason))
 
 
 def ai_client() -> AIClient:
@@ -59,8 +67,10 @@ _TASTE = select(
 ).where(Rating.user_id == bindparam("user_id"))
 
 
-# The taste version and, for a cache miss, the user's refusals: one round trip for both.
-_TASTE_AND_REFUSALS = _TASTE.add_columns(*refusal_columns())
+# The taste version and, for a cache miss, the user's refusals and what the recommender
+# reads about them (sent along so that it need not): one round trip for all three.
+_TASTE_AND_SIGNALS = _TASTE.add_columns(*refusal_columns(), *signal_columns(bindparam("user_id")))
+_REFUSALS = slice(len(_TASTE.selected_columns), len(_TASTE.selected_columns) + 2)
 
 
 def taste_version(conn: Connection, user_id: int) -> tuple:
@@ -75,11 +85,13 @@ def taste_version(conn: Connection, user_id: int) -> tuple:
     return tuple(conn.execute(_TASTE, {"user_id": user_id}).one())
 
 
-def taste_and_refusals(conn: Connection, user_id: int) -> tuple[tuple, Refusals]:
-    """:func:`taste_version` and :func:`~movierec.web.users.refusals` in one statement."""
+def taste_and_signals(conn: Connection, user_id: int) -> tuple[tuple, Refusals, dict[str, Any]]:
+    """:func:`taste_version`, :func:`~movierec.web.users.refusals` and the recommender's
+    context (:func:`movierec.db.user_signals.as_json`) in one statement."""
     params = {"user_id": user_id, "at_least": DEMOTE_AFTER}
-    row = conn.execute(_TASTE_AND_REFUSALS, params).one()
-    return tuple(row[:-2]), Refusals.of(row[-2:])
+    row = conn.execute(_TASTE_AND_SIGNALS, params).one()
+    taste = tuple(row[: _REFUSALS.start])
+    return taste, Refusals.of(row[_REFUSALS]), as_json(row._mapping)
 
 
 def for_user(user_id: int, k: int) -> Picks:
@@ -102,7 +114,7 @@ def for_user(user_id: int, k: int) -> Picks:
     # Read before the recommender is asked: a rating made meanwhile makes the entry look
     # older than it is (refreshed next time), never newer.
     # Read with the taste version, though only a miss needs them: a round trip fewer there.
-    taste, said_no = taste_and_refusals(connection(), user_id)
+    taste, said_no, context = taste_and_signals(connection(), user_id)
     _saw(taste)
 
     def current(found: cache.Recommended) -> bool:
@@ -115,8 +127,9 @@ def for_user(user_id: int, k: int) -> Picks:
     unwanted = set(said_no.dismissed)
     try:
         answer = ai_client().recommend(
-            user_id, k, exclude=said_no.dismissed, demote_genres=said_no.demoted_genres
-        )
+            user_id, k, exclude=said_no.dismissed, demote_genres=said_no.demoted_genres,
+            context=context,
+        )  # fmt: skip
     except AIUnavailable:
         session = get_session()
         liked = preferred_genres(session, user_id)

@@ -91,10 +91,8 @@ def for_you() -> str:
         return _page(found, found.movies, filters)
     # Cached picks are the same object on every hit: their page and list HTML are kept.
     return cache.cached_page(
-        found.movies,
-        lambda: _page(
-            found, found.movies, filters, cache.movie_list_html(found.movies, DISMISS_FORM)
-        ),
+        found,
+        lambda: _page(found, found.movies, filters, cache.movie_list_html(found, DISMISS_FORM)),
     )
 
 

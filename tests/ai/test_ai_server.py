@@ -4,6 +4,7 @@ import threading
 
 import pytest
 import requests
+from sqlalchemy import bindparam, event, select
 from werkzeug.serving import make_server
 
 from movierec.ai import (
@@ -17,7 +18,12 @@ from movierec.ai import (
 )
 from movierec.ai.server import create_app
 from movierec.config import load_settings
+from movierec.db import Rating
 from movierec.db.local_server import free_port
+from movierec.db.user_signals import as_json, signal_columns
+
+USER = bindparam("user_id")
+SIGNALS = select(*signal_columns(USER)).where(Rating.user_id == USER)
 
 
 @pytest.fixture
@@ -69,6 +75,56 @@ def test_recommend_excludes_what_the_user_rated_even_after_training(client, load
     assert [item["movie_id"] for item in after["items"]] == ids[1:] + [
         model.recommend(user, k=6).movie_ids[5]
     ]
+
+
+def test_a_posted_context_is_used_instead_of_a_database_read(client, loaded):
+    user = loaded.user_ids[0]
+    read = client.get(f"/recommend?user={user}&k=5").get_json()
+    database = client.application.extensions["movierec.ai"]["database"]
+    with database.autocommit() as conn:
+        context = as_json(conn.execute(SIGNALS, {"user_id": user}).one()._mapping)
+    statements: list[str] = []
+    event.listen(database.primary, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    posted = client.post(f"/recommend?user={user}&k=5", json={"context": context})
+    assert posted.status_code == 200 and posted.get_json() == read
+    # A rating only the caller knows of (made after its read, say) counts as well.
+    first = read["items"][0]["movie_id"]
+    context = {**context, "movie_ids": [*context["movie_ids"], first]}
+    context["stars"] = [*context["stars"], 5.0]
+    newer = client.post(f"/recommend?user={user}&k=5", json={"context": context}).get_json()
+    assert first not in [item["movie_id"] for item in newer["items"]]
+    assert statements == []  # the server read nothing itself
+
+
+GOOD_CONTEXT = {
+    "movie_ids": [1, 2], "stars": [4.0, 3.5], "last_rated_at": 1.7e9,
+    "genres": ["Drama"], "liked": None, "searched": [],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "word"),
+    [
+        ("not json", "JSON object"),
+        ({"user": 1}, "JSON object"),
+        ({"context": [1, 2]}, "JSON object"),
+        ({"context": {"movie_ids": [1], "stars": [4.0]}}, "lacks"),
+        ({"context": {**GOOD_CONTEXT, "stars": [4.0]}}, "as long as"),
+        ({"context": {**GOOD_CONTEXT, "movie_ids": [1, "2"]}}, "int"),
+        ({"context": {**GOOD_CONTEXT, "stars": [4.0, 99]}}, "between"),
+        ({"context": {**GOOD_CONTEXT, "genres": "Drama"}}, "list"),
+        ({"context": {**GOOD_CONTEXT, "last_rated_at": "yesterday"}}, "epoch"),
+    ],
+)
+def test_a_bad_posted_context_is_400_json(offline_client, synthetic, body, word):
+    user = synthetic.user_ids[1]
+    if isinstance(body, str):
+        answer = offline_client.post(f"/recommend?user={user}", data=body)
+    else:
+        answer = offline_client.post(f"/recommend?user={user}", json=body)
+    assert answer.status_code == 400 and word in answer.get_json()["error"]
+    good = offline_client.post(f"/recommend?user={user}", json={"context": GOOD_CONTEXT})
+    assert good.status_code == 200
 
 
 def test_recommend_defaults_to_ten_and_works_without_a_database(offline_client, synthetic):
@@ -123,7 +179,7 @@ def test_health_and_model_metadata(client, trained):
 
 def test_framework_errors_are_json(offline_client):
     client = offline_client
-    for answer, status in ((client.get("/nope"), 404), (client.post("/recommend"), 405)):
+    for answer, status in ((client.get("/nope"), 404), (client.post("/similar"), 405)):
         assert answer.status_code == status and answer.is_json
         assert answer.get_json()["error"]
 

@@ -48,6 +48,7 @@ class StandInAI:
     delay: float = 0.0
     body: str | None = None  # a raw body instead of the JSON answer
     calls: list[str] = field(default_factory=list)
+    contexts: dict[int, dict] = field(default_factory=dict)  # user -> the context POSTed last
 
     def reset(self) -> None:
         # In place: the running stand-in app holds this very object.
@@ -67,9 +68,11 @@ def _stand_in_app(state: StandInAI) -> Flask:
             return state.body, 200, {"Content-Type": "application/json"}
         return None
 
-    @app.get("/recommend")
+    @app.route("/recommend", methods=["GET", "POST"])
     def recommend():
         user, k = int(request.args["user"]), int(request.args["k"])
+        if request.method == "POST":
+            state.contexts[user] = request.get_json()["context"]
         # Like the real server: excluded ("not interested") movies never appear.
         exclude = {int(i) for i in request.args.get("exclude", "").split(",") if i}
         ranked = [(m, s) for m, s in state.recommendations.get(user, []) if m not in exclude]

@@ -15,7 +15,9 @@ from werkzeug.serving import make_server
 
 from movierec.web import changes, picks
 from movierec.web.ai_client import AIClient
-from movierec.web.cache import EXTENSION, BoundedCache, approx_size
+from movierec.web.cache import EXTENSION, BoundedCache, Recommended, approx_size
+from movierec.web.catalog import MovieItem
+from movierec.web.picks import Picks
 
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
@@ -84,6 +86,19 @@ def test_the_cache_stays_within_its_byte_bound():
     assert cache.get(99) == value and cache.get(0) is None  # the oldest went first
     assert not cache.put("huge", "y" * 20 * per_entry)  # bigger than the whole cache: not kept
     assert cache.get("huge") is None
+
+
+def test_picks_count_their_movies_once_for_every_cache_that_keeps_them():
+    movies = tuple(
+        MovieItem(id=i, title=f"Movie {i}" * 5, year=1990, genres=("Drama",)) for i in range(24)
+    )
+    picks = Picks(movies, "v1")
+    assert picks.approx_bytes >= approx_size(movies) > 24 * len("Movie 0" * 5)
+    # What holds them (a cache entry, a page) adds the count it keeps, with no new traversal.
+    holder = Recommended("v1", (1,), picks)
+    assert approx_size(holder) < picks.approx_bytes + 1000
+    picks.__dict__["approx_bytes"] = 10**6
+    assert 10**6 < approx_size(holder) < 10**6 + 1000
 
 
 def test_the_cache_stays_within_its_entry_bound():
@@ -318,7 +333,7 @@ def versioned_ai():
     state = {"version": "v1", "items": [], "calls": 0}
     app = Flask("versioned_ai")
 
-    @app.get("/recommend")
+    @app.route("/recommend", methods=["GET", "POST"])
     def recommend():
         state["calls"] += 1
         items = [{"movie_id": m, "score": s} for m, s in state["items"]]

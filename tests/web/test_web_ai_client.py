@@ -58,6 +58,15 @@ def test_a_failing_instance_gives_way_to_the_next(clients, ai, ai2, failure):
     assert len(ai.calls) == 1 and len(ai2.calls) == 1
 
 
+def test_the_users_context_goes_to_whichever_instance_answers(clients, ai, ai2):
+    ai.body = '{"items": "not a list"}'
+    ai2.recommendations[1] = [(9, 2.0)]
+    context = {"movie_ids": [4], "stars": [5.0], "last_rated_at": None}
+    client = clients([ai.url, ai2.url])
+    assert client.recommend(1, 5, context=context).items == (Scored(9, 2.0),)
+    assert ai2.contexts[1] == context and len(ai.calls) == 1
+
+
 def test_no_answer_from_any_instance_raises_ai_unavailable(clients, ai, dead_url):
     ai.status = 500
     with pytest.raises(AIUnavailable, match="HTTP 500"):

@@ -8,7 +8,8 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from movierec.db import NotInterested
+from movierec.ai.user_context import UserContextReader, from_json
+from movierec.db import NotInterested, Preference, Search
 from movierec.web import picks
 from movierec.web.db import get_session
 from movierec.web.users import Refusals, dismiss, refusals
@@ -97,8 +98,8 @@ def test_demoted_genres_most_dismissed_first(app, seed):
         # The cache-miss path reads both in one statement: the same answers.
         for user in (seed.ann, seed.bob):
             conn = session.connection()
-            both = picks.taste_and_refusals(conn, user)
-            assert both == (picks.taste_version(conn, user), refusals(session, user))
+            taste, said_no, _ = picks.taste_and_signals(conn, user)
+            assert (taste, said_no) == (picks.taste_version(conn, user), refusals(session, user))
 
 
 def test_a_dismissed_movie_never_comes_back_even_from_the_popular_fallback(
@@ -155,6 +156,21 @@ def test_account_page_lists_dismissed_movies_and_undo_brings_them_back(
     assert csrf_client.post(undo, data={"csrf_token": token}).status_code == 302
     assert dismissed(database, seed.ann) == set()
     assert helpers.titles(csrf_client.get("/for-you")) == ["Alien", "Toy Story"]
+
+
+def test_the_page_sends_the_recommender_what_it_would_read_itself(
+    client, seed, ai, helpers, database
+):
+    with database.session() as s:
+        s.add(Preference(user_id=seed.bob, genres=["Drama"], movie_ids=[seed.toy]))
+        s.add(Search(user_id=seed.bob, query="alien", genre="Sci-Fi"))
+    ai.recommendations[seed.bob] = [(seed.toy, 0.9)]
+    helpers.log_in(client, "bob")
+    assert helpers.titles(client.get("/for-you")) == ["Toy Story"]
+    sent = from_json(ai.contexts[seed.bob])
+    assert sent == UserContextReader(database).read(seed.bob, want_genres=True)
+    assert sent.rated == {seed.heat, seed.shining, seed.alien} and sent.liked == (seed.toy,)
+    assert (sent.genres, sent.searched_genres) == (("Drama",), ("Sci-Fi",))
 
 
 def test_because_you_liked_shows_the_liked_movies_title(client, seed, ai, helpers):
