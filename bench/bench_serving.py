@@ -9,7 +9,8 @@ cluster's own secret key (what a login would set). *Cold*: each request is a dif
 of 2,500, so (nearly) every request misses the recommendations caches (the web's and the
 recommender's) and asks the recommender, after a warm-up of the processes on 500 other users
 (a server measured in its first seconds would be paging in its model and compiling its
-templates); *warm*: 50 users, after a warm-up run. Prints a markdown table.
+templates); *warm*: 50 users, after a warm-up run. Prints a markdown table, with the CPU
+time each request cost the web, AI, PostgreSQL and HAProxy processes.
 
     .venv/bin/python bench/bench_serving.py [--duration 10] [--connections 16]
 """
@@ -42,6 +43,7 @@ COLD_WARMUP_USERS = range(COLD_USERS + 1, 3001)
 WARM_USERS = 50
 WARMUP_SECONDS = 3
 ENDPOINTS = ("/for-you", "/api/recommendations?k=10")
+CPU_ROLES = {"web": "web", "ai": "AI", "primary": "PG", "director": "HAProxy"}
 LUA = """
 cookies = {%s}
 paths = {%s}
@@ -130,6 +132,31 @@ def cache_counters(web_ports: Iterable[int], workers: int) -> dict[str, tuple[in
     return per_pid
 
 
+def cpu_seconds(members: Iterable[cluster.Member]) -> dict[str, float]:
+    """CPU seconds used so far by each role's processes (the member's pid and its children:
+    gunicorn workers, PostgreSQL backends), from ``/proc``. Per request, this cost moves less
+    than the rate does with the VM's speed, and it shows where the time goes."""
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            parents[int(entry)] = int(fields[1])
+            used[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    totals: dict[str, float] = {}
+    for member in members:
+        if member.pid is None or member.role == "replica":
+            continue
+        role = CPU_ROLES.get(member.role, member.role)
+        family = {member.pid} | {pid for pid, parent in parents.items() if parent == member.pid}
+        totals[role] = totals.get(role, 0.0) + sum(used.get(pid, 0.0) for pid in family)
+    return totals
+
+
 def hit_rate(before: dict, after: dict) -> float | None:
     hits = sum(after[p][0] - before.get(p, (0, 0))[0] for p in after)
     misses = sum(after[p][1] - before.get(p, (0, 0))[1] for p in after)
@@ -194,9 +221,16 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
                 warmup = cookies if kind == "warm" else others
                 wrk(url, paths, warmup, WARMUP_SECONDS, args.threads, args.connections)
             before = cache_counters(spec.web_ports, settings.web_workers)
+            cpu_before = cpu_seconds(record.members)
             result = wrk(url, paths, cookies, args.duration, args.threads, args.connections)
+            cpu_after = cpu_seconds(record.members)
             after = cache_counters(spec.web_ports, settings.web_workers)
             result["hit_rate"] = hit_rate(before, after)
+            served = max(result["rps"] * args.duration, 1.0)
+            result["cpu_ms"] = {
+                role: 1000 * (cpu_after[role] - cpu_before.get(role, 0.0)) / served
+                for role in cpu_after
+            }
             rows.append((web, ai, via if url == base else "direct", label, kind, result))
             say(f"{web} web x {ai} ai {label} {kind}: {result}")
             time.sleep(1)
@@ -225,17 +259,20 @@ def table(rows: list, args: argparse.Namespace) -> str:
         f"{COLD_USERS} users rotating after a {WARMUP_SECONDS} s warm-up on "
         f"{len(COLD_WARMUP_USERS)} others, warm: {WARM_USERS} users after a "
         f"{WARMUP_SECONDS} s warm-up; hit rate of the recommendations cache during the run "
-        "(all web workers).",
+        "(all web workers); CPU time per request of each role's processes (wrk's own is not "
+        "counted).",
         "",
-        "| web | AI | via | endpoint | cache | req/s | p50 ms | p99 ms | recs hit rate | errors |",
-        "|---:|---:|---|---|---|---:|---:|---:|---:|---:|",
+        "| web | AI | via | endpoint | cache | req/s | p50 ms | p99 ms | recs hit rate | errors "
+        "| CPU ms/req web / AI / PG / HAProxy |",
+        "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for web, ai, via, path, kind, r in rows:
         rate = "" if r["hit_rate"] is None else f"{r['hit_rate']:.0%}"
         errors = str(r["errors"]) + (f" ({r['socket_errors']})" if r["socket_errors"] else "")
+        cpu = " / ".join(f"{r['cpu_ms'].get(role, 0.0):.2f}" for role in CPU_ROLES.values())
         lines.append(
             f"| {web} | {ai} | {via} | `{path}` | {kind} | {r['rps']:,.0f} | {r['p50']:.1f} | "
-            f"{r['p99']:.1f} | {rate} | {errors} |"
+            f"{r['p99']:.1f} | {rate} | {errors} | {cpu} |"
         )
     return "\n".join(lines)
 

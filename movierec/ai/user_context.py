@@ -3,7 +3,7 @@
 The model only knows ratings up to its training; the database knows the rest, so a movie
 rated a minute ago is not recommended back. The server reads them in one statement
 (:mod:`movierec.db.user_signals`), unless the caller sent them (``POST /recommend``, see
-:meth:`UserContext.from_json`): the web reads them anyway with the user's taste version.
+:func:`from_json`): the web reads them anyway with the user's taste version.
 When the database does not answer, the server still answers from the model alone, and does
 not try the database again for ``retry_after`` seconds so that every request does not wait on
 a timeout.
@@ -104,8 +104,8 @@ def from_json(body: object) -> UserContext:
     stars = _listed(body, "stars", float, MAX_RATINGS)
     if len(stars) != len(movie_ids):
         raise BadInput("context: movie_ids and stars must be as long as each other")
-    if not all(0 <= s <= 10 for s in stars):
-        raise BadInput("context: stars must be between 0 and 10")
+    if not all(0.5 <= s <= 5 for s in stars):  # the ratings table's range
+        raise BadInput("context: stars must be between 0.5 and 5")
     last = body["last_rated_at"]
     if last is not None and not (_number(last) and math.isfinite(last)):
         raise BadInput("context: last_rated_at must be epoch seconds or null")

@@ -308,6 +308,8 @@ class AIClient:
                         "POST", f"{instance.url}{path}?{urlencode(params)}", body=payload,
                         headers=JSON_HEADERS,
                     )  # fmt: skip
+                    if resp.status == 405:  # a recommender older than POST: it reads itself
+                        resp = self._http.request("GET", instance.url + path, fields=params)
                 if resp.status == 404:
                     ok = True  # the instance is fine; the movie is unknown to the model
                     raise NotFound(f"the recommender does not know {dict(params)}")

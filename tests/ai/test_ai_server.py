@@ -111,7 +111,7 @@ GOOD_CONTEXT = {
         ({"context": {"movie_ids": [1], "stars": [4.0]}}, "lacks"),
         ({"context": {**GOOD_CONTEXT, "stars": [4.0]}}, "as long as"),
         ({"context": {**GOOD_CONTEXT, "movie_ids": [1, "2"]}}, "int"),
-        ({"context": {**GOOD_CONTEXT, "stars": [4.0, 99]}}, "between"),
+        ({"context": {**GOOD_CONTEXT, "stars": [4.0, 5.5]}}, "between"),
         ({"context": {**GOOD_CONTEXT, "genres": "Drama"}}, "list"),
         ({"context": {**GOOD_CONTEXT, "last_rated_at": "yesterday"}}, "epoch"),
     ],

@@ -49,6 +49,7 @@ class StandInAI:
     body: str | None = None  # a raw body instead of the JSON answer
     calls: list[str] = field(default_factory=list)
     contexts: dict[int, dict] = field(default_factory=dict)  # user -> the context POSTed last
+    get_only: bool = False  # a recommender from before POST /recommend
 
     def reset(self) -> None:
         # In place: the running stand-in app holds this very object.
@@ -61,6 +62,8 @@ def _stand_in_app(state: StandInAI) -> Flask:
     @app.before_request
     def misbehave():
         state.calls.append(request.full_path)
+        if state.get_only and request.method != "GET":
+            abort(405)
         time.sleep(state.delay)
         if state.status != 200:
             return jsonify(error="stand-in failure"), state.status

@@ -67,6 +67,14 @@ def test_the_users_context_goes_to_whichever_instance_answers(clients, ai, ai2):
     assert ai2.contexts[1] == context and len(ai.calls) == 1
 
 
+def test_a_recommender_older_than_posted_contexts_is_asked_with_a_get(clients, ai):
+    ai.get_only = True
+    ai.recommendations[1] = [(9, 2.0)]
+    context = {"movie_ids": [4], "stars": [5.0], "last_rated_at": None}
+    assert clients([ai.url]).recommend(1, 5, context=context).items == (Scored(9, 2.0),)
+    assert len(ai.calls) == 2 and ai.contexts == {}  # the POST refused (405), then the GET
+
+
 def test_no_answer_from_any_instance_raises_ai_unavailable(clients, ai, dead_url):
     ai.status = 500
     with pytest.raises(AIUnavailable, match="HTTP 500"):
