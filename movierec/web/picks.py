@@ -113,7 +113,8 @@ def for_user(user_id: int, k: int) -> Picks:
             return hit.picks
     # Read before the recommender is asked: a rating made meanwhile makes the entry look
     # older than it is (refreshed next time), never newer.
-    # Read with the taste version, though only a miss needs them: a round trip fewer there.
+    # The refusals and the recommender's context come with the taste version, though only a
+    # miss needs them: a round trip fewer there, and none in the recommender.
     taste, said_no, context = taste_and_signals(connection(), user_id)
     _saw(taste)
 
