@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import event
+from support.clock import Clock
 
 from movierec.ai import TrainParams, fit_svd, model_arrays, ratings_from_arrays
 from movierec.ai.artifact import write_artifact
@@ -17,14 +18,6 @@ HOUR = timedelta(hours=1)
 STRANGER = 9002  # conftest: in the database, no preferences, no ratings
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def arrays(synthetic):
     users, movies, ratings = zip(*synthetic.ratings, strict=True)
@@ -33,7 +26,7 @@ def arrays(synthetic):
 
 
 def test_new_version_is_picked_up_only_after_the_interval(tmp_path, arrays):
-    clock = Clock()
+    clock = Clock(100.0)
     watcher = ModelWatcher(tmp_path, interval=5, clock=clock)
     assert watcher.current() is None
     first = write_artifact(tmp_path, "svd", arrays, {})
@@ -48,7 +41,7 @@ def test_new_version_is_picked_up_only_after_the_interval(tmp_path, arrays):
 
 
 def test_a_damaged_new_version_is_skipped_and_the_old_one_kept(tmp_path, arrays, caplog):
-    clock = Clock()
+    clock = Clock(100.0)
     good = write_artifact(tmp_path, "svd", arrays, {})
     watcher = ModelWatcher(tmp_path, interval=1, clock=clock)
     assert watcher.current().version == good.version
@@ -68,7 +61,7 @@ def test_unreachable_database_is_skipped_for_a_while(settings, monkeypatch):
     calls = []
     real_autocommit = dead.autocommit
     monkeypatch.setattr(dead, "autocommit", lambda **kw: calls.append(kw) or real_autocommit(**kw))
-    clock = Clock()
+    clock = Clock(100.0)
     reader = UserContextReader(dead, retry_after=10, clock=clock)
     assert reader.read(1, want_genres=True).from_database is False
     reader.read(1, want_genres=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from sqlalchemy import text
+from support.clock import Clock
 
 from movierec.ai.user_context import UserContextReader
 from movierec.db import Database, engines
@@ -35,17 +36,17 @@ def db(settings):
 
 
 def test_a_connection_idle_past_the_limit_is_pinged_and_replaced(db, db_url, monkeypatch):
-    clock = _Clock()
+    clock = Clock()
     monkeypatch.setattr(engines, "_clock", clock)
     dead = _pooled_backend(db)
     _terminate(db_url, dead)
-    clock.advance(engines.PING_AFTER_IDLE + 0.1)
+    clock.now += engines.PING_AFTER_IDLE + 0.1
     # No error: the ping found it closed and the pool connected afresh.
     assert _pooled_backend(db) != dead
 
 
 def test_a_connection_in_steady_use_is_not_pinged(db, db_url, monkeypatch):
-    monkeypatch.setattr(engines, "_clock", _Clock())
+    monkeypatch.setattr(engines, "_clock", Clock())
     _terminate(db_url, _pooled_backend(db))
     # Returned a moment ago: used without a ping, so its death shows once, as the db layer's
     # error; the pool is then dropped and the next checkout connects afresh.
@@ -55,22 +56,9 @@ def test_a_connection_in_steady_use_is_not_pinged(db, db_url, monkeypatch):
 
 
 def test_the_recommenders_context_read_survives_a_dropped_connection(db, db_url, monkeypatch):
-    monkeypatch.setattr(engines, "_clock", _Clock())
+    monkeypatch.setattr(engines, "_clock", Clock())
     reader = UserContextReader(db)
     assert reader.read(1, want_genres=True).from_database
     _terminate(db_url, _pooled_backend(db))
     # Read again on a fresh connection: not "answering from the model alone" for a while.
     assert reader.read(1, want_genres=True).from_database
-
-
-class _Clock:
-    """A monotonic clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 from flask import Flask, jsonify, request
 from sqlalchemy import event
+from support.clock import Clock
 from werkzeug.serving import make_server
 
 from movierec.web import changes, picks
@@ -20,14 +21,6 @@ from movierec.web.catalog import MovieItem
 from movierec.web.picks import Picks
 
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @contextmanager
