@@ -289,11 +289,11 @@ def recommend():
     ext = current_app.extensions[EXTENSION]
     users: UserContextReader = ext["users"]
     results: ResultCache = ext["results"]
-    # Preferred genres only matter to a rating model for a user it cannot personalise for.
-    want_genres = model.kind == "ranking" or not model.knows_user(user_id)
     if request.method == "POST":
         context = _posted_context()
     else:
+        # Preferred genres only matter to a rating model for a user it cannot personalise for.
+        want_genres = model.kind == "ranking" or not model.knows_user(user_id)
         context = users.read(user_id, want_genres=want_genres)
     key = (
         model.version, str(shard or model.shard or ""), user_id, k,
