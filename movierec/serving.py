@@ -13,6 +13,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from movierec.config import Settings
+from movierec.errors import BadInput
+from movierec.ports import port_free
 
 FACTORIES = {
     "web": "movierec.web:create_app",
@@ -40,12 +42,21 @@ class _Gunicorn(BaseApplication):
 
 
 def serve(kind: str, settings: Settings, host: str, port: int, workers: int) -> None:
-    """Serve the ``web`` or ``ai`` app until SIGINT/SIGTERM. Blocks."""
+    """Serve the ``web`` or ``ai`` app until SIGINT/SIGTERM. Blocks. Raises
+    :class:`BadInput` when something already listens on ``host:port``."""
+    # Checked here: SO_REUSEPORT would let a second server on the port share it silently.
+    if not port_free(port, host):
+        raise BadInput(f"{host}:{port} is in use; pick another --port or stop what listens there")
     factory = load_factory(kind)
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": "gthread",
+        # Each worker listens on a socket of its own and the kernel spreads new connections
+        # over them. On one shared socket, whichever worker was idle took a whole burst of
+        # connections: a director's kept-alive connections then all went to one worker, which
+        # served up to 99 % of the requests while the other idled.
+        "reuse_port": True,
         "threads": 4,
         "timeout": 60,
         "graceful_timeout": 5,

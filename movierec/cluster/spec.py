@@ -20,13 +20,13 @@ Explicit settings win over what ``topology`` implies.
 
 from __future__ import annotations
 
-import socket
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from movierec.errors import BadInput, ConfigError
+from movierec.ports import port_free
 
 AI_OFFSET = 101
 MAX_WEB = AI_OFFSET - 2
@@ -116,16 +116,6 @@ class ClusterSpec:
                 f"port(s) {', '.join(map(str, taken))} on 127.0.0.1 are in use; pick another "
                 "--port or stop what listens there"
             )
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 _KEYS = {

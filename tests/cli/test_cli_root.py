@@ -1,5 +1,7 @@
 """The CLI's root: every group has --help, settings errors are one line with exit status 1."""
 
+import socket
+
 import pytest
 from typer.testing import CliRunner
 
@@ -47,3 +49,19 @@ def test_unreachable_database_is_one_line(monkeypatch):
     assert result.exit_code == 1
     assert result.stderr.startswith("error: database unavailable")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_refuses_a_port_another_server_listens_on(monkeypatch, tmp_path):
+    """gunicorn's workers listen with SO_REUSEPORT, which would let a second server share the
+    port (and half its connections) without a word: serve checks first."""
+    monkeypatch.setenv("MOVIEREC_MODEL_DIR", str(tmp_path))
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "ai", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: 127.0.0.1:{port} is in use; pick another --port or stop what listens there"
+    )
