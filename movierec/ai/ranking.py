@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from movierec.ai.algorithms.als import fold_in
-from movierec.ai.algorithms.ease import signal_weights, weighted_row_sum
+from movierec.ai.algorithms.ease import signal_weights
 from movierec.ai.ann import AnnIndex
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar
 from movierec.ai.candidates import Candidates, HotRows, ServesCandidates, Shard, check_k, top_k
@@ -204,14 +204,14 @@ class RankingModel(ServesCandidates, Recommender):
     def _scores(self, idx: np.ndarray, w: np.ndarray):
         """Scores over every candidate, and a function explaining chosen candidates by signal
         row (EASE)."""
-        rows = np.asarray(self._signal_rows[np.sort(idx)])
+        signal_rows = np.sort(idx)
         order = np.argsort(idx)
-        weights = w[order].astype(rows.dtype)
-        scores = weighted_row_sum(rows, weights).astype(np.float64)
+        weights = w[order].astype(self._signal_rows.matrix.dtype)
+        scores = self._signal_rows.weighted_sum(signal_rows, weights).astype(np.float64)
 
         def contributions(top: np.ndarray) -> np.ndarray:
             out = np.empty((idx.size, top.size))
-            out[order] = rows[:, top] * weights[:, None]
+            out[order] = self._signal_rows.block(signal_rows, top) * weights[:, None]
             return out
 
         return scores, contributions

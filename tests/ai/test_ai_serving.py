@@ -186,6 +186,22 @@ def test_hot_rows_serve_the_most_popular_rows_from_memory():
     assert COUNTERS.get("movierec_recommender_cache_hits_total", cache="hot_rows") == before + 2
 
 
+@pytest.mark.parametrize("rows", [[2, 7], [0, 2, 7]], ids=["all hot", "some not hot"])
+def test_hot_rows_sum_and_block_read_rows_in_place(rows):
+    """What scoring reads without gathering rows equals what gathering gives, to the bit
+    (a sharded server must score as the whole model does)."""
+    rng = np.random.default_rng(3)
+    matrix = rng.random((10, 6), dtype=np.float32)
+    hot = HotRows(matrix, np.array([7, 2, 9, 0]), budget=2 * 24)
+    idx, weights = np.array(rows), rng.random(len(rows), dtype=np.float32)
+    gathered = matrix[idx]
+    expected = np.zeros(6, dtype=np.float32)
+    for row, weight in zip(gathered, weights, strict=True):
+        expected += weight * row  # row after row, as the one-row sparse product adds them
+    assert np.array_equal(hot.weighted_sum(idx, weights), expected)
+    assert np.array_equal(hot.block(idx, np.array([5, 1])), gathered[:, [5, 1]])
+
+
 def metric(client, name: str, label: str) -> float:
     """The value of the series of ``name`` carrying ``label`` (e.g. 'cache="recommend"')."""
     for line in client.get("/metrics").get_data(as_text=True).splitlines():

@@ -56,18 +56,6 @@ def signal_weights(ratings: np.ndarray, rating_weight: float) -> np.ndarray:
     return np.maximum(1.0 + rating_weight * (ratings - NEUTRAL_RATING), 0.05).astype(np.float32)
 
 
-def weighted_row_sum(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``weights @ rows`` (a user's scores from their signals' rows of ``B``), in the rows'
-    dtype. Through a one-row sparse product, which adds row after row into each column: a
-    column's sum does not depend on which other columns there are, so a shard holding some
-    of the columns scores them exactly as the whole model does (BLAS's gemv blocks the sum
-    differently for a different width). As fast as gemv, and unlike a product followed by a
-    sum it allocates nothing the size of ``rows``."""
-    m = rows.shape[0]
-    query = sp.csr_matrix((weights, np.arange(m), np.array([0, m])), shape=(1, m))
-    return np.asarray(query @ rows).ravel()
-
-
 def _binary_rows(row_ids: np.ndarray, items: np.ndarray, n_rows: int, n_items: int):
     matrix = sp.csr_matrix(
         (np.ones(row_ids.shape[0], dtype=np.float32), (row_ids, items)), shape=(n_rows, n_items)
