@@ -6,6 +6,7 @@ after their (possibly read-only, replica) session has ended.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -37,6 +38,18 @@ class MovieItem:
     score: float | None = None
     # "Because you liked <because>": the title of the movie the recommender based this on.
     because: str | None = None
+
+    @property
+    def approx_bytes(self) -> int:
+        """What the row refers to, for :func:`movierec.web.cache.approx_size`: its fields
+        summed directly. Walking them as an object graph cost three times as much, and a cold
+        "for you" page sizes dozens of rows."""
+        values = self.__dict__
+        return (
+            sys.getsizeof(values)
+            + sum(map(sys.getsizeof, values.values()))
+            + sum(map(sys.getsizeof, self.genres))
+        )
 
     @property
     def imdb_url(self) -> str | None:
