@@ -79,10 +79,11 @@ def from_columns(found: Mapping[str, Any]) -> UserContext:
     """The context from :mod:`movierec.db.user_signals`' columns (the genre ones may be
     missing), as read from the database or sent as JSON (``last_rated_at`` a datetime there,
     epoch seconds here)."""
-    ratings = tuple(zip(found["movie_ids"] or (), map(float, found["stars"] or ()), strict=True))
+    movie_ids = found["movie_ids"] or ()
+    ratings = tuple(zip(movie_ids, map(float, found["stars"] or ()), strict=True))
     last = found["last_rated_at"]
     return UserContext(
-        rated=frozenset(m for m, _ in ratings),
+        rated=frozenset(movie_ids),
         genres=tuple(found.get("genres") or ()),
         from_database=True,
         ratings=ratings,
@@ -104,10 +105,11 @@ def from_json(body: object) -> UserContext:
     stars = _listed(body, "stars", float, MAX_RATINGS)
     if len(stars) != len(movie_ids):
         raise BadInput("context: movie_ids and stars must be as long as each other")
-    if not all(0.5 <= s <= 5 for s in stars):  # the ratings table's range
+    # The ratings table's range; the sum is NaN or infinite when any star is.
+    if stars and not (math.isfinite(sum(stars)) and 0.5 <= min(stars) and max(stars) <= 5):
         raise BadInput("context: stars must be between 0.5 and 5")
     last = body["last_rated_at"]
-    if last is not None and not (_number(last) and math.isfinite(last)):
+    if last is not None and not (_numbers([last]) and math.isfinite(last)):
         raise BadInput("context: last_rated_at must be epoch seconds or null")
     return from_columns(
         {
@@ -128,22 +130,28 @@ def _listed(body: Mapping[str, Any], name: str, kind: type, most: int) -> list:
         return []
     if not isinstance(values, list) or len(values) > most:
         raise BadInput(f"context: {name} must be a list of at most {most} values or null")
-    fits = {int: _integer, float: _number, str: _word}[kind]
-    if not all(fits(v) for v in values):
+    if not _FITS[kind](values):
         raise BadInput(f"context: {name} must hold only {kind.__name__} values")
     return values
 
 
-def _integer(value: object) -> bool:
-    return type(value) is int and -(2**63) <= value < 2**63
+# Checks of a whole list, in C loops (map, min, max): a context holds hundreds of values,
+# and a Python-level check of each one cost a sixth of the recommender's time per request.
+def _integers(values: list) -> bool:
+    return set(map(type, values)) <= {int} and (
+        not values or (-(2**63) <= min(values) and max(values) < 2**63)
+    )
 
 
-def _number(value: object) -> bool:
-    return type(value) in (int, float)
+def _numbers(values: list) -> bool:
+    return set(map(type, values)) <= {int, float}
 
 
-def _word(value: object) -> bool:
-    return type(value) is str and len(value) <= 64
+def _words(values: list) -> bool:
+    return set(map(type, values)) <= {str} and max(map(len, values), default=0) <= 64
+
+
+_FITS = {int: _integers, float: _numbers, str: _words}
 
 
 class UserContextReader:

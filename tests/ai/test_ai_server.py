@@ -112,6 +112,12 @@ GOOD_CONTEXT = {
         ({"context": {**GOOD_CONTEXT, "stars": [4.0]}}, "as long as"),
         ({"context": {**GOOD_CONTEXT, "movie_ids": [1, "2"]}}, "int"),
         ({"context": {**GOOD_CONTEXT, "stars": [4.0, 5.5]}}, "between"),
+        # NaN escapes min() and max() when it is not first; JSON from Python may carry it.
+        ({"context": {**GOOD_CONTEXT, "stars": [4.0, float("nan")]}}, "between"),
+        ({"context": {**GOOD_CONTEXT, "stars": [float("inf"), 4.0]}}, "between"),
+        ({"context": {**GOOD_CONTEXT, "movie_ids": [1, 2**63]}}, "int"),
+        ({"context": {**GOOD_CONTEXT, "liked": [True]}}, "int"),
+        ({"context": {**GOOD_CONTEXT, "searched": ["x" * 65]}}, "str"),
         ({"context": {**GOOD_CONTEXT, "genres": "Drama"}}, "list"),
         ({"context": {**GOOD_CONTEXT, "last_rated_at": "yesterday"}}, "epoch"),
     ],
