@@ -5,12 +5,13 @@ installed, else straight to web-1.
 
 Load comes from wrk (Debian package ``wrk``), loopback only, each run bounded (``--duration``
 seconds). Users are the synthetic catalogue's; their login sessions are signed with the
-cluster's own secret key (what a login would set). *Cold*: each request is a different user
-of 2,500, so (nearly) every request misses the recommendations caches (the web's and the
-recommender's) and asks the recommender, after a warm-up of the processes on 500 other users
-(a server measured in its first seconds would be paging in its model and compiling its
-templates); *warm*: 50 users, after a warm-up run. Prints a markdown table, with the CPU
-time each request cost the web, AI, PostgreSQL and HAProxy processes.
+cluster's own secret key (what a login would set). The demo data is made with 8,000 users,
+enough that a 10 s run at a few hundred requests/s never comes back to a user. *Cold*: each
+request is a different user of 7,500, so every request misses the recommendations caches
+(the web's and the recommender's) and asks the recommender, after a warm-up of the processes
+on 500 other users (a server measured in its first seconds would be paging in its model and
+compiling its templates); *warm*: 50 users, after a warm-up run. Prints a markdown table,
+with the CPU time each request cost the web, AI, PostgreSQL and HAProxy processes.
 
     .venv/bin/python bench/bench_serving.py [--duration 10] [--connections 16]
 """
@@ -38,8 +39,9 @@ from movierec.config import load_settings
 from movierec.demo import DemoOptions, prepare
 from movierec.web.auth.sessions import GENERATION
 
-COLD_USERS = 2500
-COLD_WARMUP_USERS = range(COLD_USERS + 1, 3001)
+DATA = DemoOptions(users=8000, ratings=800_000)
+COLD_USERS = 7500
+COLD_WARMUP_USERS = range(COLD_USERS + 1, DATA.users + 1)
 WARM_USERS = 50
 WARMUP_SECONDS = 3
 ENDPOINTS = ("/for-you", "/api/recommendations?k=10")
@@ -207,7 +209,7 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
     """Bring a cluster of ``web`` x ``ai`` instances up, measure, take it down; the rows."""
     rows = []
     spec = cluster.ClusterSpec.on_port(free_base(), web=web, ai=ai)
-    record = cluster.up(settings, spec, say, prepare(DemoOptions(), say))
+    record = cluster.up(settings, spec, say, prepare(DATA, say))
     try:
         secret = (settings.state_dir / "secret_key").read_text().strip()
         cold = session_cookies(secret, range(1, COLD_USERS + 1))
@@ -215,6 +217,7 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
         warm = session_cookies(secret, range(1, WARM_USERS + 1))
         via = "director" if record.director else "web-1 direct"
         base = record.url.rstrip("/")
+        check_users(base, others[-1])
 
         def run(label: str, paths: list[str], cookies: list[str], kind: str, url: str = base):
             if kind != "-":
@@ -251,6 +254,19 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
     finally:
         cluster.down(settings, say)
     return rows
+
+
+def check_users(base: str, last_cookie: str) -> None:
+    """Stop if the cluster's data lacks the bench's last user: a ``--state-dir`` made by an
+    older bench (fewer users) would log every cold request out, not measure it."""
+    answer = requests.get(
+        f"{base}/api/recommendations?k=1", cookies={"session": last_cookie}, timeout=30
+    )
+    if answer.status_code == 401:
+        raise SystemExit(
+            f"the state dir holds fewer than {DATA.users:,} users (user {DATA.users} is "
+            "unknown): use a new --state-dir"
+        )
 
 
 def table(rows: list, args: argparse.Namespace) -> str:
