@@ -79,7 +79,7 @@ class Settings:
     # an AI instance keep and serve only the movies with movie_id % n == i; per worker: a
     # per-user result cache of ai_cache_users entries kept ai_cache_ttl seconds (0 = off) and
     # the vectors of the most rated movies, up to ai_hot_mb, copied out of the mmapped model;
-    # ai_blas_threads BLAS threads per AI worker process (gunicorn's threads are the
+    # ai_blas_threads BLAS threads per AI worker process (the worker processes are the
     # parallelism; more oversubscribes the cores: 36 instead of 302 requests/s measured).
     ann_min_items: int = 100_000
     ann_nprobe: int = 32

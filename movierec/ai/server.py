@@ -45,7 +45,8 @@ copy). Per worker process, small: the popularity fallback lists per genre set, t
 the most rated movies (``ai_hot_mb``), and a per-user result cache (``ai_cache_users``
 entries for ``ai_cache_ttl`` seconds, :mod:`movierec.ai.cache`) keyed by model version and the
 user's signals, so that neither a new rating nor a model swap is answered from it. BLAS runs
-``ai_blas_threads`` (1) threads per process: gunicorn's request threads are the parallelism.
+``ai_blas_threads`` (1) threads per process: the worker processes (``ai_workers``, each one
+thread serving greenlets, see :mod:`movierec.serving`) are the parallelism.
 
 **ANN.** Factor models (SVD, ALS) trained on more than ``ann_min_items`` movies carry an IVF
 index; ``/recommend`` and ``/similar`` then score only the probed cells (``ann_nprobe``; 0
@@ -117,8 +118,8 @@ def create_app(
     settings = settings or load_settings()
     shard = _fixed_shard(settings)
     if settings.ai_blas_threads:
-        # Process-wide: a worker's request threads each run one matrix-vector product; BLAS
-        # threads on top of them only fight for the same cores.
+        # Process-wide: each worker process runs one request's products at a time; BLAS
+        # threads on top of the workers only fight for the same cores.
         threadpool_limits(settings.ai_blas_threads, user_api="blas")
     app = Flask(__name__)
     app.json.sort_keys = False

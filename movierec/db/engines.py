@@ -76,12 +76,20 @@ def libpq_conninfo(
     return make_conninfo(**params)
 
 
-def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = 5) -> Engine:
-    """An engine whose connections time out statements after ``statement_timeout_ms``."""
+def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = 10) -> Engine:
+    """An engine whose connections time out statements after ``statement_timeout_ms``; at
+    most ``pool_size`` of them, all kept open.
+
+    No overflow: a recommender's requests are greenlets (see :mod:`movierec.serving`), as
+    many at once as it has connections, and with an overflow above the pool's size a burst
+    opens and closes connections, each a PostgreSQL process forked and ended (70 a second,
+    measured with the site's pages served the same way and a pool of 5 + 5). A request
+    beyond the pool waits for a connection instead.
+    """
     engine = create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         connect_args={
             "options": f"-c statement_timeout={statement_timeout_ms}",
             "connect_timeout": 5,

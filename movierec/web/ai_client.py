@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import urllib3
@@ -48,6 +48,7 @@ COOLDOWN_SECONDS = 5.0
 VERSION_CHECK_SECONDS = 3.0
 MAX_LIST = 1000  # the most ids (or genres) the recommender takes in ``exclude`` and the like
 JSON_HEADERS = {"Content-Type": "application/json"}
+Answer = TypeVar("Answer")
 
 
 class AIUnavailable(MovierecError):
@@ -201,8 +202,7 @@ class AIClient:
             self._version_checked = self._clock()
             versions = []
             for index in range(len(self.shards)):
-                body = self._get(index, "/health", {}, _check_health)
-                versions.append(str(body.get("model_version")))
+                versions.append(self._get(index, "/health", {}, _health_version))
             self._version = "+".join(dict.fromkeys(versions))
         except (AIUnavailable, NotFound) as exc:
             log.info("model version unknown, keeping %s: %s", self._version, exc)
@@ -251,7 +251,7 @@ class AIClient:
     ) -> AIAnswer:
         count = len(self.shards)
         if count == 1:
-            return _answer(self._get(0, path, params, _items, payload))
+            return self._get(0, path, params, _answer, payload)
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
@@ -260,7 +260,7 @@ class AIClient:
                     )
         futures = [
             self._pool.submit(
-                self._get, i, path, {**params, "shard": f"{i}/{count}"}, _items, payload
+                self._get, i, path, {**params, "shard": f"{i}/{count}"}, _answer, payload
             )
             for i in range(count)
         ]
@@ -269,7 +269,7 @@ class AIClient:
         unknown = 0
         for future in futures:
             try:
-                answers.append(_answer(future.result()))
+                answers.append(future.result())
             except AIUnavailable as exc:
                 failed.append(str(exc))
             except NotFound:
@@ -287,11 +287,12 @@ class AIClient:
         shard: int,
         path: str,
         params: Mapping[str, Any],
-        check: Callable[[Mapping[str, Any]], object],
+        parse: Callable[[Mapping[str, Any]], Answer],
         payload: bytes | None = None,
-    ) -> dict[str, Any]:
+    ) -> Answer:
         """The JSON answer of a GET (a POST of ``payload`` when given) to ``path`` of one of
-        the shard's instances."""
+        the shard's instances, as ``parse`` reads it (raising :class:`_BadAnswer` for one it
+        cannot)."""
         tried: set[_Instance] = set()
         problems: list[str] = []
         while True:
@@ -324,12 +325,12 @@ class AIClient:
                     body = resp.json()
                     if not isinstance(body, dict):
                         raise _BadAnswer("not a JSON object")
-                    check(body)
+                    parsed = parse(body)
                 except (ValueError, _BadAnswer) as exc:
                     problems.append(f"{instance.url}: malformed answer ({exc})")
                     continue
                 ok = True
-                return body
+                return parsed
             except HTTPError as exc:
                 problems.append(f"{instance.url}: {type(exc).__name__}")
             finally:
@@ -418,9 +419,10 @@ def merge(answers: Sequence[AIAnswer], k: int, partial: bool = False) -> AIAnswe
     )
 
 
-def _check_health(body: Mapping[str, Any]) -> None:
+def _health_version(body: Mapping[str, Any]) -> str:
     if body.get("status") != "ok":
         raise _BadAnswer(f"status {body.get('status')!r}")
+    return str(body.get("model_version"))
 
 
 def _items(body: Mapping[str, Any]) -> tuple[Scored, ...]:
