@@ -6,7 +6,8 @@ over several *shards*, each served by its own group of replicas (setting ``ai_sh
 * Balancing: each call goes to the less busy of two instances of the shard (power of two
   choices on calls in flight; ties go to the one used least recently).
 * Timeouts and failover: a call that times out, is refused, answers 5xx or answers garbage is
-  retried on another instance of the shard, each attempt with its own ``timeout``.
+  retried on another instance of the shard, each attempt with its own ``timeout``. A call
+  whose kept-alive connection the server closed under it is first made again on a new one.
 * Circuit breaker: after ``failure_threshold`` failures in a row an instance is skipped
   (circuit open) for ``cooldown`` seconds; then one call probes it (half-open), and its success
   closes the circuit, its failure opens it for another cool-down. When every instance of a
@@ -36,7 +37,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import urllib3
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, ProtocolError
 
 from movierec.config import Settings
 from movierec.errors import ConfigError, MovierecError, NotFound
@@ -302,15 +303,7 @@ class AIClient:
             tried.add(instance)
             ok = False
             try:
-                if payload is None:
-                    resp = self._http.request("GET", instance.url + path, fields=params)
-                else:
-                    resp = self._http.request(
-                        "POST", f"{instance.url}{path}?{urlencode(params)}", body=payload,
-                        headers=JSON_HEADERS,
-                    )  # fmt: skip
-                    if resp.status == 405:  # a recommender older than POST: it reads itself
-                        resp = self._http.request("GET", instance.url + path, fields=params)
+                resp = self._send(instance.url + path, params, payload)
                 if resp.status == 404:
                     ok = True  # the instance is fine; the movie is unknown to the model
                     raise NotFound(f"the recommender does not know {dict(params)}")
@@ -339,6 +332,35 @@ class AIClient:
             problems.append(f"every instance of shard {shard} is failing (circuit open)")
         log.warning("no recommender answered %s: %s", path, "; ".join(problems))
         raise AIUnavailable("recommender unavailable: " + "; ".join(problems))
+
+    def _send(
+        self, url: str, params: Mapping[str, Any], payload: bytes | None
+    ) -> urllib3.BaseHTTPResponse:
+        """One call to ``url``: a GET, or a POST of ``payload`` when given.
+
+        A kept-alive connection can be closed by the server (its keep-alive ran out) just as
+        the pool hands it out again: the request then fails with a :class:`ProtocolError`
+        before the server did anything with it. That call is made once more, on a new
+        connection to the same instance, rather than counted against a healthy instance
+        (with a single recommender, the page would have fallen back to popular movies).
+        A server that really died refuses the new connection at once.
+        """
+        try:
+            return self._send_once(url, params, payload)
+        except ProtocolError:
+            return self._send_once(url, params, payload)
+
+    def _send_once(
+        self, url: str, params: Mapping[str, Any], payload: bytes | None
+    ) -> urllib3.BaseHTTPResponse:
+        if payload is None:
+            return self._http.request("GET", url, fields=params)
+        resp = self._http.request(
+            "POST", f"{url}?{urlencode(params)}", body=payload, headers=JSON_HEADERS
+        )
+        if resp.status == 405:  # a recommender older than POST: it reads itself
+            resp = self._http.request("GET", url, fields=params)
+        return resp
 
     def _pick(self, group: Sequence[_Instance], tried: set[_Instance]) -> _Instance | None:
         """Two random candidates, the one with fewer calls in flight (then the one used least

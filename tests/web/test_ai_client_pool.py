@@ -3,6 +3,7 @@ the circuit breaker, timeouts, and fan-out over movie shards."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -229,3 +230,38 @@ def test_the_model_version_is_asked_at_most_every_few_seconds(recommenders, clie
     one.status = 503
     time.sleep(0.35)
     assert client.model_version() == "v2"  # unknown now: the last known one stays
+
+
+def test_a_connection_closed_as_it_is_reused_is_retried_on_the_same_instance(clients):
+    """A server whose keep-alive runs out as the next request arrives closes the connection
+    without an answer: the call is made again on a new connection, not failed over, and the
+    instance is not counted as failing."""
+    body = b'{"model_version": "v1", "items": [{"movie_id": 4, "score": 1.0}]}'
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = []
+
+    def serve():  # every connection: one answer, then the next request is read and dropped
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.recv(65536)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        client = clients([f"http://127.0.0.1:{listener.getsockname()[1]}"], 1.0)
+        for _ in range(3):
+            assert client.recommend(1, 1).items == (Scored(4, 1.0),)
+        assert len(connections) == 3  # calls 2 and 3 each met a dropped connection
+        assert [(s.calls, s.failures) for s in client.stats()] == [(3, 0)]
+    finally:
+        listener.close()
