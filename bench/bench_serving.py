@@ -234,6 +234,7 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
             ]
             result = sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
             result["rps_range"] = (min(r["rps"] for r in runs), max(r["rps"] for r in runs))
+            result["web_workers"] = spec.workers_per_web()
             rows.append((web, ai, via if url == base else "direct", label, kind, result))
             say(f"{web} web x {ai} ai {label} {kind}: {result}")
 
@@ -241,11 +242,11 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
             if kind != "-":
                 warmup = cookies if kind == "warm" else others
                 wrk(url, paths, warmup, WARMUP_SECONDS, args.threads, args.connections)
-            before = cache_counters(spec.web_ports, settings.web_workers)
+            before = cache_counters(spec.web_ports, spec.workers_per_web())
             cpu_before = cpu_seconds(record.members)
             result = wrk(url, paths, cookies, args.duration, args.threads, args.connections)
             cpu_after = cpu_seconds(record.members)
-            after = cache_counters(spec.web_ports, settings.web_workers)
+            after = cache_counters(spec.web_ports, spec.workers_per_web())
             result["hit_rate"] = hit_rate(before, after)
             served = max(result["rps"] * args.duration, 1.0)
             result["cpu_ms"] = {
@@ -297,8 +298,8 @@ def table(rows: list, args: argparse.Namespace) -> str:
         "(all web workers); CPU time per request of each role's processes (wrk's own is not "
         "counted).",
         "",
-        "| web | AI | via | endpoint | cache | req/s | (runs) | p50 ms | p99 ms | recs hit rate "
-        "| errors | CPU ms/req web / AI / PG / HAProxy |",
+        "| web (workers each) | AI | via | endpoint | cache | req/s | (runs) | p50 ms | p99 ms "
+        "| recs hit rate | errors | CPU ms/req web / AI / PG / HAProxy |",
         "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for web, ai, via, path, kind, r in rows:
@@ -308,8 +309,8 @@ def table(rows: list, args: argparse.Namespace) -> str:
         low, high = r["rps_range"]
         spread = f"{low:,.0f}-{high:,.0f}" if low != high else ""
         lines.append(
-            f"| {web} | {ai} | {via} | `{path}` | {kind} | {r['rps']:,.0f} | {spread} | "
-            f"{r['p50']:.1f} | {r['p99']:.1f} | {rate} | {errors} | {cpu} |"
+            f"| {web} ({r['web_workers']}) | {ai} | {via} | `{path}` | {kind} | {r['rps']:,.0f} "
+            f"| {spread} | {r['p50']:.1f} | {r['p99']:.1f} | {rate} | {errors} | {cpu} |"
         )
     return "\n".join(lines)
 

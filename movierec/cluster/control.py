@@ -199,16 +199,16 @@ def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord,
         "MOVIEREC_WEB_PROXY_COUNT": "1" if spec.director_port is not None else "0",
     }
     logs = settings.state_dir / "logs"
-    children: list[tuple[Member, Child]] = []
-    plan = [("ai", i, port, "/health", spec.ai_workers) for i, port in enumerate(spec.ai_ports)]
+    children: list[tuple[Member, Child, int]] = []
+    ai_workers = spec.ai_workers or settings.ai_workers
+    plan = [("ai", i, port, "/health", ai_workers) for i, port in enumerate(spec.ai_ports)]
     plan += [
-        ("web", i, port, "/healthz", spec.web_workers) for i, port in enumerate(spec.web_ports)
+        ("web", i, port, "/healthz", spec.workers_per_web())
+        for i, port in enumerate(spec.web_ports)
     ]
     for role, index, port, health, workers in plan:
         name = f"{role}-{index + 1}"
-        args = ["serve", role, "--port", str(port)]
-        if workers:
-            args += ["--workers", str(workers)]
+        args = ["serve", role, "--port", str(port), "--workers", str(workers)]
         health_url = f"http://127.0.0.1:{port}{health}"
         child = Child.start(
             name, args, logs / f"{name}.log", health_url, {**env, "MOVIEREC_INSTANCE_NAME": name}
@@ -225,10 +225,13 @@ def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord,
             str(child.log),
         )
         record.members.append(member)
-        children.append((member, child))
-    for member, child in children:
+        children.append((member, child, workers))
+    for member, child, workers in children:
         child.wait_healthy(HEALTH_TIMEOUT)
-        say(f"{member.name}: http://127.0.0.1:{member.port}/ (pid {member.pid})")
+        say(
+            f"{member.name}: http://127.0.0.1:{member.port}/ (pid {member.pid}, "
+            f"{workers} worker{'s' if workers != 1 else ''})"
+        )
     record.url = f"http://127.0.0.1:{spec.web_ports[0]}/"
 
 

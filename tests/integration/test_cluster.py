@@ -126,6 +126,14 @@ def test_one_port_lays_out_the_cluster_and_bad_layouts_are_refused(tmp_path):
         cluster.down(settings, print)
 
 
+def test_web_instances_split_the_machines_cores_unless_told_their_workers():
+    assert cluster.ClusterSpec.on_port(9000, web=1).workers_per_web(cores=2) == 2
+    assert cluster.ClusterSpec.on_port(9000, web=2).workers_per_web(cores=2) == 1
+    assert cluster.ClusterSpec.on_port(9000, web=3).workers_per_web(cores=8) == 2
+    assert cluster.ClusterSpec.on_port(9000, web=4).workers_per_web(cores=2) == 1
+    assert cluster.ClusterSpec.on_port(9000, web=2, web_workers=3).workers_per_web(cores=2) == 3
+
+
 def test_cluster_spreads_survives_ai_failures_and_stops_everything(state_dir):
     settings = load_settings(
         environ={},
