@@ -23,7 +23,8 @@ app.add_typer(db_partitions.app, name="partitions")
 
 @app.command()
 def init(ctx: typer.Context) -> None:
-    """Create or upgrade the schema on the configured database (MOVIEREC_DATABASE_URL)."""
+    """Create or upgrade the schema on the configured database (MOVIEREC_DATABASE_URL), and
+    the roles the site and the recommenders connect as (movierec_web, movierec_ai)."""
     settings = settings_from(ctx)
     settings.require("database_url")
     upgrade(settings.database_url)

@@ -37,6 +37,7 @@ from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.db import Database, LocalPostgres, upgrade
 from movierec.db.replicas import create_replica, start_server, stop_server
+from movierec.db.roles import AI_ROLE, WEB_ROLE, url_as
 from movierec.db.topology import PRIMARY_DIR, load_topology, server_url
 from movierec.director.haproxy import haproxy_binary
 from movierec.errors import MovierecError, NotFound, OpsCommandFailed
@@ -188,8 +189,6 @@ def _postgres_member(name: str, role: str, server: LocalPostgres, owned: bool) -
 def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
     ai_urls = [f"http://127.0.0.1:{port}" for port in spec.ai_ports]
     env = {
-        "MOVIEREC_DATABASE_URL": settings.database_url or "",
-        "MOVIEREC_REPLICA_URL": settings.replica_url or "",
         "MOVIEREC_SECRET_KEY": settings.secret_key or "",
         "MOVIEREC_MODEL_DIR": str(settings.model_dir),
         "MOVIEREC_STATE_DIR": str(settings.state_dir),
@@ -210,9 +209,8 @@ def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord,
         name = f"{role}-{index + 1}"
         args = ["serve", role, "--port", str(port), "--workers", str(workers)]
         health_url = f"http://127.0.0.1:{port}{health}"
-        child = Child.start(
-            name, args, logs / f"{name}.log", health_url, {**env, "MOVIEREC_INSTANCE_NAME": name}
-        )
+        child_env = {**env, **_database_env(settings, role), "MOVIEREC_INSTANCE_NAME": name}
+        child = Child.start(name, args, logs / f"{name}.log", health_url, child_env)
         _CHILDREN[child.process.pid] = child.process
         member = Member(
             name,
@@ -233,6 +231,15 @@ def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord,
             f"{workers} worker{'s' if workers != 1 else ''})"
         )
     record.url = f"http://127.0.0.1:{spec.web_ports[0]}/"
+
+
+def _database_env(settings: Settings, role: str) -> dict[str, str]:
+    """The database URLs of a web or AI server: the cluster's, with the role the server
+    needs (:mod:`movierec.db.roles`) as its user. The local servers trust loopback
+    connections, so the roles need no password here."""
+    user = WEB_ROLE if role == "web" else AI_ROLE
+    urls = {"DATABASE_URL": settings.database_url, "REPLICA_URL": settings.replica_url}
+    return {f"MOVIEREC_{name}": url_as(url, user) if url else "" for name, url in urls.items()}
 
 
 def _start_director(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:

@@ -20,6 +20,7 @@ from movierec.ai.server import create_app
 from movierec.config import load_settings
 from movierec.db import Rating
 from movierec.db.local_server import free_port
+from movierec.db.roles import AI_ROLE, url_as
 from movierec.db.user_signals import as_json, signal_columns
 
 USER = bindparam("user_id")
@@ -43,7 +44,10 @@ def make_app():
 
 @pytest.fixture
 def client(trained, settings, make_app):
-    return make_app(settings).test_client()
+    """The server connected as the recommenders' own (read-only) role."""
+    return make_app(
+        settings.replace(database_url=url_as(settings.database_url, AI_ROLE))
+    ).test_client()
 
 
 @pytest.fixture(scope="module")

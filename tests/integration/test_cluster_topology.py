@@ -33,6 +33,7 @@ from movierec.cluster.spec import port_free
 from movierec.config import load_settings
 from movierec.db.backup import backup_config, list_backups, local_servers
 from movierec.db.partitions import Placement, list_partitions
+from movierec.db.roles import WEB_ROLE
 from movierec.db.topology import Role, Server, Topology, load_topology, save_topology
 from movierec.director.haproxy import process_alive
 from movierec.errors import BadInput
@@ -153,6 +154,23 @@ def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
             table = sql.Identifier(*remote_table.split("."))
             rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
         assert rows > 100, (name, remote_table, rows)
+
+    # The site's role reaches the shards through the primary (a USER MAPPING FOR PUBLIC).
+    with psycopg.connect(
+        host="127.0.0.1", port=primary_port, user=WEB_ROLE, dbname="movierec", autocommit=True
+    ) as conn:
+        on_shards = conn.execute(
+            "SELECT count(*) FROM ratings WHERE tableoid::regclass::text IN "
+            "('ratings_p2', 'ratings_p3')"
+        ).fetchone()[0]
+        user, movie = conn.execute(
+            "SELECT user_id, max(movie_id) FROM ratings WHERE tableoid = 'ratings_p3'::regclass "
+            "GROUP BY user_id LIMIT 1"
+        ).fetchone()
+        conn.execute(
+            "UPDATE ratings SET rating = 0.5 WHERE user_id = %s AND movie_id = %s", (user, movie)
+        )
+    assert on_shards > 200
 
     status = movierec(state_dir, "cluster", "status")
     assert status.returncode == 0, status.stderr

@@ -1,0 +1,92 @@
+"""The site's and the recommenders' database roles (migration 0007, movierec.db.roles): what
+each may do, what it may not, and that the triggers still work for them."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from alembic import command
+from psycopg.errors import InsufficientPrivilege
+
+from movierec.db.migrate import alembic_config
+from movierec.db.roles import AI_ROLE, WEB_ROLE, url_as
+
+
+def connect(db_url: str, role: str | None = None) -> psycopg.Connection:
+    url = url_as(db_url, role) if role else db_url
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+@pytest.fixture
+def seeded(db_url):
+    with connect(db_url) as conn:
+        conn.execute("INSERT INTO movies (id, title, genres) VALUES (1, 'Heat', '{Crime}')")
+        (ann,) = conn.execute("INSERT INTO users (username) VALUES ('ann') RETURNING id").fetchone()
+        conn.execute("INSERT INTO ratings (user_id, movie_id, rating) VALUES (%s, 1, 4)", (ann,))
+    return db_url
+
+
+def test_the_site_reads_and_writes_user_rows_and_their_history_is_kept(seeded):
+    with connect(seeded, WEB_ROLE) as conn:
+        (user,) = conn.execute(
+            "INSERT INTO users (username) VALUES ('bob') RETURNING id"
+        ).fetchone()  # a sequence it may use
+        conn.execute("INSERT INTO ratings (user_id, movie_id, rating) VALUES (%s, 1, 5)", (user,))
+        conn.execute("UPDATE ratings SET rating = 3 WHERE user_id <> %s", (user,))
+        conn.execute("INSERT INTO searches (user_id, query) VALUES (%s, 'heat')", (user,))
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):  # the reference trigger
+            conn.execute(
+                "INSERT INTO ratings (user_id, movie_id, rating) VALUES (%s, 99, 5)", (user,)
+            )
+        conn.execute("DELETE FROM users WHERE id = %s", (user,))  # cascades as the owner
+    with connect(seeded) as conn:
+        assert conn.execute("SELECT count(*) FROM ratings").fetchone() == (1,)
+        actors = conn.execute(
+            "SELECT DISTINCT actor FROM change_history WHERE table_name = 'ratings' "
+            "AND op = 'UPDATE'"
+        ).fetchall()
+    assert actors == [(WEB_ROLE,)]  # no actor set: blamed on the role
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE movies SET title = 'x'",
+        "DELETE FROM change_history",
+        "UPDATE change_history SET actor = 'x'",
+        "SELECT count(*) FROM change_history",
+        "TRUNCATE ratings",
+        "DROP TABLE searches",
+        "ALTER TABLE ratings DISABLE TRIGGER USER",
+        "CREATE TABLE mine (id int)",
+        "DELETE FROM partitioned_tables",
+        "SET session_replication_role = replica",
+    ],
+)
+def test_the_site_may_not_change_movies_history_or_schema(seeded, statement):
+    with connect(seeded, WEB_ROLE) as conn, pytest.raises(InsufficientPrivilege):
+        conn.execute(statement)
+
+
+def test_the_recommenders_only_read_what_they_need(seeded):
+    with connect(seeded, AI_ROLE) as conn:
+        assert conn.execute("SELECT count(*) FROM ratings").fetchone() == (1,)
+        conn.execute("SELECT count(*) FROM preferences")
+        conn.execute("SELECT count(*) FROM searches")
+        for statement in (
+            "SELECT password_hash FROM users",
+            "SELECT count(*) FROM api_tokens",
+            "INSERT INTO ratings (user_id, movie_id, rating) VALUES (1, 1, 1)",
+        ):
+            with pytest.raises(InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_downgrade_takes_the_privileges_back_and_upgrade_gives_them_again(seeded):
+    config = alembic_config(seeded)
+    command.downgrade(config, "0006")
+    with connect(seeded, WEB_ROLE) as conn, pytest.raises(InsufficientPrivilege):
+        conn.execute("SELECT count(*) FROM ratings")
+    command.upgrade(config, "head")
+    with connect(seeded, WEB_ROLE) as conn:
+        assert conn.execute("SELECT count(*) FROM ratings").fetchone() == (1,)
