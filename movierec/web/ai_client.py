@@ -340,10 +340,10 @@ class AIClient:
 
         A kept-alive connection can be closed by the server (its keep-alive ran out) just as
         the pool hands it out again: the request then fails with a :class:`ProtocolError`
-        before the server did anything with it. That call is made once more, on a new
-        connection to the same instance, rather than counted against a healthy instance
-        (with a single recommender, the page would have fallen back to popular movies).
-        A server that really died refuses the new connection at once.
+        with no answer. That call is made once more, on a new connection to the same
+        instance, rather than counted against a healthy instance (with a single recommender,
+        the page would have fallen back to popular movies). The calls only read, so making
+        one twice is harmless; a server that really died refuses the new connection at once.
         """
         try:
             return self._send_once(url, params, payload)
