@@ -17,8 +17,9 @@ Bulk loads
     Per-row history would make a bulk load about 15 times slower. A loader opens
     :func:`bulk_change_set` instead: one ``change_sets`` row (kind ``bulk``) plus one ``BULK``
     marker in the history per table it names, and ``movierec.bulk_change_set`` set for its
-    transaction, which makes the triggers return at once. The rows themselves are not
-    recorded, so a bulk load cannot be rolled back from the history: it is undone by
+    transaction, which makes the triggers return at once (for a role that may delete history
+    rows anyway, such as the owner; the site's role is recorded as usual). The rows themselves
+    are not recorded, so a bulk load cannot be rolled back from the history: it is undone by
     restoring a backup to just before the change set's ``created_at`` (point-in-time recovery).
     :func:`rollback` refuses a window that contains a ``BULK`` marker rather than pretend.
 

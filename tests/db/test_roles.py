@@ -48,6 +48,21 @@ def test_the_site_reads_and_writes_user_rows_and_their_history_is_kept(seeded):
     assert actors == [(WEB_ROLE,)]  # no actor set: blamed on the role
 
 
+def test_the_site_cannot_switch_its_history_off_as_a_bulk_load_does(seeded):
+    with connect(seeded, WEB_ROLE) as conn, conn.transaction():
+        conn.execute("SELECT set_config('movierec.bulk_change_set', '1', true)")
+        conn.execute("UPDATE ratings SET rating = 1")
+    with connect(seeded) as conn, conn.transaction():
+        conn.execute("SELECT set_config('movierec.bulk_change_set', '1', true)")
+        conn.execute("UPDATE ratings SET rating = 2")  # the owner's bulk load: not recorded
+    with connect(seeded) as conn:
+        updates = conn.execute(
+            "SELECT actor, new_row->>'rating' FROM change_history "
+            "WHERE table_name = 'ratings' AND op = 'UPDATE'"
+        ).fetchall()
+    assert updates == [(WEB_ROLE, "1.0")]
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -84,7 +99,7 @@ def test_the_recommenders_only_read_what_they_need(seeded):
 
 def test_downgrade_takes_the_privileges_back_and_upgrade_gives_them_again(seeded):
     config = alembic_config(seeded)
-    command.downgrade(config, "0006")
+    command.downgrade(config, "0006")  # 0008, then 0007
     with connect(seeded, WEB_ROLE) as conn, pytest.raises(InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM ratings")
     command.upgrade(config, "head")
