@@ -167,10 +167,10 @@ def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
             "SELECT user_id, max(movie_id) FROM ratings WHERE tableoid = 'ratings_p3'::regclass "
             "GROUP BY user_id LIMIT 1"
         ).fetchone()
-        conn.execute(
+        changed = conn.execute(
             "UPDATE ratings SET rating = 0.5 WHERE user_id = %s AND movie_id = %s", (user, movie)
-        )
-    assert on_shards > 200
+        ).rowcount
+    assert on_shards > 200 and changed == 1
 
     status = movierec(state_dir, "cluster", "status")
     assert status.returncode == 0, status.stderr
