@@ -216,6 +216,7 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
     """Bring a cluster of ``web`` x ``ai`` instances up, measure, take it down; the rows."""
     rows = []
     spec = cluster.ClusterSpec.on_port(free_base(), web=web, ai=ai)
+    workers = spec.workers_per_web()
     record = cluster.up(settings, spec, say, prepare(DATA, say))
     try:
         secret = (settings.state_dir / "secret_key").read_text().strip()
@@ -234,7 +235,7 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
             ]
             result = sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
             result["rps_range"] = (min(r["rps"] for r in runs), max(r["rps"] for r in runs))
-            result["web_workers"] = spec.workers_per_web()
+            result["web_workers"] = workers
             rows.append((web, ai, via if url == base else "direct", label, kind, result))
             say(f"{web} web x {ai} ai {label} {kind}: {result}")
 
@@ -242,11 +243,11 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
             if kind != "-":
                 warmup = cookies if kind == "warm" else others
                 wrk(url, paths, warmup, WARMUP_SECONDS, args.threads, args.connections)
-            before = cache_counters(spec.web_ports, spec.workers_per_web())
+            before = cache_counters(spec.web_ports, workers)
             cpu_before = cpu_seconds(record.members)
             result = wrk(url, paths, cookies, args.duration, args.threads, args.connections)
             cpu_after = cpu_seconds(record.members)
-            after = cache_counters(spec.web_ports, spec.workers_per_web())
+            after = cache_counters(spec.web_ports, workers)
             result["hit_rate"] = hit_rate(before, after)
             served = max(result["rps"] * args.duration, 1.0)
             result["cpu_ms"] = {

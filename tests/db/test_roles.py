@@ -8,13 +8,14 @@ import pytest
 from alembic import command
 from psycopg.errors import InsufficientPrivilege
 
+from movierec.db.engines import libpq_conninfo
 from movierec.db.migrate import alembic_config
 from movierec.db.roles import AI_ROLE, WEB_ROLE, url_as
 
 
 def connect(db_url: str, role: str | None = None) -> psycopg.Connection:
     url = url_as(db_url, role) if role else db_url
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    return psycopg.connect(libpq_conninfo(url, "test_roles"), autocommit=True)
 
 
 @pytest.fixture
