@@ -34,6 +34,15 @@ from movierec.errors import DatabaseUnavailable
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
 PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
+# psycopg prepares a statement once a connection has run it five times. For such a statement
+# PostgreSQL's default (plan_cache_mode=auto) keeps planning anew with each call's values
+# whenever the one generic plan looks costlier, and over hash-partitioned tables it always
+# does: its cost counts every partition, though only the user's is read at run time. The
+# "for you" page's statement over the user's ratings, preferences, dismissals and searches
+# then cost PostgreSQL 0.38 ms of CPU a call against 0.10 ms with its generic plan, and a
+# title search 25 ms against 3.8 (bench/bench_serving.py's data); over cold pages, 0.85-0.90
+# ms of PostgreSQL CPU per page against 0.57-0.60. Statements run once are planned as before.
+GENERIC_PLANS = "plan_cache_mode=force_generic_plan"
 _clock = time.monotonic  # the pool's idle times (tests move it)
 
 
@@ -91,7 +100,7 @@ def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = 10)
         pool_size=pool_size,
         max_overflow=0,
         connect_args={
-            "options": f"-c statement_timeout={statement_timeout_ms}",
+            "options": f"-c statement_timeout={statement_timeout_ms} -c {GENERIC_PLANS}",
             "connect_timeout": 5,
         },
     )
