@@ -44,7 +44,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -60,8 +60,9 @@ from movierec.web import catalog
 from movierec.web.db import read_session
 
 EXTENSION = "movierec.caches"
-# Session key: a digest of the taste version the user's cached lists were last compared with,
-# or CHANGED after the user changed it (no digest equals it). See movierec.web.picks.
+# Session key: CHANGED after the user changed their taste in this session (no digest equals
+# it), then a digest of the taste version their lists were last compared with; absent before
+# the first change. See movierec.web.picks.
 TASTE = "taste"
 CHANGED = "changed"
 MiB = 1024 * 1024
@@ -203,6 +204,22 @@ class BoundedCache(Generic[K, V]):
                 return None
             self.hits += 1
             return cast(V, entry.value)
+
+    def get_many(self, keys: Collection[K]) -> dict[K, V]:
+        """The fresh values of those of ``keys`` that are cached, each lookup counted as
+        :meth:`get` counts it: a list's two dozen movies under one lock and one clock read."""
+        found: dict[K, V] = {}
+        with self._lock:
+            now = self._clock()
+            for key in keys:
+                entry = self._data.get(key)  # counts as a use for LRU and LFU
+                if entry is not None and entry.expires < now:
+                    del self._data[key]
+                elif entry is not None:
+                    found[key] = entry.value
+            self.hits += len(found)
+            self.misses += len(keys) - len(found)
+        return found
 
     def peek(self, key: K) -> V | None:
         """The value for ``key`` if fresh, without counting a lookup or a use."""
@@ -391,7 +408,7 @@ def listed_movies(conn: Connection, ids: set[int]) -> dict[int, catalog.MovieIte
     """:func:`catalog.movie_rows` through the ``listings`` cache: only the movies not in it
     are read from the database."""
     listings = caches().listings
-    found = {i: m for i in ids if (m := listings.get(i)) is not None}
+    found = listings.get_many(ids)
     missing = ids - found.keys()
     if missing:
         read = catalog.movie_rows(conn, missing)
@@ -411,8 +428,7 @@ def movie_list_html(picks: Listing, dismiss_form: str | None = None) -> Markup:
 
     def render() -> Markup:
         macro = get_template_attribute("_macros.html", "movie_list")
-        items = [movie_html(m, dismiss_form) for m in picks.movies]
-        return Markup(macro(picks.movies, items=items))
+        return Markup(macro(picks.movies, items=movies_html(picks.movies, dismiss_form)))
 
     return derived(picks, ("movie_list", dismiss_form), render)
 
@@ -479,17 +495,21 @@ def _shows(page: Page, picks: Listing) -> bool:
 _SHOWN = attrgetter(*(f.name for f in fields(catalog.MovieItem) if f.name != "score"))
 
 
-def movie_html(movie: catalog.MovieItem, dismiss_form: str | None = None) -> Markup:
-    """One movie as the ``movie_item`` macro renders it; the same for every list that shows
+def movies_html(movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None) -> list[Markup]:
+    """Each movie as the ``movie_item`` macro renders it; the same for every list that shows
     it (the score, which differs per user, is not shown)."""
     store = caches().movie_html
-    key = (_SHOWN(movie), dismiss_form)
-    found = store.get(key)
-    if found is None:
-        macro = get_template_attribute("_macros.html", "movie_item")
-        found = Markup(macro(movie, dismiss_form))
-        store.put(key, found, size=sys.getsizeof(found) * 2)  # key ~ value
-    return found
+    keys = [(_SHOWN(movie), dismiss_form) for movie in movies]
+    found = store.get_many(keys)
+    html = []
+    for movie, key in zip(movies, keys, strict=True):
+        one = found.get(key)
+        if one is None:
+            macro = get_template_attribute("_macros.html", "movie_item")
+            one = found[key] = Markup(macro(movie, dismiss_form))
+            store.put(key, one, size=sys.getsizeof(one) * 2)  # key ~ value
+        html.append(one)
+    return html
 
 
 def after_rating(user_id: int, movie_id: int) -> None:

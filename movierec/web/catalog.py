@@ -51,6 +51,14 @@ class MovieItem:
             + sum(map(sys.getsizeof, self.genres))
         )
 
+    def scored(self, score: float | None, because: str | None) -> MovieItem:
+        """This movie with a recommender's ``score`` and ``because``: what
+        ``dataclasses.replace`` makes, at a fifth of its cost (it checks and passes every field
+        again), for the two dozen rows of each new list."""
+        item = object.__new__(type(self))
+        item.__dict__.update(self.__dict__, score=score, because=because)
+        return item
+
     @property
     def imdb_url(self) -> str | None:
         # MovieLens stores the IMDb number without its "tt" prefix and zero padding.
@@ -177,9 +185,7 @@ def movies_by_ids(
     reasons = {i: b for i, b in (because or {}).items() if i in scores}
     by_id = (rows or movie_rows)(conn, set(scores) | set(reasons.values()))
     return [
-        replace(by_id[i], score=scores[i], because=_title(by_id.get(reasons.get(i))))
-        for i in scores
-        if i in by_id
+        by_id[i].scored(scores[i], _title(by_id.get(reasons.get(i)))) for i in scores if i in by_id
     ]
 
 

@@ -10,13 +10,21 @@ from contextlib import contextmanager
 
 import pytest
 from flask import Flask, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event
 from support.clock import Clock
 from werkzeug.serving import make_server
 
 from movierec.web import changes, picks
 from movierec.web.ai_client import AIClient
-from movierec.web.cache import EXTENSION, BoundedCache, Recommended, approx_size
+from movierec.web.cache import (
+    CHANGED,
+    EXTENSION,
+    TASTE,
+    BoundedCache,
+    Recommended,
+    approx_size,
+)
 from movierec.web.catalog import MovieItem
 from movierec.web.picks import Picks
 
@@ -127,6 +135,22 @@ def test_entries_expire_after_their_ttl_and_invalid_ones_are_misses():
     clock.now = 60
     assert cache.get("a") is None
     assert (cache.stats().hits, cache.stats().misses, cache.stats().entries) == (1, 2, 0)
+
+
+def test_get_many_counts_and_uses_each_key_as_get_does():
+    clock = Clock()
+    cache = BoundedCache("t", "lfu", max_entries=3, max_bytes=10**6, ttl=30, clock=clock)
+    cache.put("old", 0)
+    clock.now = 20
+    for key in ("a", "b"):
+        cache.put(key, key)
+    clock.now = 40  # "old" expired; "a" and "b" not
+    assert cache.get_many(["a", "old", "absent"]) == {"a": "a"}
+    stats = cache.stats()
+    assert (stats.hits, stats.misses, stats.entries) == (1, 2, 2)
+    cache.put("c", "c")
+    cache.put("d", "d")  # the least used goes: "b" (or "c"), never "a", which was looked up
+    assert cache.peek("a") == "a"
 
 
 def test_a_zero_size_turns_the_caches_off(make_app, seed):
@@ -275,6 +299,27 @@ def test_a_rating_taken_by_another_worker_refreshes_this_workers_list(make_app, 
     worker_a.set_cookie("session", worker_b.get_cookie("session").value)
     on_b(worker_a.post(f"/movies/{seed.shining}/rating/delete"))
     assert helpers.titles(worker_b.get("/for-you")) == ["Alien"]
+
+
+def test_only_a_session_that_changed_the_taste_carries_its_digest(app, client, seed, ai, helpers):
+    """A first list leaves the cookie as it was (no rewrite for every new user); after a
+    rating, the next list stores the taste digest that other workers compare their entries
+    with (see the test above), once."""
+    cookie = SecureCookieSessionInterface().get_signing_serializer(app)
+
+    def taste() -> str | None:
+        return cookie.loads(client.get_cookie("session").value).get(TASTE)
+
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9)]
+    helpers.log_in(client, "ann")
+    assert helpers.titles(client.get("/for-you")) == ["Alien"]
+    assert taste() is None
+    assert "Set-Cookie" not in client.get("/for-you").headers
+    client.post("/api/ratings", json={"movie_id": seed.shining, "rating": 2})
+    assert taste() == CHANGED
+    client.get("/for-you")
+    assert taste() not in (None, CHANGED)
+    assert "Set-Cookie" not in client.get("/for-you").headers  # the digest is current
 
 
 def test_a_rating_in_another_session_reaches_this_worker_by_notification(
