@@ -142,6 +142,16 @@ def list_artifacts(model_dir: Path) -> list[ArtifactInfo]:
     return infos
 
 
+def mapped(path: Path) -> np.ndarray:
+    """The ``.npy`` file at ``path``, memory-mapped read-only, as a plain array over the
+    mapping: worker processes share its pages, and indexing it costs what indexing an array
+    does (an ``np.memmap`` wraps every result in a memmap again: 2-3 % of a recommendation's
+    CPU, measured in-process over 3,000 of them).
+
+    Raises :class:`OSError` or :class:`ValueError` when it cannot be read."""
+    return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+
+
 def load_arrays(info: ArtifactInfo, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Memory-map the named arrays of an artifact (read-only).
 
@@ -150,7 +160,7 @@ def load_arrays(info: ArtifactInfo, names: tuple[str, ...]) -> dict[str, np.ndar
     arrays = {}
     for name in names:
         try:
-            arrays[name] = np.load(info.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            arrays[name] = mapped(info.path / f"{name}.npy")
         except (OSError, ValueError) as exc:
             raise ModelNotReady(f"model {info.version} is damaged: {name}.npy: {exc}") from exc
     return arrays

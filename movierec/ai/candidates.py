@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from cachetools import LRUCache
 
 from movierec.ai.ann import ANN_FILE, AnnIndex, pack, write_index
+from movierec.ai.artifact import mapped
 from movierec.ai.dataset import dense_index
 from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady
@@ -478,7 +479,7 @@ def _cached_slice(
     arrays = {}
     for name in ("rows", "movie_ids", "popularity", "popular_order", "movie_genres", *full.arrays):
         try:
-            arrays[name] = np.load(target / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            arrays[name] = mapped(target / f"{name}.npy")
         except (OSError, ValueError) as exc:
             raise ModelNotReady(f"shard slice {target} is damaged: {name}.npy: {exc}") from exc
     index_path = target / ANN_FILE
