@@ -12,8 +12,9 @@ its first seconds would be paging in its model and compiling its templates); *wa
 users, after a warm-up run.
 
 Each row is the median of ``--repeat`` runs (3), its range shown: on this 2-core VM one run
-can differ from the next by 15 % either way. The demo data is made with 12,000 users so
-that each of 3 cold runs has 3,833 users of its own, enough for 10 s at 380 requests/s.
+can differ from the next by 15 % either way. The demo data is made with 12,000 users, so
+each of 3 cold runs has 3,833 users of its own, and asks for each of them once: a run that
+gets through them in less than ``--duration`` ends there (10 s at 380 requests/s).
 Prints a markdown table, with the CPU time each request cost the web, AI, PostgreSQL and
 HAProxy processes.
 
@@ -23,6 +24,7 @@ HAProxy processes.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -53,11 +55,14 @@ CPU_ROLES = {"web": "web", "ai": "AI", "primary": "PG", "director": "HAProxy"}
 LUA = """
 cookies = {%s}
 paths = {%s}
+stretch = %d
 counter = 0
 local started = 0
+threads = {}
 function setup(thread)
-  thread:set("offset", started * %d)
+  thread:set("offset", started * stretch)
   started = started + 1
+  table.insert(threads, thread)
 end
 function request()
   counter = counter + 1
@@ -65,6 +70,42 @@ function request()
   local headers = {}
   if #cookies > 0 then headers["Cookie"] = "session=" .. cookies[i %% #cookies + 1] end
   return wrk.format("GET", paths[i %% #paths + 1], headers)
+end
+"""
+# With ``once``: a thread stops while its requests so far, and those its connections have in
+# flight, stay within its stretch (they may each ask once more before it stops). wrk's own
+# rate divides by the whole --duration whenever threads stop, so the script times its answers
+# (LuaJIT's FFI: wrk's Lua has no clock finer than a second) and prints their rate.
+LUA_ONCE = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_usec; } bench_timeval;
+int gettimeofday(bench_timeval *tv, void *tz);
+]]
+local function now()
+  local tv = ffi.new("bench_timeval")
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.tv_sec) + tonumber(tv.tv_usec) / 1e6
+end
+answered = 0
+local ask = request
+function request()
+  if first == nil then first = now() end
+  return ask()
+end
+function response()
+  answered = answered + 1
+  last = now()
+  if answered >= stretch - %d then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+  local from, to, n = math.huge, 0, 0
+  for _, t in ipairs(threads) do
+    from = math.min(from, t:get("first") or math.huge)
+    to = math.max(to, t:get("last") or 0)
+    n = n + t:get("answered")
+  end
+  io.write(string.format("Answered %%d in %%.6f s\\n", n, to - from))
 end
 """
 
@@ -85,14 +126,26 @@ def session_cookies(secret_key: str, user_ids: Iterable[int]) -> list[str]:
 
 
 def wrk(
-    url: str, paths: list[str], cookies: list[str], seconds: int, threads: int, conns: int
+    url: str,
+    paths: list[str],
+    cookies: list[str],
+    seconds: int,
+    threads: int,
+    conns: int,
+    once: bool = False,
 ) -> dict:
-    """Run wrk against ``url``, rotating over ``paths`` and login ``cookies``; its figures."""
+    """Run wrk against ``url``, rotating over ``paths`` and login ``cookies``; its figures.
+
+    Each thread walks its own stretch of the longer list. With ``once``, no cookie (or path)
+    is used twice: a thread stops when its stretch runs out, which can end the run before
+    ``seconds`` (wrk's rate is over the time it ran)."""
+    walked = cookies if len(cookies) >= len(paths) else paths
+    stretch = max(len(walked) // threads, 1)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         quoted = lambda items: ",".join(f'"{i}"' for i in items)  # noqa: E731
-        # Each wrk thread starts its own stretch of the users: no user twice in a cold run.
-        stride = max(len(cookies) // threads, 1) if cookies else 1
-        script.write(LUA % (quoted(cookies), quoted(paths), stride))
+        script.write(LUA % (quoted(cookies), quoted(paths), stretch))
+        if once:
+            script.write(LUA_ONCE % (2 * math.ceil(conns / threads)))
     try:
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
@@ -108,8 +161,15 @@ def wrk(
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
+    timed = re.search(r"^Answered (\d+) in ([\d.]+) s$", out, re.M)
+    if timed:  # from the threads' first request to their last answer (once)
+        requests, ran = int(timed.group(1)), float(timed.group(2))
+    else:
+        requests, ran = int(re.search(r"(\d+) requests in ", out).group(1)), float(seconds)
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "rps": requests / ran if timed else float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+        "requests": requests,
+        "seconds": ran,
         "p50": latency("50"),
         "p99": latency("99"),
         "errors": int(errors.group(1)) if errors else 0,
@@ -245,11 +305,13 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
                 wrk(url, paths, warmup, WARMUP_SECONDS, args.threads, args.connections)
             before = cache_counters(spec.web_ports, workers)
             cpu_before = cpu_seconds(record.members)
-            result = wrk(url, paths, cookies, args.duration, args.threads, args.connections)
+            # Cold runs, and the AI's own row, ask for each user once (see wrk()).
+            once = kind != "warm"
+            result = wrk(url, paths, cookies, args.duration, args.threads, args.connections, once)
             cpu_after = cpu_seconds(record.members)
             after = cache_counters(spec.web_ports, workers)
             result["hit_rate"] = hit_rate(before, after)
-            served = max(result["rps"] * args.duration, 1.0)
+            served = max(result["requests"], 1)
             result["cpu_ms"] = {
                 role: 1000 * (cpu_after[role] - cpu_before.get(role, 0.0)) / served
                 for role in cpu_after
@@ -292,8 +354,8 @@ def table(rows: list, args: argparse.Namespace) -> str:
     lines = [
         f"wrk -t{args.threads} -c{args.connections}, {args.duration} s per run, the median of "
         f"{args.repeat} runs (req/s of all in brackets); cold: {COLD_USERS:,} users, each run "
-        f"rotating over its own {COLD_USERS // args.repeat:,}, after a {WARMUP_SECONDS} s "
-        "warm-up on "
+        f"asking once for each of its own {COLD_USERS // args.repeat:,} (so a fast run ends "
+        f"sooner), after a {WARMUP_SECONDS} s warm-up on "
         f"{len(COLD_WARMUP_USERS)} others, warm: {WARM_USERS} users after a "
         f"{WARMUP_SECONDS} s warm-up; hit rate of the recommendations cache during the run "
         "(all web workers); CPU time per request of each role's processes (wrk's own is not "
