@@ -101,7 +101,8 @@ def promote(
     ] = False,
     yes: YesOption = False,
 ) -> None:
-    """Fence (stop) the primary and promote standby NAME to primary."""
+    """Fence (stop) the primary and promote standby NAME to primary; the old primary's other
+    standbys then follow NAME."""
     settings = settings_from(ctx)
     if not yes:
         typer.confirm(f"Stop the current primary and promote {name}?", abort=True)
@@ -110,6 +111,8 @@ def promote(
         f"{name} is the primary now; the old primary {result.former.name} {result.fencing}.",
         highlight=False,
     )
+    for follower in result.followers:
+        err_console.print(f"{follower} follows {name} now.", highlight=False)
     for orphan in result.orphans:
         err_console.print(
             f"[yellow]note:[/yellow] {orphan} still follows {result.former.name}; "

@@ -7,22 +7,35 @@ server exits), refuse when it still answers and cannot be stopped. Then wait unt
 has replayed the old primary's last checkpoint, so no commit is lost. Then mark the old data
 directory with standby.signal, so that restarting it (``movierec db start-local``) brings it up
 read-only, and only then ``pg_ctl promote``.
+
+The other standbys of the old primary then follow the new one: each gets a slot on it, its
+``primary_conninfo`` is pointed there, and a reload restarts its WAL receiver, which follows
+the new timeline (``recovery_target_timeline`` is ``latest``). Since the old primary sent them
+everything before it stopped, none is ahead of the point where the timelines part. One that
+is down, or does not stream from the new primary in time, is reported as an orphan to be
+recreated.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import suppress
 from dataclasses import dataclass
+
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from movierec.config import Settings
 from movierec.db.local_server import LocalPostgres
+from movierec.db.replicas import slot_name
 from movierec.db.tools import give_to_server_user, run_pg_tool
 from movierec.db.topology import (
     PromotionRefused,
     ReplicationError,
     Role,
     Server,
+    Topology,
     connect,
     load_topology,
     reachable,
@@ -41,6 +54,7 @@ class Promotion:
     url: str  # its database URL (password masked): the new MOVIEREC_DATABASE_URL
     former: Server  # the old primary, now a former primary
     fencing: str  # how the old primary was fenced, in words
+    followers: tuple[str, ...] = ()  # the old primary's other standbys, now following this one
     orphans: tuple[str, ...] = ()  # other standbys still following the old primary
 
 
@@ -77,11 +91,75 @@ def promote(settings: Settings, name: str, force: bool = False, wait: float = 60
         _forget_standby_settings(settings, target)
         new = dataclasses.replace(target, role=Role.PRIMARY, slot=None, upstream=None)
         former = dataclasses.replace(old, role=Role.FORMER_PRIMARY)
-        save_topology(settings, topology.with_server(new).with_server(former))
-    orphans = tuple(
-        s.name for s in topology.standbys() if s.name != name and s.upstream == old.name
-    )
-    return Promotion(new, server_url(settings, new), former, fencing, orphans)
+        topology = topology.with_server(new).with_server(former)
+        save_topology(settings, topology)
+        followers, orphans = _repoint(settings, topology, old.name, new, wait)
+    url = server_url(settings, new)
+    return Promotion(new, url, former, fencing, followers, orphans)
+
+
+def _repoint(
+    settings: Settings, topology: Topology, old: str, new: Server, wait: float
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Make the standbys of ``old`` follow ``new``, each saved in the topology once it
+    streams; the names of those that do, and of those left behind (orphans)."""
+    followers, orphans = [], []
+    for standby in topology.standbys():
+        if standby.upstream != old:
+            continue
+        moved = _follow(settings, new, standby, wait)
+        if moved is None:
+            orphans.append(standby.name)
+            continue
+        followers.append(standby.name)
+        topology = topology.with_server(moved)
+        save_topology(settings, topology)
+    return tuple(followers), tuple(orphans)
+
+
+def _follow(settings: Settings, primary: Server, standby: Server, wait: float) -> Server | None:
+    """Point ``standby`` at the new ``primary`` through a slot of its own there; its new
+    entry, or None when it is not run here, is down, or does not stream within ``wait``
+    (its slot is dropped again, or it would keep WAL on the primary forever)."""
+    if standby.local is None or not reachable(settings, standby):
+        return None
+    slot = slot_name(standby.name)
+    with connect(settings, primary) as conn:
+        if not conn.execute(_HAS_SLOT, (slot,)).fetchone():
+            # Reserved now: WAL from here on stays until the standby has it.
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+    with connect(settings, standby) as conn:
+        current = conn.execute("SHOW primary_conninfo").fetchone()[0]
+        # The same user, application_name and password file; the new primary's address.
+        conninfo = make_conninfo(current, host=primary.host, port=primary.live_port())
+        for setting, value in (("primary_conninfo", conninfo), ("primary_slot_name", slot)):
+            # ALTER SYSTEM takes no parameters: the value goes in as a quoted literal.
+            change = sql.SQL("ALTER SYSTEM SET {} = {}")
+            conn.execute(change.format(sql.Identifier(setting), sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
+    if _streams_from(settings, standby, primary, wait):
+        return dataclasses.replace(standby, slot=slot, upstream=primary.name)
+    with suppress(DatabaseUnavailable, ReplicationError), connect(settings, primary) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    return None
+
+
+_HAS_SLOT = "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
+
+
+def _streams_from(settings: Settings, standby: Server, primary: Server, wait: float) -> bool:
+    """Whether ``standby``'s WAL receiver streams from ``primary`` within ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        with suppress(DatabaseUnavailable), connect(settings, standby) as conn:
+            found = conn.execute(
+                "SELECT sender_port FROM pg_stat_wal_receiver WHERE status = 'streaming'"
+            ).fetchone()
+            if found is not None and found[0] == primary.live_port():
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _fence(settings: Settings, old: Server) -> tuple[str, str | None]:

@@ -320,6 +320,30 @@ def test_promote_fences_the_old_primary_and_keeps_every_row():
         assert status_of(c.settings, "main").state is ServerState.READ_ONLY
 
 
+def test_promote_makes_the_other_standbys_follow_the_new_primary():
+    with new_cluster() as c:
+        for name in ("r1", "r2", "r3"):
+            create_replica(c.settings, name)
+        before = write_note(c.url)
+        r3 = stop_server(c.settings, "r3")  # down: it cannot follow, and is left as it was
+        promoted = run_cli(c, "promote", "r1", "--yes")
+        assert promoted.exit_code == 0, promoted.output
+        assert "r2 follows r1 now." in promoted.stderr
+        assert "r3 still follows main" in promoted.stderr
+
+        r1_url, r2_url = (replica_url(c.settings, n) for n in ("r1", "r2"))
+        later = write_note(r1_url)  # on the new timeline
+        assert eventually(lambda: has_note(r2_url, later), timeout=5.0)
+        assert has_note(r2_url, before)
+        topology = load_topology(c.settings)
+        assert (topology.get("r2").upstream, topology.get("r2").slot) == ("r1", "replica_r2")
+        assert topology.get("r3").upstream == "main" == r3.upstream
+        assert status_of(c.settings, "r2").state is ServerState.STREAMING
+        with pg(r1_url) as conn:
+            slots = conn.execute("SELECT slot_name, active FROM pg_replication_slots").fetchall()
+        assert slots == [("replica_r2", True)]  # none kept for r3, which would hold WAL
+
+
 def test_promote_refuses_what_is_not_a_local_standby(cluster):
     with pytest.raises(BadInput, match="only a local standby"):
         promote(cluster.settings, "main")
