@@ -142,6 +142,7 @@ def test_rendered_config_has_checks_retries_and_backup(state_dir, haproxy):
         "option redispatch 1",
         "option forwardfor",
         "balance roundrobin",
+        "http-reuse never",
         "bind 127.0.0.1:8080",
         "bind 127.0.0.1:9000",
         "stats uri /stats",
