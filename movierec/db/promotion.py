@@ -128,6 +128,19 @@ def _follow(settings: Settings, primary: Server, standby: Server, wait: float) -
         if not conn.execute(_HAS_SLOT, (slot,)).fetchone():
             # Reserved now: WAL from here on stays until the standby has it.
             conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+    try:
+        _point_at(settings, standby, primary, slot)
+        if _streams_from(settings, standby, primary, wait):
+            return dataclasses.replace(standby, slot=slot, upstream=primary.name)
+    except (DatabaseUnavailable, ReplicationError):
+        pass  # the promotion stands; this standby is reported as an orphan
+    with suppress(DatabaseUnavailable, ReplicationError), connect(settings, primary) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    return None
+
+
+def _point_at(settings: Settings, standby: Server, primary: Server, slot: str) -> None:
+    """Set ``standby``'s primary_conninfo and slot to ``primary``'s, and reload it."""
     with connect(settings, standby) as conn:
         current = conn.execute("SHOW primary_conninfo").fetchone()[0]
         # The same user, application_name and password file; the new primary's address.
@@ -137,11 +150,6 @@ def _follow(settings: Settings, primary: Server, standby: Server, wait: float) -
             change = sql.SQL("ALTER SYSTEM SET {} = {}")
             conn.execute(change.format(sql.Identifier(setting), sql.Literal(value)))
         conn.execute("SELECT pg_reload_conf()")
-    if _streams_from(settings, standby, primary, wait):
-        return dataclasses.replace(standby, slot=slot, upstream=primary.name)
-    with suppress(DatabaseUnavailable, ReplicationError), connect(settings, primary) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-    return None
 
 
 _HAS_SLOT = "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
