@@ -26,13 +26,14 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from movierec.config import Settings
-from movierec.errors import DatabaseUnavailable
+from movierec.errors import ConfigError, DatabaseUnavailable
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
+NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
 PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
 # psycopg prepares a statement once a connection has run it five times. For such a statement
 # PostgreSQL's default (plan_cache_mode=auto) keeps planning anew with each call's values
@@ -44,6 +45,11 @@ PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged 
 # ms of PostgreSQL CPU per page against 0.57-0.60. Statements run once are planned as before.
 GENERIC_PLANS = "plan_cache_mode=force_generic_plan"
 _clock = time.monotonic  # the pool's idle times (tests move it)
+
+
+class MissingPrivilege(ConfigError):
+    """The role the app connects as lacks a privilege the statement needs (SQLSTATE 42501):
+    a setup problem (a migration not run, a URL with the wrong role), not the user's."""
 
 
 class QueryTimeout(DatabaseUnavailable):
@@ -183,6 +189,17 @@ class Database:
                     f"(statement_timeout): {_first_line(exc)}"
                 ) from exc
             raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+        except ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) != NO_PRIVILEGE:
+                raise
+            raise MissingPrivilege(
+                f"the database role {self.role} may not do this: {_first_line(exc)}"
+            ) from exc
+
+    @cached_property
+    def role(self) -> str:
+        """The role the primary's connections log in as (in messages)."""
+        return make_url(self.settings.database_url).username or "postgres"
 
     def engine_for(self, readonly: bool) -> Engine:
         """The engine :meth:`session` uses: the primary, or for ``readonly`` the replica when

@@ -3,14 +3,19 @@ each may do, what it may not, and that the triggers still work for them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psycopg
 import pytest
 from alembic import command
 from psycopg.errors import InsufficientPrivilege
+from sqlalchemy import text
 
-from movierec.db.engines import libpq_conninfo
+from movierec.db import Database
+from movierec.db.engines import MissingPrivilege, libpq_conninfo
 from movierec.db.migrate import alembic_config
 from movierec.db.roles import AI_ROLE, WEB_ROLE, url_as
+from movierec.errors import ConfigError
 
 
 def connect(db_url: str, role: str | None = None) -> psycopg.Connection:
@@ -106,3 +111,20 @@ def test_downgrade_takes_the_privileges_back_and_upgrade_gives_them_again(seeded
     command.upgrade(config, "head")
     with connect(seeded, WEB_ROLE) as conn:
         assert conn.execute("SELECT count(*) FROM ratings").fetchone() == (1,)
+
+
+def test_a_missing_privilege_is_a_one_line_setup_error_naming_the_role(seeded, settings):
+    as_site = replace(settings, database_url=url_as(seeded, WEB_ROLE))
+    with Database(as_site) as database:
+        with pytest.raises(MissingPrivilege) as raised, database.session() as session:
+            session.execute(text("DELETE FROM movies"))
+        assert isinstance(raised.value, ConfigError)  # the web answers 500 and logs it
+        assert str(raised.value) == (
+            f"the database role {WEB_ROLE} may not do this: permission denied for table movies"
+        )
+        # The same on the hot path's connections (translated as their scope ends).
+        with pytest.raises(MissingPrivilege, match="permission denied for table ratings"):
+            with database.autocommit() as conn:
+                conn.execute(text("TRUNCATE ratings"))
+        with database.autocommit() as conn:
+            assert conn.execute(text("SELECT count(*) FROM ratings")).scalar_one() == 1
