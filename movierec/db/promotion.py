@@ -28,7 +28,7 @@ from psycopg.conninfo import make_conninfo
 
 from movierec.config import Settings
 from movierec.db.local_server import LocalPostgres
-from movierec.db.replicas import slot_name
+from movierec.db.replicas import drop_slot, slot_exists, slot_name
 from movierec.db.tools import give_to_server_user, run_pg_tool
 from movierec.db.topology import (
     PromotionRefused,
@@ -125,7 +125,7 @@ def _follow(settings: Settings, primary: Server, standby: Server, wait: float) -
         return None
     slot = slot_name(standby.name)
     with connect(settings, primary) as conn:
-        if not conn.execute(_HAS_SLOT, (slot,)).fetchone():
+        if not slot_exists(conn, slot):
             # Reserved now: WAL from here on stays until the standby has it.
             conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
     try:
@@ -134,8 +134,8 @@ def _follow(settings: Settings, primary: Server, standby: Server, wait: float) -
             return dataclasses.replace(standby, slot=slot, upstream=primary.name)
     except (DatabaseUnavailable, ReplicationError):
         pass  # the promotion stands; this standby is reported as an orphan
-    with suppress(DatabaseUnavailable, ReplicationError), connect(settings, primary) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    with suppress(ReplicationError):  # still in use after its wait: the standby came late
+        drop_slot(settings, primary, slot)
     return None
 
 
@@ -150,9 +150,6 @@ def _point_at(settings: Settings, standby: Server, primary: Server, slot: str) -
             change = sql.SQL("ALTER SYSTEM SET {} = {}")
             conn.execute(change.format(sql.Identifier(setting), sql.Literal(value)))
         conn.execute("SELECT pg_reload_conf()")
-
-
-_HAS_SLOT = "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s"
 
 
 def _streams_from(settings: Settings, standby: Server, primary: Server, wait: float) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
@@ -149,9 +150,7 @@ def _check_can_clone(settings: Settings, primary: Server, slot: str) -> None:
     with connect(settings, primary) as conn:
         if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
             raise ReplicationError(f"{primary.name} ({primary.address}) is in recovery")
-        taken = conn.execute(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-        ).fetchone()
+        taken = slot_exists(conn, slot)
     if taken:
         raise BadInput(
             f"slot {slot} already exists on the primary; drop it first "
@@ -231,13 +230,18 @@ def _discard(settings: Settings, primary: Server, slot: str, target: Path) -> No
     except OpsCommandFailed:
         pass  # nothing more to do than deleting its files below
     try:
-        _drop_slot(settings, primary, slot)
+        drop_slot(settings, primary, slot)
     except ReplicationError:
         pass  # the original failure matters more; a retried create names the leftover slot
     shutil.rmtree(target, ignore_errors=True)
 
 
-def _drop_slot(settings: Settings, primary: Server, slot: str, wait: float = 10.0) -> bool:
+def slot_exists(conn: psycopg.Connection, slot: str) -> bool:
+    found = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    return found.fetchone() is not None
+
+
+def drop_slot(settings: Settings, primary: Server, slot: str, wait: float = 10.0) -> bool:
     """Drop ``slot`` on ``primary`` if it exists; False when the primary cannot be reached.
 
     A walsender keeps its slot active for a moment after its standby stops, so retry.
@@ -251,9 +255,7 @@ def _drop_slot(settings: Settings, primary: Server, slot: str, wait: float = 10.
                     "WHERE slot_name = %s AND NOT active",
                     (slot,),
                 )
-                left = conn.execute(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-                ).fetchone()
+                left = slot_exists(conn, slot)
         except DatabaseUnavailable:
             return False
         if not left:
@@ -279,7 +281,7 @@ def remove_replica(settings: Settings, name: str) -> bool:
             server.local.stop()
         dropped = True
         if server.slot and server.upstream in topology:
-            dropped = _drop_slot(settings, topology.get(server.upstream), server.slot)
+            dropped = drop_slot(settings, topology.get(server.upstream), server.slot)
         if server.state_dir is not None:
             shutil.rmtree(server.state_dir, ignore_errors=True)
         save_topology(settings, topology.without(name))
