@@ -220,15 +220,9 @@ class RankingModel(ServesCandidates, Recommender):
         """The ALS user vector solved from the signals (their item factors read through
         ``rows``), the candidates' item factors, and a function explaining chosen candidates
         by signal."""
-        confidence = self._alpha * w
-        vector, solved = fold_in(rows, self._gram, self._reg, idx, confidence)
+        folded = fold_in(rows, self._gram, self._reg, idx, self._alpha * w)
         factors = self._cand.arrays["item_factors"]
-
-        def contributions(top: np.ndarray) -> np.ndarray:
-            chosen = np.asarray(factors[top], dtype=np.float64)
-            return confidence[:, None] * (solved.T @ chosen.T)
-
-        return vector, factors, contributions
+        return folded.vector, factors, lambda top: folded.shares(factors[top])
 
     def recommend(
         self,
