@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from movierec.errors import BadInput
 from movierec.web import cache, catalog, picks
+from movierec.web.auth.sessions import read_along
 from movierec.web.db import commit, get_session, wrote
 from movierec.web.movies import remember_search
 from movierec.web.users import check_rating, rate, ratings_of
@@ -84,6 +85,7 @@ def rate_movie() -> Response:
 
 @bp.get("/recommendations")
 @login_required
+@read_along(picks.TASTE_ALONG)
 def recommendations() -> Response:
     found = picks.for_user(current_user.id, _int_arg("k", 10, 1, MAX_K))
 

@@ -11,6 +11,7 @@ Limited and partial answers are not cached, so that a recovered recommender is u
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, cast
@@ -25,6 +26,7 @@ from movierec.db.user_signals import as_json, signal_columns
 from movierec.errors import NotFound
 from movierec.web import cache, catalog, changes, popular
 from movierec.web.ai_client import AIClient, AIUnavailable
+from movierec.web.auth.sessions import ReadAlong, read_along_row
 from movierec.web.db import connection, get_session, read_session
 from movierec.web.users import DEMOTE_AFTER, Refusals, preferred_genres, refusal_columns
 
@@ -85,13 +87,23 @@ def taste_version(conn: Connection, user_id: int) -> tuple:
     return tuple(conn.execute(_TASTE, {"user_id": user_id}).one())
 
 
+# For the views that start with for_user: read with the user's row when that is not cached.
+TASTE_ALONG = ReadAlong(_TASTE_AND_SIGNALS, {"at_least": DEMOTE_AFTER})
+
+
 def taste_and_signals(conn: Connection, user_id: int) -> tuple[tuple, Refusals, dict[str, Any]]:
     """:func:`taste_version`, :func:`~movierec.web.users.refusals` and the recommender's
     context (:func:`movierec.db.user_signals.as_json`) in one statement."""
     params = {"user_id": user_id, "at_least": DEMOTE_AFTER}
     row = conn.execute(_TASTE_AND_SIGNALS, params).one()
-    taste = tuple(row[: _REFUSALS.start])
-    return taste, Refusals.of(row[_REFUSALS]), as_json(row._mapping)
+    return _taste_and_signals(row, row._mapping)
+
+
+def _taste_and_signals(
+    values: Sequence, named: Mapping[str, Any]
+) -> tuple[tuple, Refusals, dict[str, Any]]:
+    taste = tuple(values[: _REFUSALS.start])
+    return taste, Refusals.of(values[_REFUSALS]), as_json(named)
 
 
 def for_user(user_id: int, k: int) -> Picks:
@@ -103,8 +115,10 @@ def for_user(user_id: int, k: int) -> Picks:
     """
     store = cache.caches()
     key = (user_id, k)
+    # Read with the user's row, when that came from the database in this request.
+    along = read_along_row(user_id)
     # Taken before the database is read: a change heard of later makes the entry stale.
-    stamp = changes.now()
+    stamp = along.stamp if along is not None else changes.now()
     model = ai_client().model_version()
     entry = store.recommendations.peek(key)
     if entry is not None and entry.model_version == model and _fresh(user_id, entry):
@@ -115,7 +129,10 @@ def for_user(user_id: int, k: int) -> Picks:
     # older than it is (refreshed next time), never newer.
     # The refusals and the recommender's context come with the taste version, though only a
     # miss needs them: a round trip fewer there, and none in the recommender.
-    taste, said_no, context = taste_and_signals(connection(), user_id)
+    if along is not None:
+        taste, said_no, context = _taste_and_signals(along.values, along.named)
+    else:
+        taste, said_no, context = taste_and_signals(connection(), user_id)
     _saw(taste)
 
     def current(found: cache.Recommended) -> bool:

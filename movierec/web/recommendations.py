@@ -21,6 +21,7 @@ from werkzeug.wrappers import Response
 
 from movierec.db.schema import GENRES
 from movierec.web import cache, catalog, picks
+from movierec.web.auth.sessions import read_along
 from movierec.web.db import commit, get_session, wrote
 from movierec.web.forms import NotInterestedForm, UndoNotInterestedForm
 from movierec.web.users import dismiss, undismiss
@@ -78,6 +79,7 @@ def filters_html(filters: Mapping[str, str | int]) -> Markup:
 
 @bp.get("/for-you")
 @login_required
+@read_along(picks.TASTE_ALONG)
 def for_you() -> str:
     filters, problems = parse_filters(request.args)
     if problems:

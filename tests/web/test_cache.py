@@ -24,6 +24,7 @@ from movierec.web.cache import (
     BoundedCache,
     Recommended,
     approx_size,
+    caches,
 )
 from movierec.web.catalog import MovieItem
 from movierec.web.picks import Picks
@@ -210,9 +211,34 @@ def test_without_the_change_listener_a_hit_compares_taste_versions(app, client, 
     app.extensions[changes.EXTENSION].log.connected(False)  # as when the primary is away
     with counted_queries(app) as queries:
         assert helpers.titles(client.get("/for-you")) == ["Alien"]
-    # The login session's user, and the user's taste version; not the catalogue.
-    assert len(queries) == 2 and not any("FROM movies" in q for q in queries)
+    # The login session's user with the user's taste version, in one statement (the worker
+    # does not trust its copy of the user either); not the catalogue.
+    assert len(queries) == 1 and "FROM users LEFT OUTER JOIN LATERAL" in queries[0]
+    assert "FROM movies" not in queries[0]
     assert hits_and_misses(client, "recommendations") == (1, 1)
+
+
+def test_a_workers_first_list_for_a_user_reads_the_user_with_the_taste_version(
+    app, client, seed, ai, helpers
+):
+    listening(app)
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9)]
+    helpers.log_in(client, "ann")
+
+    def first_request(path: str) -> list[str]:
+        with app.app_context():
+            caches().users.clear()  # as on a worker that has not served ann yet
+        with counted_queries(app) as queries:
+            assert client.get(path).status_code == 200
+        return [q for q in queries if "FROM users" in q or "FROM ratings" in q]
+
+    for path in ("/for-you", "/api/recommendations?k=1"):
+        reads = first_request(path)
+        assert len(reads) == 1 and "FROM users LEFT OUTER JOIN LATERAL" in reads[0], path
+    # A page that does not start with the user's taste has the user read alone.
+    reads = first_request("/account")
+    assert "FROM users" in reads[0] and "ratings" not in reads[0]
+    assert not any("LATERAL" in q for q in reads)
 
 
 def test_a_recommendations_miss_reads_only_movies_no_recent_list_showed(

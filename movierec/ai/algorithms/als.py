@@ -32,8 +32,9 @@ class FoldedIn:
 
     ``A`` is factored once (Cholesky: ``A`` is ``λI`` plus a sum of ``c·y yᵀ`` with every
     ``c ≥ 0``, positive definite when ``λ > 0`` or the item factors have full rank): the vector
-    is one solve, and explaining the chosen movies another with one right-hand side per movie. Solving ``A⁻¹ Y_Sᵀ`` for every signal up front
-    cost 50 % more per request (about a hundred right-hand sides against 10 to 25)."""
+    is one solve, and explaining the chosen movies another with one right-hand side per movie.
+    Solving ``A⁻¹ Y_Sᵀ`` for every signal up front cost 50 % more per request (about a hundred
+    right-hand sides against 10 to 25)."""
 
     vector: np.ndarray  # x = A⁻¹ b, (factors,)
     signals: np.ndarray  # Y_S, the signals' item factors, (|S|, factors)

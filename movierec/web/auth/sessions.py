@@ -16,13 +16,14 @@ request must carry the CSRF token of its session.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_login import LoginManager, UserMixin, login_user, logout_user
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, Select, bindparam, select, true, update
 from werkzeug.wrappers import Response
 
 from movierec.db.schema import User
@@ -34,6 +35,8 @@ login_manager = LoginManager()
 login_manager.login_message = "Log in to see that page."
 GENERATION = "_generation"  # session key beside flask-login's _user_id
 BEARER = "Bearer "
+READ_ALONG = "read_along"  # the attribute of a view function that @read_along sets
+View = TypeVar("View", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,54 @@ def _authenticate_token_or_check_csrf() -> None:
     current_app.extensions["csrf"].protect()
 
 
-_USER = select(
-    User.id, User.username, User.display_name, User.is_admin, User.session_generation
-).where(User.id == bindparam("user_id"))
+_USER_COLUMNS = (User.id, User.username, User.display_name, User.is_admin, User.session_generation)
+_USER = select(*_USER_COLUMNS).where(User.id == bindparam("user_id"))
+
+
+class ReadAlong:
+    """A statement on ``:user_id`` that a view runs first thing, to be run in the same round
+    trip as the logged-in user's row when that must come from the database: on a worker's
+    first request of the user, as for every cold "for you" page of the serving bench, whose
+    three statements became two (see :func:`read_along`). It must give exactly one row (an
+    aggregate, say); the user's row never depends on it (an outer join)."""
+
+    def __init__(self, statement: Select, params: Mapping[str, Any]):
+        self.params = dict(params)
+        along = statement.lateral("along")
+        # The user's columns, then the statement's, whose labels the view's code may read.
+        self.joined = (
+            select(*_USER_COLUMNS, *along.c)
+            .join_from(User, along, true(), isouter=True)
+            .where(User.id == bindparam("user_id"))
+        )
+
+
+@dataclass(frozen=True)
+class ReadAlongRow:
+    """What a :class:`ReadAlong` statement read, and the change stamp taken before."""
+
+    user_id: int
+    stamp: int
+    values: tuple
+    named: Mapping[str, Any]
+
+
+def read_along(statement: ReadAlong) -> Callable[[View], View]:
+    """Mark a view (under ``@login_required``) as reading ``statement`` first thing; it finds
+    the row with :func:`read_along_row` when the user's row came with it."""
+
+    def mark(view: View) -> View:
+        setattr(view, READ_ALONG, statement)
+        return view
+
+    return mark
+
+
+def read_along_row(user_id: int) -> ReadAlongRow | None:
+    """The row the view's :class:`ReadAlong` statement gave with ``user_id``'s own in this
+    request, once (None when the user came from this worker's cache)."""
+    found = g.pop(READ_ALONG, None)
+    return found if found is not None and found.user_id == user_id else None
 
 
 @login_manager.user_loader
@@ -131,14 +179,28 @@ def _known_user(user_id: int, cached: bool = True) -> CurrentUser | None:
         if found is not None:
             return cast(CurrentUser, found.value)
     stamp = changes.now()
+    along = _view_reads_along()
     # Core, on the request's autocommit connection: the ORM's identity-map load and execute
     # machinery, and a transaction's BEGIN and ROLLBACK, cost more than the query itself.
-    row = connection().execute(_USER, {"user_id": user_id}).one_or_none()
+    if along is None:
+        row = connection().execute(_USER, {"user_id": user_id}).one_or_none()
+    else:
+        params = {**along.params, "user_id": user_id}
+        row = connection().execute(along.joined, params).one_or_none()
+        if row is not None:
+            n = len(_USER_COLUMNS)
+            named = dict(zip(row._fields[n:], row[n:], strict=True))
+            setattr(g, READ_ALONG, ReadAlongRow(user_id, stamp, tuple(row[n:]), named))
     if row is None:
         return None
     user = CurrentUser.of(row)
     users.put(user_id, cache.Stamped(user, stamp))
     return user
+
+
+def _view_reads_along() -> ReadAlong | None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return getattr(view, READ_ALONG, None)
 
 
 @login_manager.request_loader
