@@ -23,6 +23,8 @@ from sqlalchemy import Row, Select, bindparam, select
 
 from movierec.ai.base import Signals
 from movierec.db import Database, Rating
+from movierec.db.engines import POOL_SIZE
+from movierec.db.fair_gate import FairGate
 from movierec.db.user_signals import OTHER_COLUMNS, RATING_COLUMNS, signal_columns
 from movierec.errors import BadInput, DatabaseUnavailable
 
@@ -164,6 +166,9 @@ class UserContextReader:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.database = database
+        # One checkout per request, so a gate of the pool's size in front of it never waits
+        # on itself; it makes the requests beyond the pool wait their turn (see FairGate).
+        self._gate = FairGate(POOL_SIZE)
         self.retry_after = retry_after
         self._clock = clock
         self._down_until = 0.0
@@ -188,7 +193,7 @@ class UserContextReader:
         restarted or failed-over server), as the pool has then dropped every old one."""
 
         def read() -> Row:
-            with database.autocommit(readonly=True) as conn:
+            with self._gate.entered(), database.autocommit(readonly=True) as conn:
                 return conn.execute(statement, {"user_id": user_id}).one()
 
         try:

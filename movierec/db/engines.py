@@ -34,6 +34,7 @@ from movierec.errors import ConfigError, DatabaseUnavailable
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
 NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
+POOL_SIZE = 10  # connections per engine and process (make_engine)
 PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
 # psycopg prepares a statement once a connection has run it five times. For such a statement
 # PostgreSQL's default (plan_cache_mode=auto) keeps planning anew with each call's values
@@ -91,7 +92,7 @@ def libpq_conninfo(
     return make_conninfo(**params)
 
 
-def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = 10) -> Engine:
+def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = POOL_SIZE) -> Engine:
     """An engine whose connections time out statements after ``statement_timeout_ms``; at
     most ``pool_size`` of them, all kept open.
 
