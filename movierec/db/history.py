@@ -8,7 +8,9 @@ What is recorded
     key as jsonb, the row before and after (``to_jsonb``), ``txid_current()``, the time the
     transaction began (``changed_at``: a transaction is never cut in two by a time), and the
     actor: the session setting ``movierec.actor`` (the web app sets ``user:<id>`` per request,
-    the CLI ``admin:<os user>``, both through :func:`set_actor`), else the database role.
+    the CLI ``admin:<os user>``, both through :func:`set_actor`), else the database role. A
+    role that may not delete history rows (the site's) may claim only ``user:<id>``; another
+    claim of its is recorded as ``<role> (claimed <claim>)`` (migration 0009).
     ``change_history`` is partitioned by month of ``changed_at``, with a DEFAULT partition so
     that no write ever fails for want of one; :func:`prune` (run it monthly) drops old months
     and creates the next ones.

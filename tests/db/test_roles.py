@@ -69,6 +69,23 @@ def test_the_site_cannot_switch_its_history_off_as_a_bulk_load_does(seeded):
     assert updates == [(WEB_ROLE, "1.0")]
 
 
+def test_the_site_may_blame_a_user_but_not_claim_to_be_an_admin(seeded):
+    with connect(seeded, WEB_ROLE) as conn:
+        for claim, stars in (("user:7", 1), ("admin:mallory", 2)):
+            with conn.transaction():
+                conn.execute("SELECT set_config('movierec.actor', %s, true)", (claim,))
+                conn.execute("UPDATE ratings SET rating = %s", (stars,))
+    with connect(seeded) as conn, conn.transaction():  # the owner, as the CLI connects
+        conn.execute("SELECT set_config('movierec.actor', 'admin:root', true)")
+        conn.execute("UPDATE ratings SET rating = 3")
+    with connect(seeded) as conn:
+        actors = conn.execute(
+            "SELECT actor FROM change_history WHERE table_name = 'ratings' AND op = 'UPDATE' "
+            "ORDER BY id"
+        ).fetchall()
+    assert actors == [("user:7",), (f"{WEB_ROLE} (claimed admin:mallory)",), ("admin:root",)]
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -105,7 +122,7 @@ def test_the_recommenders_only_read_what_they_need(seeded):
 
 def test_downgrade_takes_the_privileges_back_and_upgrade_gives_them_again(seeded):
     config = alembic_config(seeded)
-    command.downgrade(config, "0006")  # 0008, then 0007
+    command.downgrade(config, "0006")  # 0009, 0008, then 0007
     with connect(seeded, WEB_ROLE) as conn, pytest.raises(InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM ratings")
     command.upgrade(config, "head")
