@@ -26,7 +26,9 @@ class FairGate:
     """At most ``size`` callers inside :meth:`entered` at once; the rest wait first come, first
     served."""
 
-    turn = threading.Event  # what a waiter waits on (tests interrupt it)
+    # What a waiter waits on; None: threading.Event, looked up when needed, as gevent patches
+    # the module after this one may have been imported (tests put in one they interrupt).
+    turn: type[threading.Event] | None = None
 
     def __init__(self, size: int):
         if size < 1:
@@ -53,7 +55,7 @@ class FairGate:
             if self._free and not self._waiting:
                 self._free -= 1
                 return
-            turn = self.turn()
+            turn = (self.turn or threading.Event)()
             self._waiting.append(turn)
         try:
             turn.wait()  # set by the caller whose place this one takes over

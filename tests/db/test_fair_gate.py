@@ -86,7 +86,7 @@ def test_a_waiter_interrupted_loses_no_place(handed_first):
     gate.turn = InterruptedTurn
     with pytest.raises(Interrupted), gate.entered():
         pass
-    gate.turn = threading.Event
+    gate.turn = None
     assert gate.waiting == 0
     holder.leave()
     after = Visitor(gate, "after", inside)
