@@ -193,12 +193,7 @@ class BoundedCache(Generic[K, V]):
         An expired or invalid entry is dropped.
         """
         with self._lock:
-            entry = self._data.get(key)  # counts as a use for LRU and LFU
-            if entry is not None and (
-                entry.expires < self._clock() or (valid is not None and not valid(entry.value))
-            ):
-                del self._data[key]
-                entry = None
+            entry = self._current(key, self._clock(), valid)
             if entry is None:
                 self.misses += 1
                 return None
@@ -212,14 +207,25 @@ class BoundedCache(Generic[K, V]):
         with self._lock:
             now = self._clock()
             for key in keys:
-                entry = self._data.get(key)  # counts as a use for LRU and LFU
-                if entry is not None and entry.expires < now:
-                    del self._data[key]
-                elif entry is not None:
+                entry = self._current(key, now)
+                if entry is not None:
                     found[key] = entry.value
             self.hits += len(found)
             self.misses += len(keys) - len(found)
         return found
+
+    def _current(
+        self, key: K, now: float, valid: Callable[[V], bool] | None = None
+    ) -> _Entry[V] | None:
+        """The entry for ``key`` if fresh at ``now`` and ``valid``, else None (an expired or
+        invalid one is dropped). Under the lock."""
+        entry = self._data.get(key)  # counts as a use for LRU and LFU
+        if entry is not None and (
+            entry.expires < now or (valid is not None and not valid(entry.value))
+        ):
+            del self._data[key]
+            return None
+        return entry
 
     def peek(self, key: K) -> V | None:
         """The value for ``key`` if fresh, without counting a lookup or a use."""

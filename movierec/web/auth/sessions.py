@@ -131,8 +131,8 @@ class ReadAlongRow:
 
     user_id: int
     stamp: int
-    values: tuple
-    named: Mapping[str, Any]
+    values: tuple  # the statement's columns
+    named: Mapping[str, Any]  # the whole row's by label (the statement's and the user's)
 
 
 def read_along(statement: ReadAlong) -> Callable[[View], View]:
@@ -188,9 +188,8 @@ def _known_user(user_id: int, cached: bool = True) -> CurrentUser | None:
         params = {**along.params, "user_id": user_id}
         row = connection().execute(along.joined, params).one_or_none()
         if row is not None:
-            n = len(_USER_COLUMNS)
-            named = dict(zip(row._fields[n:], row[n:], strict=True))
-            setattr(g, READ_ALONG, ReadAlongRow(user_id, stamp, tuple(row[n:]), named))
+            values = tuple(row[len(_USER_COLUMNS) :])
+            setattr(g, READ_ALONG, ReadAlongRow(user_id, stamp, values, row._mapping))
     if row is None:
         return None
     user = CurrentUser.of(row)
