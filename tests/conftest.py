@@ -13,7 +13,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from movierec.config import load_settings
@@ -44,10 +43,14 @@ def db_url(pg_server):
     name = f"t_{uuid.uuid4().hex[:12]}"
     url = pg_server.create_database(name, template=TEMPLATE)
     yield url
-    with psycopg.connect(
-        f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres", autocommit=True
-    ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def as_role(pg_server):
+    """``as_role(url, role)``: a test database's URL as one of the app's roles
+    (``movierec.db.roles``), with the credentials the test server gave that role."""
+    return pg_server.as_role
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from movierec.db.roles import url_as
 from movierec.db.tools import check_server_user_can_enter, give_to_server_user, run_pg_tool
 from movierec.errors import OpsCommandFailed
 
@@ -59,7 +60,17 @@ class LocalPostgres:
         return self.state_dir / "server.json"
 
     def url(self, dbname: str = "postgres") -> str:
+        """The owner's (superuser's) URL of database ``dbname``."""
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def admin_conninfo(self, dbname: str = "postgres") -> str:
+        """A libpq conninfo for the superuser on database ``dbname``."""
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+    def as_role(self, url: str, role: str) -> str:
+        """``url`` (a database of this server) as the app role ``role``
+        (:mod:`movierec.db.roles`), with the credentials this server gave it."""
+        return url_as(url, role)
 
     def is_initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -154,9 +165,7 @@ class LocalPostgres:
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(
-            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
-        ) as conn:
+        with psycopg.connect(self.admin_conninfo(), autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if exists.fetchone() is None:
                 stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
@@ -164,3 +173,12 @@ class LocalPostgres:
                     stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
                 conn.execute(stmt)
         return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """DROP DATABASE ``name`` (if it exists), closing its sessions."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.admin_conninfo(), autocommit=True) as conn:
+            stmt = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(stmt.format(sql.Identifier(name)))

@@ -20,7 +20,7 @@ from movierec.ai.server import create_app
 from movierec.config import load_settings
 from movierec.db import Rating
 from movierec.db.local_server import free_port
-from movierec.db.roles import AI_ROLE, url_as
+from movierec.db.roles import AI_ROLE
 from movierec.db.user_signals import as_json, signal_columns
 
 USER = bindparam("user_id")
@@ -43,10 +43,10 @@ def make_app():
 
 
 @pytest.fixture
-def client(trained, settings, make_app):
+def client(trained, settings, make_app, as_role):
     """The server connected as the recommenders' own (read-only) role."""
     return make_app(
-        settings.replace(database_url=url_as(settings.database_url, AI_ROLE))
+        settings.replace(database_url=as_role(settings.database_url, AI_ROLE))
     ).test_client()
 
 

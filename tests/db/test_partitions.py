@@ -79,11 +79,8 @@ def tablespace(pg_server, db_url):
     give_to_server_user(directory)
     name = f"fast_{uuid.uuid4().hex[:8]}"
     yield name, directory
-    with psycopg.connect(
-        f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres", autocommit=True
-    ) as conn:
-        dbname = make_url(db_url).database
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    pg_server.drop_database(make_url(db_url).database)
+    with psycopg.connect(pg_server.admin_conninfo(), autocommit=True) as conn:
         conn.execute(f'DROP TABLESPACE IF EXISTS "{name}"')
     shutil.rmtree(root, ignore_errors=True)
 

@@ -14,17 +14,24 @@ from sqlalchemy import text
 from movierec.db import Database
 from movierec.db.engines import MissingPrivilege, libpq_conninfo
 from movierec.db.migrate import alembic_config
-from movierec.db.roles import AI_ROLE, WEB_ROLE, url_as
+from movierec.db.roles import AI_ROLE, WEB_ROLE
 from movierec.errors import ConfigError
 
 
-def connect(db_url: str, role: str | None = None) -> psycopg.Connection:
-    url = url_as(db_url, role) if role else db_url
-    return psycopg.connect(libpq_conninfo(url, "test_roles"), autocommit=True)
+@pytest.fixture
+def connect(as_role):
+    """``connect(db_url, role=None)``: an autocommit connection as ``role`` (the owner when
+    None)."""
+
+    def connect(db_url: str, role: str | None = None) -> psycopg.Connection:
+        url = as_role(db_url, role) if role else db_url
+        return psycopg.connect(libpq_conninfo(url, "test_roles"), autocommit=True)
+
+    return connect
 
 
 @pytest.fixture
-def seeded(db_url):
+def seeded(db_url, connect):
     with connect(db_url) as conn:
         conn.execute("INSERT INTO movies (id, title, genres) VALUES (1, 'Heat', '{Crime}')")
         (ann,) = conn.execute("INSERT INTO users (username) VALUES ('ann') RETURNING id").fetchone()
@@ -32,7 +39,7 @@ def seeded(db_url):
     return db_url
 
 
-def test_the_site_reads_and_writes_user_rows_and_their_history_is_kept(seeded):
+def test_the_site_reads_and_writes_user_rows_and_their_history_is_kept(seeded, connect):
     with connect(seeded, WEB_ROLE) as conn:
         (user,) = conn.execute(
             "INSERT INTO users (username) VALUES ('bob') RETURNING id"
@@ -54,7 +61,7 @@ def test_the_site_reads_and_writes_user_rows_and_their_history_is_kept(seeded):
     assert actors == [(WEB_ROLE,)]  # no actor set: blamed on the role
 
 
-def test_the_site_cannot_switch_its_history_off_as_a_bulk_load_does(seeded):
+def test_the_site_cannot_switch_its_history_off_as_a_bulk_load_does(seeded, connect):
     with connect(seeded, WEB_ROLE) as conn, conn.transaction():
         conn.execute("SELECT set_config('movierec.bulk_change_set', '1', true)")
         conn.execute("UPDATE ratings SET rating = 1")
@@ -69,7 +76,7 @@ def test_the_site_cannot_switch_its_history_off_as_a_bulk_load_does(seeded):
     assert updates == [(WEB_ROLE, "1.0")]
 
 
-def test_the_site_may_blame_a_user_but_not_claim_to_be_an_admin(seeded):
+def test_the_site_may_blame_a_user_but_not_claim_to_be_an_admin(seeded, connect):
     with connect(seeded, WEB_ROLE) as conn:
         for claim, stars in (("user:7", 1), ("admin:mallory", 2)):
             with conn.transaction():
@@ -101,12 +108,12 @@ def test_the_site_may_blame_a_user_but_not_claim_to_be_an_admin(seeded):
         "SET session_replication_role = replica",
     ],
 )
-def test_the_site_may_not_change_movies_history_or_schema(seeded, statement):
+def test_the_site_may_not_change_movies_history_or_schema(seeded, connect, statement):
     with connect(seeded, WEB_ROLE) as conn, pytest.raises(InsufficientPrivilege):
         conn.execute(statement)
 
 
-def test_the_recommenders_only_read_what_they_need(seeded):
+def test_the_recommenders_only_read_what_they_need(seeded, connect):
     with connect(seeded, AI_ROLE) as conn:
         assert conn.execute("SELECT count(*) FROM ratings").fetchone() == (1,)
         conn.execute("SELECT count(*) FROM preferences")
@@ -120,7 +127,7 @@ def test_the_recommenders_only_read_what_they_need(seeded):
                 conn.execute(statement)
 
 
-def test_downgrade_takes_the_privileges_back_and_upgrade_gives_them_again(seeded):
+def test_downgrade_takes_the_privileges_back_and_upgrade_gives_them_again(seeded, connect):
     config = alembic_config(seeded)
     command.downgrade(config, "0006")  # 0009, 0008, then 0007
     with connect(seeded, WEB_ROLE) as conn, pytest.raises(InsufficientPrivilege):
@@ -130,8 +137,8 @@ def test_downgrade_takes_the_privileges_back_and_upgrade_gives_them_again(seeded
         assert conn.execute("SELECT count(*) FROM ratings").fetchone() == (1,)
 
 
-def test_a_missing_privilege_is_a_one_line_setup_error_naming_the_role(seeded, settings):
-    as_site = replace(settings, database_url=url_as(seeded, WEB_ROLE))
+def test_a_missing_privilege_is_a_one_line_setup_error_naming_the_role(seeded, settings, as_role):
+    as_site = replace(settings, database_url=as_role(seeded, WEB_ROLE))
     with Database(as_site) as database:
         with pytest.raises(MissingPrivilege) as raised, database.session() as session:
             session.execute(text("DELETE FROM movies"))

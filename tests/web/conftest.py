@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from movierec.db import Movie, Rating, User
 from movierec.db.local_server import free_port
-from movierec.db.roles import WEB_ROLE, url_as
+from movierec.db.roles import WEB_ROLE
 from movierec.web import close_app, create_app
 from movierec.web.auth import Passwords
 
@@ -153,7 +153,7 @@ def dead_url() -> str:
 
 
 @pytest.fixture
-def make_app(settings, ai):
+def make_app(settings, ai, as_role):
     """Build apps on the test database, connected as the site's own role (what it may do
     there is what a deployed site may do); lower-case keys override settings, upper-case are
     Flask config. CSRF is off unless a test turns it on."""
@@ -162,7 +162,7 @@ def make_app(settings, ai):
     def make(**config) -> Flask:
         base = {
             **settings.as_dict(),
-            "database_url": url_as(settings.database_url, WEB_ROLE),
+            "database_url": as_role(settings.database_url, WEB_ROLE),
             "ai_urls": (ai.url,),
             "ai_timeout": 1.0,
         }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg
 import pytest
 from flask import session
 
@@ -21,10 +20,7 @@ def other_db_url(pg_server):
     name = f"r_{uuid.uuid4().hex[:12]}"
     url = pg_server.create_database(name, template="movierec_template")
     yield url
-    with psycopg.connect(
-        f"host=127.0.0.1 port={pg_server.port} user=postgres dbname=postgres", autocommit=True
-    ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg_server.drop_database(name)
 
 
 @pytest.fixture
