@@ -17,6 +17,7 @@ import pytest
 
 from movierec.config import load_settings
 from movierec.db import Database, LocalPostgres, upgrade
+from movierec.db.roles import APP_ROLES
 
 # The login-test harness (a real OpenID Connect provider, headless Chromium) as plugins here,
 # once: a second import in a sub-directory's conftest would start a second Playwright, which
@@ -33,6 +34,7 @@ def pg_server():
     os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root
     server = LocalPostgres(root / "pg").start()
     upgrade(server.create_database(TEMPLATE))
+    server.give_passwords(*APP_ROLES)
     yield server
     server.stop()
     shutil.rmtree(root, ignore_errors=True)

@@ -11,6 +11,7 @@ from rich.table import Table
 from movierec.cli.common import console, err_console, human_bytes, progress_bar, settings_from
 from movierec.db import backup as lib
 from movierec.db.restore import plan_restore, run_restore
+from movierec.db.roles import masked
 from movierec.errors import BadInput
 
 app = typer.Typer(
@@ -165,7 +166,10 @@ def restore(
     with progress_bar(f"restore to {plan.target}") as update:
         restored = run_restore(config, plan, update)
     for server in restored:
-        console.print(f"{server.stanza}: {server.url}", highlight=False, soft_wrap=True)
+        where = f"(passwords in {server.state_dir}/passwords.json)"
+        console.print(
+            f"{server.stanza}: {masked(server.url)} {where}", highlight=False, soft_wrap=True
+        )
     if not plan.in_place:
         console.print(
             f"stop the copies with `movierec db stop-local --state-dir {plan.target_dir}/<stanza>`",

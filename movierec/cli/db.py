@@ -13,6 +13,7 @@ from movierec.cli import db_history, db_partitions, db_replica
 from movierec.cli.common import console, human_bytes, settings_from
 from movierec.db import LocalPostgres
 from movierec.db.migrate import current_tables, upgrade
+from movierec.db.roles import masked
 from movierec.db.status import database_status
 
 app = typer.Typer(help="Database: schema and a local PostgreSQL server.", no_args_is_help=True)
@@ -42,10 +43,18 @@ def start_local(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
     dbname: Annotated[str, typer.Option(help="Database to create.")] = "movierec",
 ) -> None:
-    """Start a private PostgreSQL 15 on 127.0.0.1 and print its database URL."""
+    """Start a private PostgreSQL 15 on 127.0.0.1 and print its database URL (the password
+    masked; the full URL is written to a file only you may read)."""
     settings = settings_from(ctx)
     server = LocalPostgres(state_dir or settings.state_dir / "postgres", port=port).start()
-    console.print(server.create_database(dbname), highlight=False, soft_wrap=True)
+    url = server.create_database(dbname)
+    url_file = server.save_url(url)
+    console.print(masked(url), highlight=False, soft_wrap=True)
+    console.print(
+        f'the full URL: export MOVIEREC_DATABASE_URL="$(cat {url_file})"',
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("stop-local")

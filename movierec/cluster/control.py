@@ -37,7 +37,7 @@ from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.db import Database, LocalPostgres, upgrade
 from movierec.db.replicas import create_replica, start_server, stop_server
-from movierec.db.roles import AI_ROLE, WEB_ROLE, url_as
+from movierec.db.roles import AI_ROLE, APP_ROLES, WEB_ROLE
 from movierec.db.topology import PRIMARY_DIR, load_topology, server_url
 from movierec.director.haproxy import haproxy_binary
 from movierec.errors import MovierecError, NotFound, OpsCommandFailed
@@ -123,6 +123,8 @@ def _start_database(
     record.members.append(_postgres_member("postgres", "primary", server, not was_running))
     url = server.create_database(DATABASE)
     upgrade(url)
+    server.give_passwords(*APP_ROLES)  # the roles the migrations made
+    server.save_url(url)
     settings = settings.replace(
         database_url=url,
         secret_key=settings.secret_key or secret(state / "secret_key", secrets.token_hex),
@@ -235,11 +237,14 @@ def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord,
 
 def _database_env(settings: Settings, role: str) -> dict[str, str]:
     """The database URLs of a web or AI server: the cluster's, with the role the server
-    needs (:mod:`movierec.db.roles`) as its user. The local servers trust loopback
-    connections, so the roles need no password here."""
+    needs (:mod:`movierec.db.roles`) and its password as the user. Replicas are copies of
+    the primary, so the same password works on them."""
     user = WEB_ROLE if role == "web" else AI_ROLE
+    primary = LocalPostgres(settings.state_dir.resolve() / PRIMARY_DIR)
     urls = {"DATABASE_URL": settings.database_url, "REPLICA_URL": settings.replica_url}
-    return {f"MOVIEREC_{name}": url_as(url, user) if url else "" for name, url in urls.items()}
+    return {
+        f"MOVIEREC_{name}": primary.as_role(url, user) if url else "" for name, url in urls.items()
+    }
 
 
 def _start_director(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
@@ -350,8 +355,8 @@ def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
         hit_rate, detail = None, ""
         if member.health_url:
             health = _health(member.health_url)
-        elif member.role in DATABASE_ROLES and running:
-            health = _pg_health(member.port)
+        elif member.role in DATABASE_ROLES and running and member.state_dir:
+            health = _pg_health(LocalPostgres(Path(member.state_dir), port=member.port))
         if member.role == "web" and health == "ok":
             hit_rate, detail = _hit_rate(member.port)
         if member.role == "director" and running and record.director:
@@ -373,12 +378,10 @@ def _health(url: str) -> str:
     return "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
 
 
-def _pg_health(port: int) -> str:
-    """``ok`` when the PostgreSQL server on ``port`` answers a query."""
+def _pg_health(server: LocalPostgres) -> str:
+    """``ok`` when ``server`` answers a query."""
     try:
-        with psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=2
-        ) as conn:
+        with server.connect() as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         lines = str(exc).strip().splitlines()

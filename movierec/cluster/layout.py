@@ -98,7 +98,7 @@ def register_shards(
         conn.commit()
     for name, server in shards:
         if name not in known:
-            add_server(settings, name, f"postgresql://postgres@127.0.0.1:{server.port}/{database}")
+            add_server(settings, name, server.admin_conninfo(database))
             say(f"partitions: added shard server {name} (127.0.0.1:{server.port})")
     partitions = list_partitions(settings)
     for table in SHARDED_TABLES:

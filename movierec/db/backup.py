@@ -100,15 +100,9 @@ def connect(server: LocalPostgres) -> psycopg.Connection:
 
     Raises :class:`DatabaseUnavailable` when it does not answer.
     """
+    known_port(server)
     try:
-        return psycopg.connect(
-            host="127.0.0.1",
-            port=known_port(server),
-            user="postgres",
-            dbname="postgres",
-            autocommit=True,
-            connect_timeout=5,
-        )
+        return server.connect()
     except psycopg.OperationalError as exc:
         first = str(exc).strip().splitlines()[0]
         raise DatabaseUnavailable(f"PostgreSQL in {server.state_dir}: {first}") from exc

@@ -1,22 +1,47 @@
-"""A private PostgreSQL server for the demo and the tests.
+"""A private PostgreSQL server for the demo, the local cluster and the tests.
 
-It lives in a state directory (data dir, socket dir, log), listens on 127.0.0.1 only, on a
-free port, and trusts local connections: it is reachable from this machine alone and holds
-only demo or test data. Never touches the machine's own cluster.
+It lives in a state directory (data dir, socket dir, log, role passwords), listens on
+127.0.0.1 only, on a free port, and trusts no connection: TCP logins need a password
+(scram-sha-256; :mod:`movierec.db.credentials` keeps them), and the Unix socket (in a
+directory only the server's OS user may enter) takes only that OS user, as the superuser
+(peer): pgBackRest connects so. Before, every local user and process could connect as the
+superuser without a password, read every password hash and run shell commands with ``COPY
+... TO PROGRAM``. Never touches the machine's own cluster.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from movierec.db.credentials import PasswordFile, scram_verifier
 from movierec.db.roles import url_as
-from movierec.db.tools import check_server_user_can_enter, give_to_server_user, run_pg_tool
+from movierec.db.tools import (
+    SERVER_USER,
+    check_server_user_can_enter,
+    give_to_server_user,
+    run_pg_tool,
+    running_as_root,
+)
 from movierec.errors import OpsCommandFailed
+from movierec.files import write_atomically
+
+SUPERUSER = "postgres"
+# No trust anywhere. The socket takes only the server's own OS user, as the superuser (the
+# ident map names that OS user); every TCP login, replication included, needs a password.
+HBA = """\
+# Written by movierec at every start (movierec/db/local_server.py); edits are lost.
+# TYPE  DATABASE     USER       ADDRESS         METHOD
+local   all          postgres                   peer map=server_user
+host    all          all        127.0.0.1/32    scram-sha-256
+host    replication  all        127.0.0.1/32    scram-sha-256
+"""
 
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -59,18 +84,56 @@ class LocalPostgres:
     def info_file(self) -> Path:
         return self.state_dir / "server.json"
 
+    @property
+    def passwords(self) -> PasswordFile:
+        return PasswordFile(self.state_dir)
+
     def url(self, dbname: str = "postgres") -> str:
-        """The owner's (superuser's) URL of database ``dbname``."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{dbname}"
+        """The owner's (superuser's) URL of database ``dbname``, password included."""
+        return url_as(
+            f"postgresql+psycopg://127.0.0.1:{self.port}/{dbname}",
+            SUPERUSER,
+            self.passwords.get(SUPERUSER),
+        )
 
     def admin_conninfo(self, dbname: str = "postgres") -> str:
-        """A libpq conninfo for the superuser on database ``dbname``."""
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+        """A libpq conninfo for the superuser on database ``dbname``, password included."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host="127.0.0.1",
+            port=self.port,
+            user=SUPERUSER,
+            password=self.passwords.get(SUPERUSER),
+            dbname=dbname,
+            connect_timeout=5,
+        )
 
     def as_role(self, url: str, role: str) -> str:
         """``url`` (a database of this server) as the app role ``role``
-        (:mod:`movierec.db.roles`), with the credentials this server gave it."""
-        return url_as(url, role)
+        (:mod:`movierec.db.roles`), with the password this server gave it
+        (:meth:`give_passwords`)."""
+        return url_as(url, role, self.passwords.get(role))
+
+    def give_passwords(self, *roles: str) -> None:
+        """Set the passwords of ``roles`` (those that exist: migration 0007 makes the app's)
+        to the ones kept for this server. Only the verifier is sent."""
+        from psycopg import sql
+
+        with self.connect() as conn:
+            for role in roles:
+                found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                if found.fetchone() is None:
+                    continue
+                verifier = scram_verifier(self.passwords.get(role))
+                stmt = sql.SQL("ALTER ROLE {} PASSWORD {}")
+                conn.execute(stmt.format(sql.Identifier(role), sql.Literal(verifier)))
+
+    def connect(self, dbname: str = "postgres"):
+        """An autocommit superuser connection (psycopg) to database ``dbname``."""
+        import psycopg
+
+        return psycopg.connect(self.admin_conninfo(dbname), autocommit=True)
 
     def is_initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -92,10 +155,12 @@ class LocalPostgres:
         give_to_server_user(self.state_dir)
         if self.is_initialized():
             return
+        # A first start sets the superuser's password (_set_superuser_password); until then
+        # the socket's peer rule (HBA, written before any start) is the only way in.
         run_pg_tool(
             "initdb",
-            ["-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-sync"],
+            ["-D", str(self.data_dir), "-U", SUPERUSER, "--auth-local=peer",
+             "--auth-host=reject", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
             timeout=120,
         )  # fmt: skip
 
@@ -113,6 +178,7 @@ class LocalPostgres:
         socket_dir = Path(tempfile.mkdtemp(prefix="movierec-pgsock-"))
         give_to_server_user(socket_dir)
         self._write_conf(socket_dir)
+        self._write_hba()
         run_pg_tool(
             "pg_ctl",
             ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60"],
@@ -120,7 +186,34 @@ class LocalPostgres:
         )
         self.info_file.write_text(json.dumps({"port": self.port, "socket_dir": str(socket_dir)}))
         self._wait_for_port()
+        if not any((self.data_dir / f).exists() for f in ("standby.signal", "recovery.signal")):
+            self._set_superuser_password(socket_dir)  # a standby has its primary's
         return self
+
+    def _write_hba(self) -> None:
+        """pg_hba.conf and pg_ident.conf as :data:`HBA` says (also over a server made when
+        movierec trusted local connections)."""
+        os_user = SERVER_USER if running_as_root() else pwd.getpwuid(os.geteuid()).pw_name
+        ident = f"# MAPNAME  SYSTEM-USERNAME  PG-USERNAME\nserver_user {os_user} {SUPERUSER}\n"
+        files = {"pg_hba.conf": HBA, "pg_ident.conf": ident}
+        for name, text in files.items():
+            path = self.data_dir / name
+            path.write_text(text)
+            path.chmod(0o600)
+            give_to_server_user(path)
+
+    def _set_superuser_password(self, socket_dir: Path) -> None:
+        """Give the superuser the password kept for it, through the socket as the server's
+        OS user: at every start, so that a fresh server, or one made when movierec trusted
+        local connections, gets it (a psql run, some 30 ms)."""
+        verifier = scram_verifier(self.passwords.get(SUPERUSER))
+        run_pg_tool(
+            "psql",
+            ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(socket_dir), "-p", str(self.port),
+             "-U", SUPERUSER, "-d", "postgres",
+             "-c", f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}'"],
+            timeout=30,
+        )  # fmt: skip
 
     def _write_conf(self, socket_dir: Path) -> None:
         """Our settings go in their own file, included from postgresql.conf.
@@ -162,10 +255,9 @@ class LocalPostgres:
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """CREATE DATABASE ``name`` (optionally from ``template``) and return its URL."""
-        import psycopg
         from psycopg import sql
 
-        with psycopg.connect(self.admin_conninfo(), autocommit=True) as conn:
+        with self.connect() as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if exists.fetchone() is None:
                 stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
@@ -174,11 +266,21 @@ class LocalPostgres:
                 conn.execute(stmt)
         return self.url(name)
 
+    @property
+    def url_file(self) -> Path:
+        """Where :meth:`save_url` keeps a URL for admins (mode 0600)."""
+        return self.state_dir / "database_url"
+
+    def save_url(self, url: str) -> Path:
+        """Keep ``url`` (password included) in :attr:`url_file`, readable by us alone, for
+        admin commands: ``export MOVIEREC_DATABASE_URL="$(cat <file>)"``."""
+        write_atomically(self.url_file, url + "\n", ".database_url-")
+        return self.url_file
+
     def drop_database(self, name: str) -> None:
         """DROP DATABASE ``name`` (if it exists), closing its sessions."""
-        import psycopg
         from psycopg import sql
 
-        with psycopg.connect(self.admin_conninfo(), autocommit=True) as conn:
+        with self.connect() as conn:
             stmt = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             conn.execute(stmt.format(sql.Identifier(name)))

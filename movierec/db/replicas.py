@@ -112,6 +112,8 @@ def create_replica(settings: Settings, name: str = "r1", wait: float = 30.0) -> 
         try:
             check_server_user_can_enter(target)
             give_to_server_user(target)
+            if primary.local is not None:
+                primary.local.passwords.copy_to(target)  # a copy: the same roles
             _base_backup(settings, primary, name, target)
             server = _local_server(target).start()
         except BaseException:

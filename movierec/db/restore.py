@@ -252,9 +252,11 @@ def run_restore(
     else:
         assert plan.target_dir is not None
         plan.target_dir.mkdir(exist_ok=True, mode=0o755)
+        live = {server.name: server.server for server in plan.live}
         for item in plan.items:
             item.server.state_dir.mkdir(mode=0o700)
             give_to_server_user(item.server.state_dir)
+            live[item.stanza].passwords.copy_to(item.server.state_dir)  # the same roles
     done = 0
     for item in plan.items:
         run_pgbackrest(config, "restore", item.args, timeout=RESTORE_TIMEOUT_S)

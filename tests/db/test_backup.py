@@ -13,7 +13,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -23,6 +22,7 @@ from movierec.db import LocalPostgres
 from movierec.db import backup as lib
 from movierec.db.pgbackrest import BackupConfig, BackupServer, archive_command, render_config
 from movierec.db.restore import parse_time, plan_restore, run_restore
+from movierec.db.roles import masked
 from movierec.errors import BadInput, ConfigError
 
 pytestmark = pytest.mark.skipif(
@@ -38,9 +38,7 @@ def _temp_root() -> Path:
 
 
 def _sql(server: LocalPostgres, query: str, params: tuple = (), dbname: str = "movierec"):
-    with psycopg.connect(
-        host="127.0.0.1", port=server.port, user="postgres", dbname=dbname, autocommit=True
-    ) as conn:
+    with server.connect(dbname) as conn:
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description else None
 
@@ -222,7 +220,9 @@ def test_side_by_side_restore_of_a_backup_leaves_the_live_server_alone(live):
     out = _cli(live["env"], "restore", "--backup", first.label, "--target-dir", str(target))
     assert out.exit_code == 0, out.output
     copy = LocalPostgres(target / "primary").start()  # already running: reads its port
-    assert copy.port != port and copy.url() in out.output.replace("\n", "")
+    printed = out.output.replace("\n", "")
+    assert copy.port != port and masked(copy.url()) in printed
+    assert copy.passwords.get("postgres") not in printed  # never printed
     assert _ids(copy) == set(range(1, 101))  # the rows at the end of the first backup
     assert _sql(copy, "SHOW archive_mode", dbname="postgres") == [("off",)]
     assert server.is_running() and server.port == port and _ids(server) == live_ids

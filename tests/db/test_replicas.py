@@ -39,6 +39,7 @@ from movierec.db.replicas import (
     stop_server,
     wait_for_state,
 )
+from movierec.db.roles import masked
 from movierec.db.topology import (
     PromotionRefused,
     Role,
@@ -136,7 +137,7 @@ def eventually(check: Callable[[], bool], timeout: float) -> bool:
 
 
 def replica_url(settings: Settings, name: str) -> str:
-    return server_url(settings, load_topology(settings).get(name))
+    return server_url(settings, load_topology(settings).get(name), hide_password=False)
 
 
 def status_of(settings: Settings, name: str):
@@ -229,7 +230,7 @@ def test_sync_on_makes_commits_wait_for_the_replica(cluster):
 def test_readonly_sessions_use_the_replica_and_fall_back_to_the_primary(cluster):
     settings = cluster.settings
     r1 = load_topology(settings).get("r1")
-    db = Database(settings.replace(replica_url=server_url(settings, r1)))
+    db = Database(settings.replace(replica_url=server_url(settings, r1, hide_password=False)))
     try:
         with db.session(readonly=True) as s:
             assert s.scalar(text("SELECT pg_is_in_recovery()")) is True
@@ -279,8 +280,8 @@ def test_promote_fences_the_old_primary_and_keeps_every_row():
     with new_cluster() as c:
         created = run_cli(c, "create", "--name", "r1")
         assert created.exit_code == 0, created.output
-        r1_url = created.stdout.strip().splitlines()[-1]
-        assert r1_url == replica_url(c.settings, "r1") != c.url
+        r1_url = replica_url(c.settings, "r1")
+        assert created.stdout.strip().splitlines()[-1] == masked(r1_url) != masked(c.url)
         bodies = [write_note(c.url) for _ in range(20)]
         assert eventually(lambda: has_note(r1_url, bodies[-1]), timeout=1.0)
 
@@ -294,7 +295,7 @@ def test_promote_fences_the_old_primary_and_keeps_every_row():
 
         promoted = run_cli(c, "promote", "r1", "--yes")
         assert promoted.exit_code == 0, promoted.output
-        assert promoted.stdout.strip().splitlines()[-1] == f"MOVIEREC_DATABASE_URL={r1_url}"
+        assert promoted.stdout.strip().splitlines()[-1] == f"MOVIEREC_DATABASE_URL={masked(r1_url)}"
 
         # never two writable primaries: the old one is stopped ...
         with pytest.raises(psycopg.OperationalError):
@@ -315,7 +316,10 @@ def test_promote_fences_the_old_primary_and_keeps_every_row():
 
         # restarting the old primary by hand brings it up read-only, not as a second primary
         old = start_server(c.settings, "main")
-        with pg(server_url(c.settings, old)) as conn, pytest.raises(ReadOnlySqlTransaction):
+        with (
+            pg(server_url(c.settings, old, hide_password=False)) as conn,
+            pytest.raises(ReadOnlySqlTransaction),
+        ):
             conn.execute("INSERT INTO notes (body) VALUES ('split brain')")
         assert status_of(c.settings, "main").state is ServerState.READ_ONLY
 

@@ -2,10 +2,11 @@
 (postgres_fdw) and tablespaces.
 
 A shard server is a ``CREATE SERVER`` of postgres_fdw with a ``USER MAPPING FOR PUBLIC``
-holding the shard's user (and password): every local role reads and writes the foreign
-partitions as that user, while the parent's privileges still decide who may touch the table
-(``password_required 'false'``, set when a superuser adds the server, lets roles that are not
-superusers use a mapping whose shard asks no password).
+holding the shard's user and password: every local role reads and writes the foreign
+partitions as that user, while the parent's privileges still decide who may touch the table.
+postgres_fdw lets a role that is not a superuser (the site's) use the mapping only when the
+shard asks for the password, which every server movierec runs does (scram-sha-256); a shard
+that trusts connections is refused to them, as it should be.
 Its options: ``batch_size 1000`` (INSERTs into a foreign table go 1000 rows per round trip:
 190k rows/s instead of 31k), ``fetch_size 10000``, ``async_capable`` (a scan over several
 shards waits on all of them at once) and ``extensions 'pg_trgm'`` (trigram operators may be
@@ -182,11 +183,6 @@ def add_server(settings: Settings, name: str, dsn: str) -> ShardServer:
             )
         )
         mapping = {k: params[k] for k in ("user", "password") if params.get(k)}
-        # postgres_fdw lets a role other than a superuser (the site's, see movierec.db.roles)
-        # use the mapping only if the shard asks for the password, unless told otherwise;
-        # which only a superuser may tell it.
-        if conn.execute("SELECT current_setting('is_superuser') = 'on'").fetchone()[0]:
-            mapping["password_required"] = "false"
         statement = sql.SQL("CREATE USER MAPPING FOR PUBLIC SERVER {}").format(sql.Identifier(name))
         if mapping:
             statement += sql.SQL(" OPTIONS ({})").format(_option_list(mapping))
