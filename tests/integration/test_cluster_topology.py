@@ -10,7 +10,6 @@ process behind.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -31,7 +30,9 @@ from movierec.cli import main
 from movierec.cluster.members import group_members
 from movierec.cluster.spec import port_free
 from movierec.config import load_settings
+from movierec.db import LocalPostgres
 from movierec.db.backup import backup_config, list_backups, local_servers
+from movierec.db.engines import libpq_conninfo
 from movierec.db.partitions import Placement, list_partitions
 from movierec.db.roles import WEB_ROLE
 from movierec.db.topology import Role, Server, Topology, load_topology, save_topology
@@ -129,8 +130,9 @@ def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
     }
 
     # Rows of ratings live on both shards: read them there, not through the primary.
-    primary_port = json.loads((state_dir / "postgres" / "server.json").read_text())["port"]
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{primary_port}/movierec"
+    primary = LocalPostgres(state_dir / "postgres")
+    url = primary.url_file.read_text().strip()  # what `cluster up` leaves for admin commands
+    assert primary.passwords.path.stat().st_mode & 0o077 == 0
     settings = load_settings(
         environ={}, toml_path=None, overrides={"state_dir": state_dir, "database_url": url}
     )
@@ -148,17 +150,15 @@ def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
     for remainder, name in ((2, "shard1"), (3, "shard2")):
         remote_table = placed[f"ratings_p{remainder}"].remote_table
         assert remote_table
-        with psycopg.connect(
-            host="127.0.0.1", port=shards[name].live_port(), user="postgres", dbname="movierec"
-        ) as conn:
+        shard = LocalPostgres(shards[name].state_dir, port=shards[name].live_port())
+        with shard.connect("movierec") as conn:
             table = sql.Identifier(*remote_table.split("."))
             rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
         assert rows > 100, (name, remote_table, rows)
 
     # The site's role reaches the shards through the primary (a USER MAPPING FOR PUBLIC).
-    with psycopg.connect(
-        host="127.0.0.1", port=primary_port, user=WEB_ROLE, dbname="movierec", autocommit=True
-    ) as conn:
+    site_url = primary.as_role(url, WEB_ROLE)
+    with psycopg.connect(libpq_conninfo(site_url, "test"), autocommit=True) as conn:
         on_shards = conn.execute(
             "SELECT count(*) FROM ratings WHERE tableoid::regclass::text IN "
             "('ratings_p2', 'ratings_p3')"
@@ -171,6 +171,15 @@ def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
             "UPDATE ratings SET rating = 0.5 WHERE user_id = %s AND movie_id = %s", (user, movie)
         ).rowcount
     assert on_shards > 200 and changed == 1
+
+    # Every database server of the cluster asks for a password (none trusts loopback).
+    for member in record.members:
+        if member.role in ("primary", "replica", "shard"):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(
+                    host="127.0.0.1", port=member.port, user="postgres", dbname="postgres",
+                    passfile="/nonexistent", connect_timeout=5,
+                )  # fmt: skip
 
     status = movierec(state_dir, "cluster", "status")
     assert status.returncode == 0, status.stderr
