@@ -90,7 +90,8 @@ def up(
     console.print(
         f"\n[bold green]cluster is up:[/] {record.url}\n"
         f"demo login: [bold]{DEMO_USER}[/] / [bold]{demo_password(settings)}[/]\n"
-        "`movierec cluster status` shows it, `movierec cluster down` stops it.",
+        "`movierec cluster status` shows it, `movierec cluster down` stops it.\n"
+        f'admin commands: export MOVIEREC_DATABASE_URL="$(cat {cluster.admin_url_file(settings)})"',
         highlight=False,
     )
 

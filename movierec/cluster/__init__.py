@@ -1,7 +1,15 @@
 """A local cluster on one machine: PostgreSQL (replicas, shards, backups), several web and AI
 instances, and the director in front (``movierec cluster up|status|down``)."""
 
-from movierec.cluster.control import DIRECTOR_NAME, MemberStatus, down, secret, status, up
+from movierec.cluster.control import (
+    DIRECTOR_NAME,
+    MemberStatus,
+    admin_url_file,
+    down,
+    secret,
+    status,
+    up,
+)
 from movierec.cluster.members import ClusterRecord, Member, is_running, load_record
 from movierec.cluster.spec import ClusterSpec, read_cluster_toml, with_topology
 
@@ -11,6 +19,7 @@ __all__ = [
     "ClusterSpec",
     "Member",
     "MemberStatus",
+    "admin_url_file",
     "down",
     "is_running",
     "load_record",

@@ -63,6 +63,11 @@ def secret(path: Path, make: Callable[[], str]) -> str:
     return value
 
 
+def admin_url_file(settings: Settings) -> Path:
+    """Where ``up`` leaves the owner's database URL (mode 0600) for admin commands."""
+    return LocalPostgres(settings.state_dir.resolve() / PRIMARY_DIR).url_file
+
+
 def _running_record(state: Path) -> ClusterRecord | None:
     record = load_record(state)
     if record is None:

@@ -37,9 +37,6 @@ class PasswordFile:
     def path(self) -> Path:
         return self.state_dir / FILE_NAME
 
-    def has(self, role: str) -> bool:
-        return role in self._read()
-
     def get(self, role: str) -> str:
         """The password of ``role``, made and saved when it has none yet.
 
