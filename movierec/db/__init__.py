@@ -7,7 +7,7 @@
 ...     s.scalar(select(func.count()).select_from(Movie))
 """
 
-from movierec.db.engines import Database, make_engine, sqlalchemy_url
+from movierec.db.engines import Database, ShardUnavailable, make_engine, sqlalchemy_url
 from movierec.db.local_server import LocalPostgres
 from movierec.db.migrate import upgrade
 from movierec.db.schema import (
@@ -33,6 +33,7 @@ __all__ = [
     "Preference",
     "Rating",
     "Search",
+    "ShardUnavailable",
     "User",
     "make_engine",
     "sqlalchemy_url",

@@ -33,6 +33,9 @@ from movierec.config import Settings
 from movierec.errors import ConfigError, DatabaseUnavailable
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
+# SQLSTATE class 08 sent by the server itself (a client-side failure has no SQLSTATE): its
+# postgres_fdw could not reach, or lost, a shard server.
+CONNECTION_EXCEPTION = "08"
 NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
 POOL_SIZE = 10  # connections per engine and process (make_engine)
 PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
@@ -51,6 +54,11 @@ _clock = time.monotonic  # the pool's idle times (tests move it)
 class MissingPrivilege(ConfigError):
     """The role the app connects as lacks a privilege the statement needs (SQLSTATE 42501):
     a setup problem (a migration not run, a URL with the wrong role), not the user's."""
+
+
+class ShardUnavailable(DatabaseUnavailable):
+    """The database answered, but a server holding some of the rows the statement needs
+    (a postgres_fdw shard) did not. What lives elsewhere can still be read and written."""
 
 
 class QueryTimeout(DatabaseUnavailable):
@@ -184,11 +192,14 @@ class Database:
         try:
             yield
         except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) == QUERY_CANCELED:
+            sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+            if sqlstate == QUERY_CANCELED:
                 raise QueryTimeout(
                     f"query cancelled after {self.settings.statement_timeout_ms} ms "
                     f"(statement_timeout): {_first_line(exc)}"
                 ) from exc
+            if sqlstate.startswith(CONNECTION_EXCEPTION):
+                raise ShardUnavailable(f"a shard is unavailable: {_first_line(exc)}") from exc
             raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
         except ProgrammingError as exc:
             if getattr(exc.orig, "sqlstate", None) != NO_PRIVILEGE:

@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -56,6 +56,7 @@ from markupsafe import Markup
 from sqlalchemy import Connection
 
 from movierec.config import Settings
+from movierec.db import ShardUnavailable
 from movierec.web import catalog
 from movierec.web.db import read_session
 
@@ -384,16 +385,23 @@ def caches() -> WebCaches:
 
 
 def movie(movie_id: int) -> catalog.MovieItem:
-    """The movie with its rating statistics; aborts with 404 when there is none.
+    """The movie with its rating statistics; aborts with 404 when there is none. With a shard
+    down the statistics are unknown (``ratings`` None): the movie is shown all the same, and
+    read again next time.
 
     Raises :class:`DatabaseUnavailable` on a miss when no database answers.
     """
     hot = caches().movies
     found = hot.get(movie_id)
     if found is None:
-        with read_session() as session:
-            found = catalog.with_rating_stats(session, catalog.movie_or_404(session, movie_id))
-        hot.put(movie_id, found)
+        try:
+            with read_session() as session:
+                movie = catalog.movie_or_404(session, movie_id)
+                found = catalog.with_rating_stats(session, movie)
+            hot.put(movie_id, found)
+        except ShardUnavailable:  # some ratings are out of reach: the movie without its stats
+            with read_session() as session:
+                found = replace(catalog.movie_or_404(session, movie_id), ratings=None)
     return found
 
 

@@ -33,7 +33,7 @@ class MovieItem:
     genres: tuple[str, ...]
     imdb_id: str | None = None
     tmdb_id: int | None = None
-    ratings: int = 0
+    ratings: int | None = 0  # None: unknown for now (a shard holding some is down)
     average: float | None = None
     score: float | None = None
     # "Because you liked <because>": the title of the movie the recommender based this on.

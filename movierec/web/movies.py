@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, render_template, request
 from flask_login import current_user
 
+from movierec.db import ShardUnavailable
 from movierec.db.schema import GENRES
 from movierec.errors import BadInput
 from movierec.web import cache, catalog, picks, popular
@@ -19,8 +20,10 @@ SIMILAR_ON_PAGE = 8
 
 @bp.get("/")
 def index() -> str:
-    with read_session() as session:
-        movies = popular.top(session, POPULAR_ON_HOME)
+    try:
+        movies = popular.top(POPULAR_ON_HOME)
+    except ShardUnavailable:
+        movies = None  # the page still searches
     return render_template("movies/index.html", popular=movies, genres=GENRES)
 
 
@@ -42,11 +45,14 @@ def search() -> tuple[str, int]:
 def detail(movie_id: int) -> str:
     movie = cache.movie(movie_id)
     form = RateForm()
+    mine = None
     if current_user.is_authenticated:
-        mine = rating_of(get_session(), current_user.id, movie_id)
+        try:
+            with read_session() as session:  # the primary after the user's own writes
+                mine = rating_of(session, current_user.id, movie_id)
+        except ShardUnavailable:
+            flash("Your ratings are out of reach for a moment; try again soon.", "error")
         form.rating.data = None if mine is None else str(mine)
-    else:
-        mine = None
     similar = picks.similar_to(movie_id, SIMILAR_ON_PAGE)
     return render_template("movies/detail.html", movie=movie, mine=mine, form=form, similar=similar)
 

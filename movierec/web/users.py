@@ -11,7 +11,7 @@ from sqlalchemy import ScalarSelect, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.orm import Session
 
-from movierec.db.partitions.rows import upsert
+from movierec.db.partitions.rows import delete_rows, upsert
 from movierec.db.schema import Movie, NotInterested, Preference, Rating, Search, User
 from movierec.errors import BadInput
 from movierec.web.catalog import SearchQuery
@@ -83,10 +83,7 @@ def rate(session: Session, user_id: int, movie_id: int, rating: float) -> None:
 
 def unrate(session: Session, user_id: int, movie_id: int) -> bool:
     """Remove the user's rating of the movie; False when there was none."""
-    result = session.execute(
-        delete(Rating).where(Rating.user_id == user_id, Rating.movie_id == movie_id)
-    )
-    return bool(result.rowcount)
+    return bool(delete_rows(session, Rating, {"user_id": user_id, "movie_id": movie_id}))
 
 
 def rating_of(session: Session, user_id: int, movie_id: int) -> float | None:

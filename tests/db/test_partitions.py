@@ -488,3 +488,46 @@ def test_a_bulk_load_reaches_a_shard_in_batches_and_stays_idempotent(database, s
     assert scalar(database, "SELECT count(*) FROM change_history WHERE op <> 'BULK'") == 0
     generate_catalogue(database, movies=50, users=300, ratings=3000, seed=1)
     assert fingerprint(database) == first
+
+
+def test_with_one_shard_down_users_elsewhere_still_write_and_its_users_get_unavailable(
+    database, shards, shard_servers, as_role, settings
+):
+    """Issue 24, drill 1: a generic plan of ``UPDATE ratings ... WHERE user_id = $1`` opened
+    a connection to every foreign partition, so one shard down stopped every user's writes.
+    The site's own connections (prepared statements, generic plans) as its own role; each
+    write runs often enough on one connection to be prepared."""
+    from movierec.db import Database
+    from movierec.db.partitions import add_server
+    from movierec.db.roles import WEB_ROLE
+    from movierec.errors import DatabaseUnavailable
+    from movierec.web.auth.linking import delete_account
+    from movierec.web.users import rate, save_preferred_genres, unrate
+
+    seed(database)
+    for name, url in shards.items():
+        add_server(database.settings, name, url)
+    for table in ("ratings", "preferences", "searches"):
+        place(database.settings, f"{table}_p2", server="shard1")
+        place(database.settings, f"{table}_p3", server="shard2")
+    users = {r: user_in(database, "ratings", r) for r in range(4)}
+    site = Database(settings.replace(database_url=as_role(settings.database_url, WEB_ROLE)))
+    shard_servers[1].stop()
+    try:
+        for remainder in (0, 1, 2):
+            user = users[remainder]
+            for round_ in range(8):  # psycopg prepares a statement at its 5th run
+                with site.session() as s:
+                    rate(s, user, 1 + round_, 4.5)
+                    rate(s, user, 1 + round_, 3.0)  # an update of the row just inserted
+                    save_preferred_genres(s, user, ["Drama", "Comedy"][: 1 + round_ % 2])
+                    assert unrate(s, user, 1 + round_)
+        for remainder in (0, 2):  # a cascade into the partitioned tables
+            with site.session() as s:
+                delete_account(s, users[remainder])
+        with pytest.raises(DatabaseUnavailable), site.session() as s:
+            rate(s, users[3], 1, 4.5)  # its partition is on the stopped shard
+    finally:
+        site.dispose()
+        shard_servers[1].start()
+    assert scalar(database, "SELECT count(*) FROM ratings WHERE user_id = :u", u=users[3]) > 0

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from movierec.db.partitions.rows import plan_for_values
 from movierec.db.schema import Identity, OAuthToken, User
 from movierec.errors import BadInput
 from movierec.web.auth.providers import Profile
@@ -132,6 +133,7 @@ def delete_account(session: Session, user_id: int) -> None:
     """Delete the user and, by cascade, everything of theirs (ratings, searches, preferences,
     identities, tokens). The change history records it as the user's own doing."""
     blame(session, user_id)
+    plan_for_values(session)  # the cascade deletes from partitioned tables
     session.execute(delete(User).where(User.id == user_id))
 
 
