@@ -12,6 +12,7 @@ from rich.table import Table
 from movierec.cli import db_history, db_partitions, db_replica
 from movierec.cli.common import console, human_bytes, settings_from
 from movierec.db import LocalPostgres
+from movierec.db.check import check as consistency_check
 from movierec.db.migrate import current_tables, upgrade
 from movierec.db.roles import masked
 from movierec.db.status import database_status
@@ -66,6 +67,54 @@ def stop_local(
     settings = settings_from(ctx)
     LocalPostgres(state_dir or settings.state_dir / "postgres").stop()
     console.print("stopped")
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    acknowledged: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON lines of acknowledged ratings (a drill's record: user_id, movie_id, "
+            "rating; null for a deletion) that must be on the primary."
+        ),
+    ] = None,
+) -> None:
+    """Compare each replica with the primary, table by table (rows and a checksum, at one
+    moment: writes pause for milliseconds), and acknowledged writes with the primary's rows.
+    Exit status 1 on any difference."""
+    report = consistency_check(settings_from(ctx), acknowledged)
+    table = Table(box=box.SIMPLE_HEAD)
+    for header in ("copy", "tables", "differing", "result"):
+        table.add_column(header)
+    for c in report.comparisons:
+        result = "[green]same[/]" if c.ok else "[red]differs[/]"
+        differing = ", ".join(d.table for d in c.differences[:5])
+        more = len(c.differences) - 5
+        table.add_row(
+            c.copy, str(c.tables), differing + (f" (+{more})" if more > 0 else ""), result
+        )
+    for line in report.unreachable:
+        name, _, why = line.partition(": ")
+        table.add_row(name, "-", why, "[red]unreachable[/]")
+    if report.comparisons or report.unreachable:
+        console.print(table)
+    else:
+        console.print(f"no replicas of {report.primary} to compare", highlight=False)
+    ack = report.acknowledged
+    if ack is not None:
+        verdict = "[green]all present[/]" if ack.ok else "[red]LOST WRITES[/]"
+        console.print(
+            f"acknowledged writes: {ack.checked:,} checked, {len(ack.missing):,} missing, "
+            f"{len(ack.resurrected):,} deleted but present: {verdict}",
+            highlight=False,
+        )
+    console.print(
+        f"{report.tables} tables on {report.primary}; writes paused {report.stalled_ms:.0f} ms",
+        highlight=False,
+    )
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -1,0 +1,249 @@
+"""Do the copies of the data agree? What ``movierec db check`` and ``movierec backup drill`` ask.
+
+A copy is compared table by table: every ordinary table of the ``public`` schema that holds
+rows here (each local partition on its own; a foreign partition is compared on its own
+server), by its row count and an order-independent checksum (the sum of the first 60 bits
+of each row's md5, as text), so two servers agree exactly when they hold the same rows.
+
+Under writes a comparison needs one moment that every copy shows. :func:`writes_paused`
+takes it on a server: in one transaction it locks the tables compared (SHARE: readers go on,
+writers wait, in-flight writes finish first), exports its snapshot and reads the WAL position
+(``db check``) or writes a restore point (``backup drill``), and holds the lock only until the
+readers of that moment have started: the other side's snapshot (a replica that has replayed
+up to the position) and an import of the exported one. The checksums are then computed at
+leisure while the site writes again. Writes stall for the time it takes a replica to replay
+to the position (milliseconds when it streams); ``PAUSE_LIMIT`` bounds it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from movierec.errors import BadInput, DatabaseUnavailable, MovierecError
+
+PAUSE_LIMIT = 5.0  # seconds writes may wait while the copies reach the paused moment
+LOCK_TIMEOUT_MS = 5000
+
+_TABLES = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'alembic_version'
+ORDER BY c.relname
+"""
+
+
+class CheckFailed(MovierecError):
+    """The copies could not be compared (a lock not granted, a replica too far behind)."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    rows: int
+    checksum: int
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One table that differs between ``reference`` and ``copy`` (None: missing there)."""
+
+    table: str
+    reference: Digest | None
+    copy: Digest | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``copy`` (a server, or a restored copy) against ``reference`` over ``tables``."""
+
+    reference: str
+    copy: str
+    tables: int
+    differences: tuple[Difference, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+@dataclass(frozen=True)
+class AcknowledgedCheck:
+    """Acknowledged writes (a drill's record) against what the primary holds."""
+
+    checked: int
+    missing: tuple[dict, ...] = ()  # acknowledged, and not there (or another value)
+    resurrected: tuple[dict, ...] = ()  # acknowledged deleted, and there
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.resurrected
+
+
+@dataclass(frozen=True)
+class Paused:
+    """The paused moment on one server: its exported snapshot and WAL position."""
+
+    snapshot: str
+    lsn: str
+    tables: tuple[str, ...]
+    restore_point: str | None = None
+    stalled_ms: list[float] = field(default_factory=list)  # set when the pause ends
+
+
+def data_tables(conn: psycopg.Connection) -> list[str]:
+    """The tables holding rows on this server (partitions one by one, no foreign tables)."""
+    return [name for (name,) in conn.execute(_TABLES)]
+
+
+def digests(conn: psycopg.Connection, tables: Sequence[str]) -> dict[str, Digest]:
+    """Row count and checksum of each of ``tables``, in the connection's snapshot."""
+    found = {}
+    for table in tables:
+        stmt = sql.SQL(
+            "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0)"
+            " FROM {} t"
+        ).format(sql.Identifier(table))
+        rows, checksum = conn.execute(stmt).fetchone()
+        found[table] = Digest(int(rows), int(checksum))
+    return found
+
+
+def compare(
+    reference_name: str,
+    reference: Mapping[str, Digest],
+    copy_name: str,
+    copy: Mapping[str, Digest],
+) -> Comparison:
+    tables = sorted(set(reference) | set(copy))
+    differences = tuple(
+        Difference(t, reference.get(t), copy.get(t))
+        for t in tables
+        if reference.get(t) != copy.get(t)
+    )
+    return Comparison(reference_name, copy_name, len(tables), differences)
+
+
+@contextmanager
+def writes_paused(conn: psycopg.Connection, restore_point: str | None = None) -> Iterator[Paused]:
+    """Pause writes to the data tables of ``conn``'s server while the block runs (see the
+    module docstring); ``restore_point``: write one with that name at the paused moment.
+
+    ``conn`` must not be in a transaction and is used for nothing else meanwhile. Raises
+    :class:`CheckFailed` when the lock is not granted within ``LOCK_TIMEOUT_MS``.
+    """
+    tables = tuple(data_tables(conn))
+    started = time.monotonic()
+    paused = None
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(LOCK_TIMEOUT_MS))
+            conn.execute(
+                sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)
+                )
+            )
+            if restore_point is not None:
+                conn.execute("SELECT pg_create_restore_point(%s)", (restore_point,))
+            snapshot, lsn = conn.execute(
+                "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text"
+            ).fetchone()
+            paused = Paused(snapshot, lsn, tables, restore_point)
+            yield paused
+    except psycopg.errors.LockNotAvailable as exc:
+        raise CheckFailed(
+            f"writes did not pause within {LOCK_TIMEOUT_MS} ms (a long transaction holds a "
+            "table); nothing was compared, try again"
+        ) from exc
+    finally:
+        if paused is not None:
+            paused.stalled_ms.append((time.monotonic() - started) * 1000)
+
+
+def at_snapshot(conn: psycopg.Connection, paused: Paused) -> None:
+    """Begin a REPEATABLE READ transaction on ``conn`` that sees ``paused``'s moment (same
+    server, while the pause lasts)."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(paused.snapshot)))
+
+
+def at_replayed(conn: psycopg.Connection, lsn: str, limit: float = PAUSE_LIMIT) -> None:
+    """Begin a REPEATABLE READ transaction on standby ``conn`` once it has replayed ``lsn``.
+
+    Raises :class:`CheckFailed` when it has not within ``limit`` seconds.
+    """
+    deadline = time.monotonic() + limit
+    while True:
+        (reached,) = conn.execute(
+            "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)
+        ).fetchone()
+        if reached:
+            break
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"the replica had not replayed up to {lsn} after {limit:.0f} s")
+        time.sleep(0.005)
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    conn.execute("SELECT 1")  # the snapshot is taken now, at (or after) the paused moment
+
+
+# --- acknowledged writes ---------------------------------------------------------------------
+
+
+def read_acknowledged(path: Path) -> dict[tuple[int, int], float | None]:
+    """The last acknowledged rating per (user, movie) from a JSON-lines file of
+    ``{"user_id": U, "movie_id": M, "rating": R}`` (``"rating": null``: a deletion).
+
+    Raises :class:`BadInput` naming the first bad line.
+    """
+    acknowledged: dict[tuple[int, int], float | None] = {}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            key = (int(row["user_id"]), int(row["movie_id"]))
+            rating = row["rating"]
+            acknowledged[key] = None if rating is None else float(rating)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"{path}:{number}: not a rating record ({exc})") from exc
+    return acknowledged
+
+
+def check_acknowledged(
+    conn: psycopg.Connection, acknowledged: Mapping[tuple[int, int], float | None]
+) -> AcknowledgedCheck:
+    """Whether every acknowledged rating is in ``conn``'s database as acknowledged."""
+    keys = list(acknowledged)
+    held: dict[tuple[int, int], float] = {}
+    for start in range(0, len(keys), 10_000):
+        batch = keys[start : start + 10_000]
+        rows = conn.execute(
+            "SELECT r.user_id, r.movie_id, r.rating FROM ratings r "
+            "JOIN unnest(%s::bigint[], %s::bigint[]) AS k(u, m) "
+            "ON r.user_id = k.u AND r.movie_id = k.m",
+            ([u for u, _ in batch], [m for _, m in batch]),
+        )
+        held.update({(u, m): float(r) for u, m, r in rows})
+    missing, resurrected = [], []
+    for (user, movie), rating in acknowledged.items():
+        record = {"user_id": user, "movie_id": movie, "rating": rating}
+        if rating is None and (user, movie) in held:
+            resurrected.append(record)
+        elif rating is not None and held.get((user, movie)) != rating:
+            missing.append(record)
+    return AcknowledgedCheck(len(acknowledged), tuple(missing), tuple(resurrected))
+
+
+def unreachable(name: str, exc: psycopg.Error) -> DatabaseUnavailable:
+    lines = str(exc).strip().splitlines()
+    return DatabaseUnavailable(f"{name} did not answer: {lines[0] if lines else exc}")
