@@ -88,6 +88,7 @@ from movierec.errors import (
     MovierecError,
     NotFound,
 )
+from movierec.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +401,7 @@ def _http_error(exc: HTTPException):
 
 def _movierec_error(exc: MovierecError):
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
-    return jsonify(error=str(exc)), status
+    return jsonify(error=redact(str(exc))), status
 
 
 def _unexpected_error(exc: Exception):

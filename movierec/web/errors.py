@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response
 
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
+from movierec.redact import redact
 from movierec.web.ai_client import AIUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
 def _movierec_error(exc: MovierecError) -> tuple[Response | str, int]:
     code = next((c for kind, c in STATUS.items() if isinstance(exc, kind)), 500)
     if code >= 500:
-        log.warning("%s: %s", type(exc).__name__, exc)
+        log.warning("%s: %s", type(exc).__name__, redact(str(exc)))
         return _answer(code, UNAVAILABLE if code == 503 else TITLES[500])
     return _answer(code, str(exc))
 
