@@ -176,7 +176,7 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"{name}: {url!r} is not a postgresql:// URL")
         elif url:
             try:
-                urlparse(url).port
+                _ = urlparse(url).port  # raises on a malformed port
             except ValueError:
                 problems.append(f"{name}: {url!r} has a malformed port")
     for url in (*values.get("ai_urls", ()), *(u for g in values.get("ai_shards", ()) for u in g)):
