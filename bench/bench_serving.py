@@ -43,7 +43,7 @@ from movierec import cluster
 from movierec.cluster.spec import port_free
 from movierec.config import load_settings
 from movierec.demo import DemoOptions, prepare
-from movierec.web.auth.sessions import GENERATION
+from movierec.web.auth.sessions import GENERATION, LOGGED_IN_AT, SEEN_AT, SESSION_ID
 
 DATA = DemoOptions(users=12_000, ratings=1_200_000)
 COLD_USERS = 11_500
@@ -117,9 +117,21 @@ def session_cookies(secret_key: str, user_ids: Iterable[int]) -> list[str]:
     app = Flask("bench")
     app.secret_key = secret_key
     signer = SecureCookieSessionInterface().get_signing_serializer(app)
+    # Logged in and seen now. A browser stores the cookie the site rewrites once per eighth
+    # of the idle timeout; wrk does not, so main() sets a long idle timeout, whose eighth
+    # (an hour) outlasts a whole run: no page rewrites the cookie, as for browsers.
+    now = int(time.time())
     return [
         signer.dumps(
-            {"_user_id": str(u), GENERATION: 0, "_fresh": False, "csrf_token": os.urandom(20).hex()}
+            {
+                "_user_id": str(u),
+                GENERATION: 0,
+                "_fresh": False,
+                "csrf_token": os.urandom(20).hex(),
+                SESSION_ID: os.urandom(18).hex(),
+                LOGGED_IN_AT: now,
+                SEEN_AT: now,
+            }  # fmt: skip
         )
         for u in user_ids
     ]
@@ -255,6 +267,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
 
+    # The servers inherit it (see session_cookies()).
+    os.environ.setdefault("MOVIEREC_SESSION_IDLE_MINUTES", "480")
     root = args.state_dir or Path(tempfile.mkdtemp(prefix="movierec-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root

@@ -20,9 +20,10 @@ from flask import Flask, abort, jsonify, request
 from support.oidc import OIDCClient, OIDCProvider, start_oidc_provider
 from werkzeug.serving import make_server
 
-from movierec.db import Movie, Rating, User
+from movierec.db import Identity, Movie, Rating, User
 from movierec.db.local_server import free_port
 from movierec.db.roles import WEB_ROLE
+from movierec.db.schema import OAuthToken
 from movierec.web import close_app, create_app
 from movierec.web.auth import Passwords
 
@@ -228,6 +229,18 @@ def seed(database) -> SimpleNamespace:
             ]
         )
     return SimpleNamespace(ann=ann.id, bob=bob.id, **{k: m.id for k, m in movies.items()})
+
+
+@pytest.fixture
+def oauth_only(database):
+    """carol: made by a provider login, no password, one linked identity and its token."""
+    with database.session() as s:
+        carol = User(username="carol", display_name="Carol C", email="carol@example.test")
+        s.add(carol)
+        s.flush()
+        s.add(Identity(user_id=carol.id, provider="oidc", subject="c-1", email=carol.email))
+        s.add(OAuthToken(user_id=carol.id, provider="oidc", token={"access_token": "t"}))
+    return carol.id
 
 
 def log_in(client, username: str = "ann", password: str = PASSWORD, token: str | None = None):
