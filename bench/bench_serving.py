@@ -145,8 +145,10 @@ def wrk(
     threads: int,
     conns: int,
     once: bool = False,
+    headers: Iterable[str] = (),
 ) -> dict:
-    """Run wrk against ``url``, rotating over ``paths`` and login ``cookies``; its figures.
+    """Run wrk against ``url``, rotating over ``paths`` and login ``cookies`` (and sending
+    ``headers``, "Name: value" each); its figures.
 
     Each thread walks its own stretch of the longer list. With ``once``, no cookie (or path)
     is used twice: a thread stops when its stretch runs out, which can end the run before
@@ -161,7 +163,7 @@ def wrk(
     try:
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
-             script.name, url],
+             script.name, *(arg for h in headers for arg in ("-H", h)), url],
             capture_output=True, text=True, timeout=seconds + 30, check=True,
         ).stdout  # fmt: skip
     finally:
@@ -301,6 +303,9 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
         base = record.url.rstrip("/")
         check_users(base, others[-1])
 
+        # The recommender's key (movierec.ai.keys), for the AI's own row.
+        ai_key = (settings.state_dir / "ai_key").read_text().strip()
+
         def run(label: str, paths: list[str], cookies: list[str], kind: str, url: str = base):
             # Cold repetitions each get users of their own, or the next would hit the caches.
             runs = [
@@ -321,7 +326,10 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
             cpu_before = cpu_seconds(record.members)
             # Cold runs, and the AI's own row, ask for each user once (see wrk()).
             once = kind != "warm"
-            result = wrk(url, paths, cookies, args.duration, args.threads, args.connections, once)
+            headers = [f"Authorization: Bearer {ai_key}"] if url != base else []
+            result = wrk(
+                url, paths, cookies, args.duration, args.threads, args.connections, once, headers
+            )
             cpu_after = cpu_seconds(record.members)
             after = cache_counters(spec.web_ports, workers)
             result["hit_rate"] = hit_rate(before, after)

@@ -126,6 +126,7 @@ def _start_database(
     settings = settings.replace(
         database_url=url,
         secret_key=settings.secret_key or secret(state / "secret_key", secrets.token_hex),
+        ai_key=settings.ai_key or secret(state / "ai_key", secrets.token_urlsafe),
         model_dir=settings.model_dir.resolve(),
         state_dir=state,
         replica_url=None,
@@ -190,6 +191,7 @@ def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord,
     ai_urls = [f"http://127.0.0.1:{port}" for port in spec.ai_ports]
     env = {
         "MOVIEREC_SECRET_KEY": settings.secret_key or "",
+        "MOVIEREC_AI_KEY": settings.ai_key or "",  # the AI instances demand it, the web sends it
         "MOVIEREC_MODEL_DIR": str(settings.model_dir),
         "MOVIEREC_STATE_DIR": str(settings.state_dir),
         "MOVIEREC_AI_URLS": ",".join(ai_urls),

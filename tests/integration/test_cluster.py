@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -166,6 +167,14 @@ def test_cluster_spreads_survives_ai_failures_and_stops_everything(state_dir):
     page = browser.get(record.url + "for-you", timeout=10)
     assert page.status_code == 200 and "temporarily limited" not in page.text
     assert len(re.findall(r'href="/movies/\d+"', page.text)) >= 10
+
+    # The AI instances answer only the web instances' key, kept for the owner alone.
+    key_file = state_dir / "ai_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    recommend = f"http://127.0.0.1:{members['ai-1'].port}/recommend?user=1"
+    assert requests.get(recommend, timeout=5).status_code == 401
+    keyed = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+    assert requests.get(recommend, headers=keyed, timeout=5).status_code == 200
 
     # One AI instance dies: every call still gets recommendations (each k is a cache miss).
     os.killpg(members["ai-1"].pid, signal.SIGKILL)
