@@ -144,6 +144,12 @@ def serve(kind: str, settings: Settings, host: str, port: int, workers: int) -> 
         "loglevel": "warning",
         "logconfig_dict": LOGGING,
         "proc_name": f"movierec-{kind}",
+        # gunicorn believes X-Forwarded-Proto (and SCRIPT_NAME/PATH_INFO headers) from
+        # 127.0.0.1 by default: any local client, or a director passing on what its client
+        # sent, would choose the scheme. Nothing is believed here; the site believes exactly
+        # its web_proxy_count proxies (ProxyFix in movierec.web.app).
+        "forwarded_allow_ips": "",
+        "secure_scheme_headers": {},
         "post_worker_init": freeze_startup_objects,
     }
     _Gunicorn(lambda: factory(settings), options).run()
