@@ -24,6 +24,7 @@ from movierec.db import Identity, Movie, Rating, User
 from movierec.db.local_server import free_port
 from movierec.db.roles import WEB_ROLE
 from movierec.db.schema import OAuthToken
+from movierec.processes import Child
 from movierec.web import close_app, create_app
 from movierec.web.auth import Passwords
 
@@ -362,3 +363,34 @@ def site(make_app, providers, live_site, monkeypatch) -> Iterator[LiveSite]:
     live_site.app = make_app(WTF_CSRF_ENABLED=True, TESTING=False, **providers.config)
     yield live_site
     live_site.app = None
+
+
+# --- the site under real gunicorn -----------------------------------------------------------
+
+
+@pytest.fixture
+def serve_web(settings, as_role, tmp_path):
+    """``serve_web(workers=1, **env)``: the site under gunicorn (``movierec serve web``) on a
+    free port, on this test's database as the site's role; its port. ``env`` adds or
+    overrides environment variables (MOVIEREC_* settings)."""
+    started: list[Child] = []
+
+    def start(workers: int = 1, **env: str) -> int:
+        port = free_port()
+        base = {
+            "MOVIEREC_DATABASE_URL": as_role(settings.database_url, WEB_ROLE),
+            "MOVIEREC_SECRET_KEY": "served-test-secret",
+            "MOVIEREC_AI_KEY": "served-test-key",
+            "MOVIEREC_STATE_DIR": str(tmp_path / "state"),
+        }
+        args = ["serve", "web", "--port", str(port), "--workers", str(workers)]
+        health = f"http://127.0.0.1:{port}/healthz"
+        log = tmp_path / f"web-{port}.log"
+        child = Child.start(f"web-{port}", args, log, health, {**base, **env})
+        started.append(child)
+        child.wait_healthy(60)
+        return port
+
+    yield start
+    for child in started:
+        child.stop()

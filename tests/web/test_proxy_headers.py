@@ -17,10 +17,8 @@ import requests
 
 from movierec import director
 from movierec.db.local_server import free_port
-from movierec.db.roles import WEB_ROLE
 from movierec.director.haproxy import haproxy_binary
 from movierec.errors import OpsCommandFailed
-from movierec.processes import Child
 
 pytestmark = pytest.mark.integration
 SPOOFED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
@@ -28,33 +26,19 @@ CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
 @pytest.fixture
-def serve_web(settings, as_role, providers, tmp_path):
-    """``serve_web(proxy_count)``: the site under gunicorn on a free port (one worker)."""
-    started: list[Child] = []
+def serve_oidc_web(serve_web, providers):
+    """``serve_oidc_web(proxy_count)``: the site under gunicorn with the test provider."""
 
     def start(proxy_count: int) -> int:
-        port = free_port()
-        env = {
-            "MOVIEREC_DATABASE_URL": as_role(settings.database_url, WEB_ROLE),
-            "MOVIEREC_SECRET_KEY": "proxy-test-secret",
-            "MOVIEREC_AI_KEY": "proxy-test-key",
-            "MOVIEREC_STATE_DIR": str(tmp_path / "state"),
-            "MOVIEREC_WEB_PROXY_COUNT": str(proxy_count),
-            "MOVIEREC_OIDC_ISSUER": providers.config["oidc_issuer"],
-            "MOVIEREC_OIDC_CLIENT_ID": providers.config["oidc_client_id"],
-            "MOVIEREC_OIDC_CLIENT_SECRET": providers.config["oidc_client_secret"],
-            "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the test provider speaks plain HTTP
-        }
-        args = ["serve", "web", "--port", str(port), "--workers", "1"]
-        health = f"http://127.0.0.1:{port}/healthz"
-        child = Child.start(f"web-{port}", args, tmp_path / f"web-{port}.log", health, env)
-        started.append(child)
-        child.wait_healthy(60)
-        return port
+        return serve_web(
+            MOVIEREC_WEB_PROXY_COUNT=str(proxy_count),
+            MOVIEREC_OIDC_ISSUER=providers.config["oidc_issuer"],
+            MOVIEREC_OIDC_CLIENT_ID=providers.config["oidc_client_id"],
+            MOVIEREC_OIDC_CLIENT_SECRET=providers.config["oidc_client_secret"],
+            OAUTHLIB_INSECURE_TRANSPORT="1",  # the test provider speaks plain HTTP
+        )
 
-    yield start
-    for child in started:
-        child.stop()
+    return start
 
 
 @pytest.fixture
@@ -98,8 +82,8 @@ def redirect_uri(base: str, headers: dict[str, str]) -> str:
     return parse_qs(urlsplit(answer.headers["Location"]).query)["redirect_uri"][0]
 
 
-def test_gunicorn_believes_no_forwarded_header_from_a_direct_client(serve_web):
-    port = serve_web(proxy_count=0)
+def test_gunicorn_believes_no_forwarded_header_from_a_direct_client(serve_oidc_web):
+    port = serve_oidc_web(proxy_count=0)
     base = f"http://127.0.0.1:{port}"
     assert redirect_uri(base, SPOOFED) == f"{base}/auth/oauth/oidc/authorized"
 
