@@ -20,6 +20,7 @@ demo: system $(STAMP)
 test: install
 	$(BIN)/ruff check movierec tests bench
 	$(BIN)/ruff format --check movierec tests bench
+	./ops/audit.sh $(BIN)
 	$(BIN)/pytest
 
 install: system test-tools $(STAMP)

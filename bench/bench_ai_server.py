@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from movierec.db.local_server import free_port
 
 WARM_USERS = 100
 WARMUP_SECONDS = 3
+AI_KEY = secrets.token_urlsafe(24)  # the server this bench starts demands it (movierec.ai.keys)
 LUA = """
 paths = {%s}
 counter = 0
@@ -58,7 +60,7 @@ def wrk(url: str, paths: list[str], seconds: int, connections: int) -> dict:
     try:
         out = subprocess.run(
             ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
-             url],
+             "-H", f"Authorization: Bearer {AI_KEY}", url],
             capture_output=True, text=True, timeout=seconds + 30, check=True,
         ).stdout  # fmt: skip
     finally:
@@ -109,6 +111,7 @@ def serve(root: Path, db_url: str, port: int, nprobe: int) -> subprocess.Popen:
         "MOVIEREC_MODEL_DIR": str(root / "models"),
         "MOVIEREC_ANN_NPROBE": str(nprobe),
         "MOVIEREC_INSTANCE_NAME": f"ai-bench-{nprobe}",
+        "MOVIEREC_AI_KEY": AI_KEY,
     }
     movierec = Path(sys.executable).parent / "movierec"
     process = subprocess.Popen(

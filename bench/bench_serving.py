@@ -43,7 +43,7 @@ from movierec import cluster
 from movierec.cluster.spec import port_free
 from movierec.config import load_settings
 from movierec.demo import DemoOptions, prepare
-from movierec.web.auth.sessions import GENERATION
+from movierec.web.auth.sessions import GENERATION, LOGGED_IN_AT, SEEN_AT, SESSION_ID
 
 DATA = DemoOptions(users=12_000, ratings=1_200_000)
 COLD_USERS = 11_500
@@ -117,9 +117,21 @@ def session_cookies(secret_key: str, user_ids: Iterable[int]) -> list[str]:
     app = Flask("bench")
     app.secret_key = secret_key
     signer = SecureCookieSessionInterface().get_signing_serializer(app)
+    # Logged in and seen now. A browser stores the cookie the site rewrites once per eighth
+    # of the idle timeout; wrk does not, so main() sets a long idle timeout, whose eighth
+    # (an hour) outlasts a whole run: no page rewrites the cookie, as for browsers.
+    now = int(time.time())
     return [
         signer.dumps(
-            {"_user_id": str(u), GENERATION: 0, "_fresh": False, "csrf_token": os.urandom(20).hex()}
+            {
+                "_user_id": str(u),
+                GENERATION: 0,
+                "_fresh": False,
+                "csrf_token": os.urandom(20).hex(),
+                SESSION_ID: os.urandom(18).hex(),
+                LOGGED_IN_AT: now,
+                SEEN_AT: now,
+            }  # fmt: skip
         )
         for u in user_ids
     ]
@@ -133,8 +145,10 @@ def wrk(
     threads: int,
     conns: int,
     once: bool = False,
+    headers: Iterable[str] = (),
 ) -> dict:
-    """Run wrk against ``url``, rotating over ``paths`` and login ``cookies``; its figures.
+    """Run wrk against ``url``, rotating over ``paths`` and login ``cookies`` (and sending
+    ``headers``, "Name: value" each); its figures.
 
     Each thread walks its own stretch of the longer list. With ``once``, no cookie (or path)
     is used twice: a thread stops when its stretch runs out, which can end the run before
@@ -149,7 +163,7 @@ def wrk(
     try:
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s",
-             script.name, url],
+             script.name, *(arg for h in headers for arg in ("-H", h)), url],
             capture_output=True, text=True, timeout=seconds + 30, check=True,
         ).stdout  # fmt: skip
     finally:
@@ -255,6 +269,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
 
+    # The servers inherit it (see session_cookies()).
+    os.environ.setdefault("MOVIEREC_SESSION_IDLE_MINUTES", "480")
     root = args.state_dir or Path(tempfile.mkdtemp(prefix="movierec-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root
@@ -287,6 +303,9 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
         base = record.url.rstrip("/")
         check_users(base, others[-1])
 
+        # The recommender's key (movierec.ai.keys), for the AI's own row.
+        ai_key = (settings.state_dir / "ai_key").read_text().strip()
+
         def run(label: str, paths: list[str], cookies: list[str], kind: str, url: str = base):
             # Cold repetitions each get users of their own, or the next would hit the caches.
             runs = [
@@ -307,7 +326,10 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
             cpu_before = cpu_seconds(record.members)
             # Cold runs, and the AI's own row, ask for each user once (see wrk()).
             once = kind != "warm"
-            result = wrk(url, paths, cookies, args.duration, args.threads, args.connections, once)
+            headers = [f"Authorization: Bearer {ai_key}"] if url != base else []
+            result = wrk(
+                url, paths, cookies, args.duration, args.threads, args.connections, once, headers
+            )
             cpu_after = cpu_seconds(record.members)
             after = cache_counters(spec.web_ports, workers)
             result["hit_rate"] = hit_rate(before, after)

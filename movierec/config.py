@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from movierec.errors import ConfigError
+from movierec.redact import SECRET_SETTINGS, redact, url_has_password
 
 ENV_PREFIX = "MOVIEREC_"
 
@@ -38,6 +40,9 @@ class Settings:
     # TOML list of lists). When set, the web side fans out to every shard and ai_urls is unused.
     ai_shards: tuple[tuple[str, ...], ...] = ()
     secret_key: str | None = None
+    # The bearer key the recommender servers demand and the web instances send (every
+    # endpoint but /health); `movierec cluster up` and the demo generate one.
+    ai_key: str | None = None
     model_dir: Path = Path(".state/models")
     state_dir: Path = Path(".state")
     web_host: str = "127.0.0.1"
@@ -61,8 +66,20 @@ class Settings:
     web_secure_cookies: bool = False  # served over HTTPS: Secure cookies and HSTS
     web_proxy_count: int = 0  # proxies in front whose X-Forwarded-For/-Proto are trusted
     ratelimit_storage_uri: str = "memory://"  # e.g. redis://127.0.0.1:6379 (shared by workers)
-    ratelimit_login: str = "10 per minute"  # failed logins, per IP and per account
+    ratelimit_login: str = "10 per minute"  # failed logins per IP
     ratelimit_signup: str = "10 per hour"  # sign-ups per IP
+    # Per account: this many failed logins are free, then each further attempt from an unknown
+    # device or address waits twice as long as the one before (1 s, 2 s, ...), at most
+    # login_delay_max seconds (see movierec.web.auth.throttle).
+    login_free_failures: int = 5
+    login_delay_max: int = 300
+    # A login session ends after this long without a request, and this long after the login
+    # whatever happens (ASVS L2: 30 minutes idle, 12 hours absolute).
+    session_idle_minutes: int = 30
+    session_lifetime_hours: int = 12
+    # Personal API tokens: the lifetime when none is chosen, and the longest one may ask for.
+    api_token_days: int = 90
+    api_token_max_days: int = 365
     debug: bool = False
     # Models: which algorithm `movierec model train|refresh` uses per kind ("auto" = the EASE +
     # ALS blend up to ease_max_items movies, ALS above), their hyper-parameters ({algo: {param:
@@ -157,6 +174,11 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
         url = values.get(name)
         if url and urlparse(url).scheme not in ("postgresql", "postgresql+psycopg", "postgres"):
             problems.append(f"{name}: {url!r} is not a postgresql:// URL")
+        elif url:
+            try:
+                _ = urlparse(url).port  # raises on a malformed port
+            except ValueError:
+                problems.append(f"{name}: {url!r} has a malformed port")
     for url in (*values.get("ai_urls", ()), *(u for g in values.get("ai_shards", ()) for u in g)):
         if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
             problems.append(f"ai_urls: {url!r} is not an http(s) URL")
@@ -167,9 +189,16 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
         problems.append("web_proxy_count: must not be negative")
     if values["web_cache_mb"] < 0:
         problems.append("web_cache_mb: must not be negative (0 turns the web caches off)")
-    for name in ("web_workers", "ai_workers", "statement_timeout_ms"):
+    for name in (
+        "web_workers", "ai_workers", "statement_timeout_ms", "session_idle_minutes",
+        "session_lifetime_hours", "api_token_days", "login_delay_max",
+    ):  # fmt: skip
         if values[name] < 1:
             problems.append(f"{name}: must be at least 1")
+    if values["api_token_days"] > values["api_token_max_days"]:
+        problems.append("api_token_days: must not exceed api_token_max_days")
+    if values["login_free_failures"] < 1:
+        problems.append("login_free_failures: must be at least 1")
     if values["ai_timeout"] <= 0:
         problems.append("ai_timeout: must be positive")
     if values["ease_max_items"] < 1:
@@ -201,7 +230,25 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:
     unknown = sorted(set(section) - set(_FIELDS))
     if unknown:
         problems.append(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    _check_private(path, section, problems)
     return {k: v for k, v in section.items() if k in _FIELDS}
+
+
+def _check_private(path: Path, section: Mapping[str, Any], problems: list[str]) -> None:
+    """Refuse a settings file that holds secrets and that others may read: whoever can read
+    it can sign session cookies, call the recommenders or log in to the database."""
+    secrets = sorted(
+        name
+        for name, value in section.items()
+        if value
+        and (name in SECRET_SETTINGS or (name.endswith("_url") and url_has_password(str(value))))
+    )
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if secrets and mode & 0o077:
+        problems.append(
+            f"{path}: holds secrets ({', '.join(secrets)}) but other users may read or change "
+            f"it (mode {mode:04o}); run `chmod 600 {path}`"
+        )
 
 
 def load_settings(
@@ -238,5 +285,6 @@ def load_settings(
         values[name] = value if name == "extra" else _coerce(name, value, problems)
     _validate(values, problems)
     if problems:
-        raise ConfigError("bad configuration: " + "; ".join(problems))
+        # A malformed URL is quoted back with its password hidden.
+        raise ConfigError(redact("bad configuration: " + "; ".join(problems)))
     return Settings(**values)

@@ -35,6 +35,34 @@ THREADS = 4  # per gthread worker
 # Connections a gevent worker serves at once; its database pool bounds the queries in flight.
 WORKER_CONNECTIONS = 100
 
+# Every log line of the server (gunicorn's own and the app's) goes to stderr through one
+# handler whose filter hides passwords (movierec.redact): a failed connection's message or a
+# traceback must not put the database password into a log file.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "movierec.redact.RedactingFilter"}},
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+            "datefmt": "[%Y-%m-%d %H:%M:%S %z]",
+        }
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"level": "WARNING", "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+    },
+}
+
 FACTORIES = {
     "web": "movierec.web:create_app",
     "ai": "movierec.ai.server:create_app",
@@ -114,7 +142,14 @@ def serve(kind: str, settings: Settings, host: str, port: int, workers: int) -> 
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",
+        "logconfig_dict": LOGGING,
         "proc_name": f"movierec-{kind}",
+        # gunicorn believes X-Forwarded-Proto (and SCRIPT_NAME/PATH_INFO headers) from
+        # 127.0.0.1 by default: any local client, or a director passing on what its client
+        # sent, would choose the scheme. Nothing is believed here; the site believes exactly
+        # its web_proxy_count proxies (ProxyFix in movierec.web.app).
+        "forwarded_allow_ips": "",
+        "secure_scheme_headers": {},
         "post_worker_init": freeze_startup_objects,
     }
     _Gunicorn(lambda: factory(settings), options).run()

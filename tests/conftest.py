@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.keys import AI_KEY
 
 from movierec.config import load_settings
 from movierec.db import Database, LocalPostgres, upgrade
@@ -63,6 +64,7 @@ def settings(db_url, tmp_path):
         overrides={
             "database_url": db_url,
             "secret_key": "test-secret-key",
+            "ai_key": AI_KEY,
             "model_dir": tmp_path / "models",
             "state_dir": tmp_path / "state",
         },

@@ -53,7 +53,10 @@ index; ``/recommend`` and ``/similar`` then score only the probed cells (``ann_n
 scores exhaustively). Rated and excluded movies are filtered inside the index search, so
 they are still never returned.
 
-Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 404, 405, 503 while
+**Callers** send ``Authorization: Bearer <ai_key>`` (:mod:`movierec.ai.keys`): without it every
+endpoint but ``/health`` answers 401.
+
+Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 401, 404, 405, 503 while
 no model has been trained (the web side has its own popularity fallback; the server does not
 scan the ratings table per request to imitate one), 500 for bugs. The server picks up a newly
 trained artifact within ``reload_interval`` seconds. It reads the user's ratings and preferred
@@ -71,7 +74,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import HTTPException
 
-from movierec.ai import stats
+from movierec.ai import keys, stats
 from movierec.ai.base import Recommendations, Recommender
 from movierec.ai.cache import ResultCache
 from movierec.ai.candidates import MAX_SHARDS, Shard
@@ -88,6 +91,7 @@ from movierec.errors import (
     MovierecError,
     NotFound,
 )
+from movierec.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +116,9 @@ def create_app(
 
     With ``model`` the app serves that model only (for its kind); otherwise the live (or
     newest) artifact of each kind in ``settings.model_dir``, re-checked every
-    ``reload_interval`` seconds; restricted to ``settings.ai_shard`` when set. Raises
-    :class:`~movierec.errors.ConfigError` for bad settings.
+    ``reload_interval`` seconds; restricted to ``settings.ai_shard`` when set. Every caller
+    but ``/health``'s presents ``settings.ai_key`` (:mod:`movierec.ai.keys`). Raises
+    :class:`~movierec.errors.ConfigError` for bad settings or no ``ai_key``.
     """
     settings = settings or load_settings()
     shard = _fixed_shard(settings)
@@ -124,6 +129,8 @@ def create_app(
     app = Flask(__name__)
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.before_request(_start_timer)  # first: refused calls are counted too
+    keys.init_app(app, settings)
     if model is not None and shard is not None and model.shard != shard:
         model = model.restrict(shard)
 
@@ -154,7 +161,6 @@ def create_app(
         "shard": shard,
         "instance": settings.instance_name,
     }
-    app.before_request(_start_timer)
     app.teardown_request(_count_request)
     app.after_request(_remember_status)
     app.register_blueprint(bp)
@@ -400,7 +406,7 @@ def _http_error(exc: HTTPException):
 
 def _movierec_error(exc: MovierecError):
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
-    return jsonify(error=str(exc)), status
+    return jsonify(error=redact(str(exc))), status
 
 
 def _unexpected_error(exc: Exception):

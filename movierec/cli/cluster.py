@@ -12,6 +12,7 @@ from rich.table import Table
 from movierec import cluster
 from movierec.cli.common import console, settings_from
 from movierec.demo import DEMO_USER, DemoOptions, demo_password, prepare
+from movierec.redact import redact
 
 app = typer.Typer(
     help="A local cluster: PostgreSQL (+ replicas, shards, backups), web and AI instances, "
@@ -112,7 +113,9 @@ def status(ctx: typer.Context) -> None:
         rate = "" if item.hit_rate is None else f"{item.hit_rate:.0%}"
         if not m.owned:
             health += " (not ours)"
-        table.add_row(m.name, m.role, str(m.port), str(m.pid or ""), health, rate, item.detail)
+        # Health and detail quote servers' own errors, which may name a connection string.
+        health, detail = redact(health), redact(item.detail)
+        table.add_row(m.name, m.role, str(m.port), str(m.pid or ""), health, rate, detail)
     console.print(table)
 
 

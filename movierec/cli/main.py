@@ -10,10 +10,12 @@ from movierec.cli import backup, cluster, data, db, demo, director, model, serve
 from movierec.cli.common import debug_enabled, err_console
 from movierec.config import load_settings
 from movierec.errors import MovierecError
+from movierec.redact import redact
 
 
 class OneLineErrors(TyperGroup):
-    """Turn every :class:`MovierecError` into one line on stderr and exit status 1.
+    """Turn every :class:`MovierecError` into one line on stderr and exit status 1, with
+    any password in it hidden (:mod:`movierec.redact`).
 
     Sub-commands run inside the root group's ``invoke``, so catching here covers them all,
     both from the shell and under typer's CliRunner. ``MOVIEREC_DEBUG=1`` keeps tracebacks.
@@ -26,7 +28,7 @@ class OneLineErrors(TyperGroup):
             if debug_enabled():
                 raise
             err_console.print(
-                f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True
+                f"[red]error:[/red] {escape(redact(str(exc)))}", highlight=False, soft_wrap=True
             )
             ctx.exit(1)
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import redis
 import requests
 
 from movierec import director
@@ -36,6 +39,7 @@ from movierec.cluster.members import (
 from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.db import Database, LocalPostgres, upgrade
+from movierec.db.local_server import free_port
 from movierec.db.replicas import create_replica, start_server, stop_server
 from movierec.db.roles import AI_ROLE, APP_ROLES, WEB_ROLE
 from movierec.db.topology import PRIMARY_DIR, load_topology, server_url
@@ -107,6 +111,7 @@ def up(
             finally:
                 database.dispose()
         _start_layout(settings, spec, record, say)
+        settings = _start_redis(settings, record, say)
         _start_servers(settings, spec, record, say)
         _start_director(settings, spec, record, say)
     except BaseException:
@@ -133,6 +138,7 @@ def _start_database(
     settings = settings.replace(
         database_url=url,
         secret_key=settings.secret_key or secret(state / "secret_key", secrets.token_hex),
+        ai_key=settings.ai_key or secret(state / "ai_key", secrets.token_urlsafe),
         model_dir=settings.model_dir.resolve(),
         state_dir=state,
         replica_url=None,
@@ -193,10 +199,62 @@ def _postgres_member(name: str, role: str, server: LocalPostgres, owned: bool) -
     )
 
 
+def _start_redis(settings: Settings, record: ClusterRecord, say: Say) -> Settings:
+    """A private redis-server for the web instances' login throttle and rate limits
+    (counters shared by every worker), on a free loopback port, with a generated password in
+    its config file (mode 0600, never on a command line) and no persistence. Skipped, with
+    a word, when the Redis server is not installed or the settings name another store."""
+    if not settings.ratelimit_storage_uri.startswith("memory://"):
+        return settings
+    binary = shutil.which("redis-server")
+    if binary is None:
+        say("redis: skipped (redis-server is not installed); login limits count per worker")
+        return settings
+    home = settings.state_dir / "redis"
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = secret(settings.state_dir / "redis_password", secrets.token_hex)
+    port = free_port()
+    config = home / "redis.conf"
+    config.touch(mode=0o600)
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
+        f'save ""\nappendonly no\ndir {home}\n'
+    )
+    log = settings.state_dir / "logs" / "redis.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [binary, str(config)], stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    _CHILDREN[process.pid] = process
+    record.members.append(
+        Member("redis", "redis", port, process.pid, start_time(process.pid), True, log=str(log))
+    )
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    _wait_for_redis(url, process)
+    say(f"redis: 127.0.0.1:{port} (pid {process.pid}), login limits shared by every worker")
+    return settings.replace(ratelimit_storage_uri=url)
+
+
+def _wait_for_redis(url: str, process: subprocess.Popen, timeout: float = 10.0) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=0.5)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if client.ping():
+                return
+        except redis.RedisError:
+            time.sleep(0.05)
+    raise OpsCommandFailed(f"redis-server did not answer within {timeout:.0f} s")
+
+
 def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
     ai_urls = [f"http://127.0.0.1:{port}" for port in spec.ai_ports]
     env = {
         "MOVIEREC_SECRET_KEY": settings.secret_key or "",
+        "MOVIEREC_AI_KEY": settings.ai_key or "",  # the AI instances demand it, the web sends it
+        "MOVIEREC_RATELIMIT_STORAGE_URI": settings.ratelimit_storage_uri,
         "MOVIEREC_MODEL_DIR": str(settings.model_dir),
         "MOVIEREC_STATE_DIR": str(settings.state_dir),
         "MOVIEREC_AI_URLS": ",".join(ai_urls),
@@ -309,14 +367,14 @@ def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
     stopped: list[str] = []
     problems: list[MovierecError] = []
     # The director first (no new requests reach the instances), the databases last.
-    order = {"director": 0, "web": 1, "ai": 2, "replica": 3, "shard": 4, "primary": 5}
+    order = {"director": 0, "web": 1, "ai": 2, "redis": 2, "replica": 3, "shard": 4, "primary": 5}
     for member in sorted(reversed(record.members), key=lambda m: order.get(m.role, 6)):
         if not member.owned:
             continue
         try:
             if member.role == "director" and record.director:
                 done = director.stop(settings, record.director)
-            elif member.role in ("web", "ai"):
+            elif member.role in ("web", "ai", "redis"):
                 done = stop_group(member)
             elif member.role == "replica":
                 done = is_running(member)

@@ -119,9 +119,11 @@ class AIClient:
         cooldown: float = COOLDOWN_SECONDS,
         version_check: float = VERSION_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        key: str | None = None,
     ):
         """``urls`` are replicas of one whole model; ``shards`` (when given) are groups of
-        replicas, one group per movie shard, and ``urls`` is then unused.
+        replicas, one group per movie shard, and ``urls`` is then unused. ``key`` is the
+        recommenders' ``ai_key``, sent as a bearer key with every call.
 
         Raises :class:`ConfigError` when there is no URL, or a shard without one.
         """
@@ -139,6 +141,8 @@ class AIClient:
         self.version_check = version_check
         self._clock = clock
         self._http = http or _pool_manager(len(self.urls), timeout)
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._post_headers = {**JSON_HEADERS, **self._headers}
         self._lock = threading.Lock()
         self._ticket = itertools.count()
         self._random = random.Random()
@@ -150,7 +154,11 @@ class AIClient:
     @classmethod
     def from_settings(cls, settings: Settings) -> AIClient:
         """The client for ``ai_shards`` when set, else for ``ai_urls``."""
-        return cls(settings.ai_urls, settings.ai_timeout, shards=settings.ai_shards)
+        if not settings.ai_key:
+            log.warning("ai_key is not set: the recommender servers will refuse this site")
+        return cls(
+            settings.ai_urls, settings.ai_timeout, shards=settings.ai_shards, key=settings.ai_key
+        )
 
     # --- the recommender's endpoints -----------------------------------------------------------
 
@@ -217,7 +225,7 @@ class AIClient:
         report = []
         for base in self.urls:
             try:
-                resp = self._http.request("GET", base + "/health")
+                resp = self._http.request("GET", base + "/health", headers=self._headers)
                 report.append((base, resp.status == 200 and resp.json().get("status") == "ok"))
             except (HTTPError, ValueError, AttributeError):
                 report.append((base, False))
@@ -311,9 +319,11 @@ class AIClient:
                     problems.append(f"{instance.url}: HTTP {resp.status}")
                     continue
                 if resp.status != 200:
-                    # Our request is wrong; every instance would refuse it the same way.
+                    # Our request (or our key: 401) is wrong; every instance would refuse it
+                    # the same way.
                     ok = True
-                    raise AIUnavailable(f"recommender refused {path}: HTTP {resp.status}")
+                    hint = " (check ai_key)" if resp.status == 401 else ""
+                    raise AIUnavailable(f"recommender refused {path}: HTTP {resp.status}{hint}")
                 try:
                     body = resp.json()
                     if not isinstance(body, dict):
@@ -354,12 +364,12 @@ class AIClient:
         self, url: str, params: Mapping[str, Any], payload: bytes | None
     ) -> urllib3.BaseHTTPResponse:
         if payload is None:
-            return self._http.request("GET", url, fields=params)
+            return self._http.request("GET", url, fields=params, headers=self._headers)
         resp = self._http.request(
-            "POST", f"{url}?{urlencode(params)}", body=payload, headers=JSON_HEADERS
+            "POST", f"{url}?{urlencode(params)}", body=payload, headers=self._post_headers
         )
         if resp.status == 405:  # a recommender older than POST: it reads itself
-            resp = self._http.request("GET", url, fields=params)
+            resp = self._http.request("GET", url, fields=params, headers=self._headers)
         return resp
 
     def _pick(self, group: Sequence[_Instance], tried: set[_Instance]) -> _Instance | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
@@ -66,6 +67,11 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
         # auth.sessions checks CSRF itself: Bearer-token API calls need no CSRF token.
         WTF_CSRF_CHECK_DEFAULT=False,
         MAX_CONTENT_LENGTH=64 * 1024,
+        # Login sessions end after this long idle, and this long after the login (see
+        # auth.sessions); Flask itself refuses a cookie signed longer ago than the lifetime.
+        SESSION_IDLE_SECONDS=settings.session_idle_minutes * 60,
+        SESSION_LIFETIME_SECONDS=settings.session_lifetime_hours * 3600,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_lifetime_hours),
     )
     app.config.update(flask_config)
     app.extensions[SETTINGS] = settings

@@ -70,6 +70,11 @@ class ChangeLog:
                 _, epoch = self._changed.popitem(last=False)
                 self._floor = max(self._floor, epoch)
 
+    def changed_here(self, user_id: int) -> None:
+        """This worker changed the user: what it stamped of them before is stale now,
+        without waiting for the notification."""
+        self.heard(str(user_id))
+
     def connected(self, listening: bool) -> None:
         with self._lock:
             if listening:
@@ -115,3 +120,7 @@ def now() -> int:
 
 def fresh(user_id: int, stamp: int) -> bool:
     return log().fresh(user_id, stamp)
+
+
+def changed_here(user_id: int) -> None:
+    log().changed_here(user_id)

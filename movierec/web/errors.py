@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response
 
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
+from movierec.redact import redact
 from movierec.web.ai_client import AIUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,20 +38,25 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(MovierecError, _movierec_error)
 
 
-def _http_error(exc: HTTPException) -> tuple[Response | str, int]:
+def _http_error(
+    exc: HTTPException,
+) -> tuple[Response | str, int] | tuple[Response | str, int, dict]:
     code = exc.code or 500
     if isinstance(exc, InternalServerError):
         # Flask hands over unhandled exceptions wrapped in a 500; log them, show nothing of them.
         if exc.original_exception is not None:
             log.error("unhandled error", exc_info=exc.original_exception)
         return _answer(500, "An unexpected error occurred; it has been logged.")
-    return _answer(code, exc.description or TITLES.get(code, "Error"))
+    body, code = _answer(code, exc.description or TITLES.get(code, "Error"))
+    # A 429's or 503's Retry-After (werkzeug puts it in the exception's headers).
+    retry = [value for name, value in exc.get_headers() if name == "Retry-After"]
+    return (body, code, {"Retry-After": retry[0]}) if retry else (body, code)
 
 
 def _movierec_error(exc: MovierecError) -> tuple[Response | str, int]:
     code = next((c for kind, c in STATUS.items() if isinstance(exc, kind)), 500)
     if code >= 500:
-        log.warning("%s: %s", type(exc).__name__, exc)
+        log.warning("%s: %s", type(exc).__name__, redact(str(exc)))
         return _answer(code, UNAVAILABLE if code == 503 else TITLES[500])
     return _answer(code, str(exc))
 

@@ -16,6 +16,7 @@ from movierec.web.users import rating_of, record_search
 bp = Blueprint("movies", __name__)
 POPULAR_ON_HOME = 24
 SIMILAR_ON_PAGE = 8
+USERS_OWN = frozenset({"same-origin", "none"})  # Sec-Fetch-Site of a search the user made
 
 
 @bp.get("/")
@@ -58,7 +59,18 @@ def detail(movie_id: int) -> str:
 
 
 def remember_search(query: catalog.SearchQuery) -> None:
-    """Store a logged-in user's search (first page only): the recommender reads them."""
-    if current_user.is_authenticated and query.page == 1:
+    """Store a logged-in user's search (first page only): the recommender reads them.
+
+    Only a search the user made on this site counts. A page elsewhere can send the browser to
+    ``/search?q=...`` (a top-level navigation carries the SameSite=Lax session cookie), and
+    that must not plant genres in the user's taste. Browsers name where a request comes from
+    in ``Sec-Fetch-Site``: ``same-origin`` (a form or link here) or ``none`` (typed, a
+    bookmark) are the user's own; ``same-site`` (a sibling subdomain), ``cross-site`` and a
+    missing header (an old browser, some script holding the cookie) are not recorded. A
+    request with an API token is its holder's own.
+    """
+    if not current_user.is_authenticated or query.page != 1:
+        return
+    if current_user.via_token or request.headers.get("Sec-Fetch-Site") in USERS_OWN:
         record_search(get_session(), current_user.id, query)
         commit()

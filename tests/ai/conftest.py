@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import psycopg
 import pytest
+from flask import Flask
+from support.keys import KEYED
 
 from movierec.ai import TrainParams, load_model, train_model
 
@@ -21,6 +23,24 @@ NEW_USER = 9001  # in the database with preferences, never rated anything
 NEW_USER_GENRES = ("Horror",)
 STRANGER = 9002  # in the database, no preferences, no ratings
 FAST = TrainParams(factors=8, epochs=40, lr=0.01, reg=0.05, test_size=0.2, seed=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _test_clients_present_the_key():
+    """Every Flask test client of these tests sends the recommender's key, as the web's AI
+    client does: these tests are about what the server answers its callers.
+    test_ai_keys.py checks what it answers everyone else. (Module scope: module-scoped
+    fixtures make clients too.)"""
+    test_client = Flask.test_client
+
+    def keyed(app, *args, **kwargs):
+        client = test_client(app, *args, **kwargs)
+        client.environ_base["HTTP_AUTHORIZATION"] = KEYED["Authorization"]
+        return client
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Flask, "test_client", keyed)
+        yield
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 import requests
+from support.keys import AI_KEY, KEYED
 from surprise import KNNBaseline, SVDpp
 from werkzeug.serving import make_server
 
@@ -190,7 +191,9 @@ def test_servers_swap_atomically_under_concurrent_load(ranking_dir, tmp_path):
         for v in (versions["ease"], versions["als"])
     }
     promote(model_dir, versions["ease"])
-    settings = load_settings(environ={}, toml_path=None, overrides={"model_dir": model_dir})
+    settings = load_settings(
+        environ={}, toml_path=None, overrides={"model_dir": model_dir, "ai_key": AI_KEY}
+    )
     server = make_server("127.0.0.1", 0, create_app(settings, reload_interval=0), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -200,7 +203,8 @@ def test_servers_swap_atomically_under_concurrent_load(ranking_dir, tmp_path):
     def hammer():
         with requests.Session() as http:
             while not stop.is_set():
-                body = http.get(url, params={"user": 1000, "k": 10}, timeout=10).json()
+                params = {"user": 1000, "k": 10}
+                body = http.get(url, params=params, headers=KEYED, timeout=10).json()
                 ids = [item["movie_id"] for item in body["items"]]
                 seen.append(body["model_version"])
                 if ids != expected.get(body["model_version"]):

@@ -5,6 +5,7 @@ import threading
 import pytest
 import requests
 from sqlalchemy import bindparam, event, select
+from support.keys import AI_KEY, KEYED
 from werkzeug.serving import make_server
 
 from movierec.ai import (
@@ -58,7 +59,9 @@ def offline_client(synthetic, tmp_path_factory):
     factors = fit_svd(data, TrainParams(factors=4, epochs=5, test_size=0))
     model = FactorModel(model_arrays(factors, data), {"version": "offline"})
     settings = load_settings(
-        environ={}, toml_path=None, overrides={"model_dir": tmp_path_factory.mktemp("m")}
+        environ={},
+        toml_path=None,
+        overrides={"model_dir": tmp_path_factory.mktemp("m"), "ai_key": AI_KEY},
     )
     return create_app(settings, model=model).test_client()
 
@@ -230,7 +233,8 @@ def test_recommend_over_a_real_socket(trained, loaded, settings, make_app):
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_port}"
-        answer = requests.get(f"{url}/recommend", params={"user": loaded.user_ids[0]}, timeout=5)
+        user = {"user": loaded.user_ids[0]}
+        answer = requests.get(f"{url}/recommend", params=user, headers=KEYED, timeout=5)
         assert answer.status_code == 200
         assert answer.headers["Content-Type"] == "application/json"
         assert len(answer.json()["items"]) == 10

@@ -129,7 +129,7 @@ def test_the_recommenders_only_read_what_they_need(seeded, connect):
 
 def test_downgrade_takes_the_privileges_back_and_upgrade_gives_them_again(seeded, connect):
     config = alembic_config(seeded)
-    command.downgrade(config, "0006")  # 0009, 0008, then 0007
+    command.downgrade(config, "0006")  # 0011, 0009, 0008, then 0007
     with connect(seeded, WEB_ROLE) as conn, pytest.raises(InsufficientPrivilege):
         conn.execute("SELECT count(*) FROM ratings")
     command.upgrade(config, "head")

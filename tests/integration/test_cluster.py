@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -145,7 +146,7 @@ def test_cluster_spreads_survives_ai_failures_and_stops_everything(state_dir):
     said: list[str] = []
     record = cluster.up(settings, spec, said.append, tiny_catalogue)
     members = {m.name: m for m in record.members}
-    assert set(members) == {"director", "postgres", "web-1", "web-2", "ai-1", "ai-2"}
+    assert set(members) == {"director", "postgres", "redis", "web-1", "web-2", "ai-1", "ai-2"}
     assert record.url == f"http://127.0.0.1:{base}/"
     with pytest.raises(Exception, match="already runs"):
         cluster.up(settings, spec, said.append)
@@ -159,13 +160,28 @@ def test_cluster_spreads_survives_ai_failures_and_stops_everything(state_dir):
 
     status = movierec(state_dir, "cluster", "status")
     assert status.returncode == 0, status.stderr
-    for name in ("director", "web-1", "web-2", "ai-1", "ai-2", "postgres"):
+    for name in ("director", "web-1", "web-2", "ai-1", "ai-2", "postgres", "redis"):
         assert re.search(rf"{name}\s.*ok", status.stdout), status.stdout
 
     browser = log_in(record.url)
     page = browser.get(record.url + "for-you", timeout=10)
     assert page.status_code == 200 and "temporarily limited" not in page.text
     assert len(re.findall(r'href="/movies/\d+"', page.text)) >= 10
+
+    # The web instances share the cluster's Redis for their login limits; its password is in
+    # a file only the owner may read, never on a command line.
+    assert stat.S_IMODE((state_dir / "redis_password").stat().st_mode) == 0o600
+    redis_password = (state_dir / "redis_password").read_text().strip()
+    assert redis_password not in Path(f"/proc/{members['redis'].pid}/cmdline").read_text()
+    assert redis_password not in status.stdout + status.stderr
+
+    # The AI instances answer only the web instances' key, kept for the owner alone.
+    key_file = state_dir / "ai_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    recommend = f"http://127.0.0.1:{members['ai-1'].port}/recommend?user=1"
+    assert requests.get(recommend, timeout=5).status_code == 401
+    keyed = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+    assert requests.get(recommend, headers=keyed, timeout=5).status_code == 200
 
     # One AI instance dies: every call still gets recommendations (each k is a cache miss).
     os.killpg(members["ai-1"].pid, signal.SIGKILL)

@@ -20,9 +20,11 @@ from flask import Flask, abort, jsonify, request
 from support.oidc import OIDCClient, OIDCProvider, start_oidc_provider
 from werkzeug.serving import make_server
 
-from movierec.db import Movie, Rating, User
+from movierec.db import Identity, Movie, Rating, User
 from movierec.db.local_server import free_port
 from movierec.db.roles import WEB_ROLE
+from movierec.db.schema import OAuthToken
+from movierec.processes import Child
 from movierec.web import close_app, create_app
 from movierec.web.auth import Passwords
 
@@ -230,6 +232,18 @@ def seed(database) -> SimpleNamespace:
     return SimpleNamespace(ann=ann.id, bob=bob.id, **{k: m.id for k, m in movies.items()})
 
 
+@pytest.fixture
+def oauth_only(database):
+    """carol: made by a provider login, no password, one linked identity and its token."""
+    with database.session() as s:
+        carol = User(username="carol", display_name="Carol C", email="carol@example.test")
+        s.add(carol)
+        s.flush()
+        s.add(Identity(user_id=carol.id, provider="oidc", subject="c-1", email=carol.email))
+        s.add(OAuthToken(user_id=carol.id, provider="oidc", token={"access_token": "t"}))
+    return carol.id
+
+
 def log_in(client, username: str = "ann", password: str = PASSWORD, token: str | None = None):
     data = {"username": username, "password": password}
     if token is not None:
@@ -349,3 +363,34 @@ def site(make_app, providers, live_site, monkeypatch) -> Iterator[LiveSite]:
     live_site.app = make_app(WTF_CSRF_ENABLED=True, TESTING=False, **providers.config)
     yield live_site
     live_site.app = None
+
+
+# --- the site under real gunicorn -----------------------------------------------------------
+
+
+@pytest.fixture
+def serve_web(settings, as_role, tmp_path):
+    """``serve_web(workers=1, **env)``: the site under gunicorn (``movierec serve web``) on a
+    free port, on this test's database as the site's role; its port. ``env`` adds or
+    overrides environment variables (MOVIEREC_* settings)."""
+    started: list[Child] = []
+
+    def start(workers: int = 1, **env: str) -> int:
+        port = free_port()
+        base = {
+            "MOVIEREC_DATABASE_URL": as_role(settings.database_url, WEB_ROLE),
+            "MOVIEREC_SECRET_KEY": "served-test-secret",
+            "MOVIEREC_AI_KEY": "served-test-key",
+            "MOVIEREC_STATE_DIR": str(tmp_path / "state"),
+        }
+        args = ["serve", "web", "--port", str(port), "--workers", str(workers)]
+        health = f"http://127.0.0.1:{port}/healthz"
+        log = tmp_path / f"web-{port}.log"
+        child = Child.start(f"web-{port}", args, log, health, {**base, **env})
+        started.append(child)
+        child.wait_healthy(60)
+        return port
+
+    yield start
+    for child in started:
+        child.stop()

@@ -4,6 +4,8 @@ admin pages; the password policy."""
 from __future__ import annotations
 
 import re
+import secrets
+import time
 
 import pytest
 from sqlalchemy import func, select, text
@@ -11,30 +13,23 @@ from sqlalchemy import func, select, text
 from movierec.db import Identity, Preference, Rating, User
 from movierec.db.schema import ApiToken, OAuthToken
 from movierec.errors import BadInput
-from movierec.web.auth import linking
+from movierec.web.auth import linking, sessions
 from movierec.web.auth.policy import password_problems
 from movierec.web.auth.providers import Profile
 
 NEW = "a brand new passphrase"
 
 
-def as_user(client, user_id: int, generation: int = 0) -> None:
-    """Log the test client in as a user without a password (as an OAuth login would)."""
+def as_user(client, user_id: int, generation: int = 0, logged_in_ago: int = 0) -> None:
+    """Log the test client in as a user without a password (as an OAuth login would),
+    ``logged_in_ago`` seconds ago."""
+    now = int(time.time())
     with client.session_transaction() as session:
         session["_user_id"] = str(user_id)
-        session["_generation"] = generation
-
-
-@pytest.fixture
-def oauth_only(database):
-    """carol: made by a provider login, no password, one linked identity and its token."""
-    with database.session() as s:
-        carol = User(username="carol", display_name="Carol C", email="carol@example.test")
-        s.add(carol)
-        s.flush()
-        s.add(Identity(user_id=carol.id, provider="oidc", subject="c-1", email=carol.email))
-        s.add(OAuthToken(user_id=carol.id, provider="oidc", token={"access_token": "t"}))
-    return carol.id
+        session[sessions.GENERATION] = generation
+        session[sessions.SESSION_ID] = secrets.token_urlsafe(24)
+        session[sessions.LOGGED_IN_AT] = now - logged_in_ago
+        session[sessions.SEEN_AT] = now
 
 
 def test_an_account_made_by_a_provider_can_set_a_password_then_log_in_with_it(
@@ -165,7 +160,9 @@ def test_accounts_made_by_a_provider_get_a_free_username(database):
 
 def test_api_tokens_are_shown_once_stored_hashed_and_revocable(client, seed, helpers, database):
     helpers.log_in(client, "ann")
-    page = client.post("/account/tokens", data={"name": "my laptop"}).get_data(as_text=True)
+    page = client.post(
+        "/account/tokens", data={"name": "my laptop", "password": helpers.password}
+    ).get_data(as_text=True)
     token = re.search(r'<code id="new-token">([^<]+)</code>', page).group(1)
     assert "new-token" not in client.get("/account").get_data(as_text=True)
     with database.session() as s:
@@ -191,7 +188,7 @@ def test_api_tokens_are_shown_once_stored_hashed_and_revocable(client, seed, hel
 
 def test_tokens_are_revoked_only_by_their_owner(client, seed, helpers, database):
     helpers.log_in(client, "ann")
-    client.post("/account/tokens", data={"name": "ann's"})
+    client.post("/account/tokens", data={"name": "ann's", "password": helpers.password})
     with database.session() as s:
         token_id = s.scalar(select(ApiToken.id))
     client.post("/auth/logout")
@@ -207,7 +204,7 @@ def test_deleting_the_account_deletes_its_data_and_the_history_says_who(
 ):
     helpers.log_in(client, "ann")
     client.post("/account/genres", data={"genres": ["Drama"]})
-    client.post("/account/tokens", data={"name": "t"})
+    client.post("/account/tokens", data={"name": "t", "password": helpers.password})
     assert client.post("/account/delete", data={"confirm": "not ann"}).status_code == 302
     assert client.get("/account").status_code == 200  # wrong confirmation: still there
 

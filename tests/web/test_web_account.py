@@ -9,7 +9,7 @@ from movierec.db import Preference
 
 def test_account_page_lists_own_ratings_and_searches(client, seed, helpers):
     helpers.log_in(client, "ann")
-    client.get("/search?q=alien&genre=Horror")
+    client.get("/search?q=alien&genre=Horror", headers={"Sec-Fetch-Site": "same-origin"})
     response = client.get("/account")
     page = response.get_data(as_text=True)
     assert response.status_code == 200

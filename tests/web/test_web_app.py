@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from test_auth_accounts import as_user
 
 from movierec.db import Search
 from movierec.errors import ConfigError
@@ -123,8 +124,7 @@ def test_unexpected_errors_are_a_plain_500_page(make_app):
 def test_logged_in_user_with_the_database_down_gets_a_503_page(make_app, dead_url):
     port = dead_url.rsplit(":", 1)[1]
     client = make_app(database_url=f"postgresql://postgres@127.0.0.1:{port}/nowhere").test_client()
-    with client.session_transaction() as session:
-        session["_user_id"] = "1"
+    as_user(client, 1)
     response = client.get("/account")
     assert response.status_code == 503
     assert "temporarily unavailable" in response.get_data(as_text=True)

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from movierec.db import Movie, Rating, Search, User
 from movierec.web import popular
+from movierec.web.auth.tokens import create_token
 
 
 def test_home_page_lists_popular_movies_and_a_search_box(client, seed, helpers):
@@ -53,13 +54,29 @@ def test_search_results_are_paginated(client, database, helpers):
 
 
 def test_searches_of_a_logged_in_user_are_recorded(client, seed, database, helpers):
-    client.get("/search?q=heat")  # anonymous: not recorded
+    own = {"Sec-Fetch-Site": "same-origin"}  # what a browser sends for a search form here
+    client.get("/search?q=heat", headers=own)  # anonymous: not recorded
     helpers.log_in(client)
-    client.get("/search?q=alien&genre=Horror&year=1979")
-    client.get("/search?q=alien&genre=Horror&year=1979&page=2")  # a page turn is not a search
+    client.get("/search?q=alien&genre=Horror&year=1979", headers=own)
+    # A page turn is not a search.
+    client.get("/search?q=alien&genre=Horror&year=1979&page=2", headers=own)
+    # Typed or bookmarked (none) counts; a sibling subdomain, another site, or no word of
+    # where it came from (an old browser; a forged navigation) does not (see
+    # test_cross_site_search for the attack in a real browser).
+    client.get("/search?q=typed", headers={"Sec-Fetch-Site": "none"})
+    for where in ("same-site", "cross-site", None):
+        client.get("/search?q=planted", headers={"Sec-Fetch-Site": where} if where else {})
     with database.session() as s:
         rows = s.execute(select(Search.user_id, Search.query, Search.genre, Search.year)).all()
-    assert rows == [(seed.ann, "alien", "Horror", 1979)]
+    assert rows == [(seed.ann, "alien", "Horror", 1979), (seed.ann, "typed", None, None)]
+
+
+def test_a_search_with_an_api_token_is_recorded(client, seed, database):
+    with database.session() as s:
+        token = create_token(s, seed.ann, "script")
+    client.get("/api/search?q=alien", headers={"Authorization": f"Bearer {token}"})
+    with database.session() as s:
+        assert s.scalars(select(Search.query)).all() == ["alien"]
 
 
 def test_movie_page_shows_details_average_and_links(client, seed):

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Regexp, ValidationError
+from wtforms import IntegerField, PasswordField, StringField
+from wtforms.validators import (
+    DataRequired,
+    EqualTo,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 
 from movierec.web.auth.policy import MAX_LENGTH as MAX_PASSWORD
 from movierec.web.auth.policy import MIN_LENGTH as MIN_PASSWORD
@@ -69,7 +77,13 @@ class PasswordForm(FlaskForm):
 
 
 class TokenForm(FlaskForm):
+    """A new API token: its name, how many days it lasts (the site's default when empty),
+    and the password (minting a token from a stolen session must take more than the
+    session)."""
+
     name = StringField("Token name", validators=[DataRequired(), Length(max=64)])
+    days = IntegerField("Days until it expires", validators=[Optional(), NumberRange(min=1)])
+    password = PasswordField("Your password", validators=[Length(max=MAX_PASSWORD)])
 
 
 class DeleteAccountForm(FlaskForm):

@@ -1,11 +1,11 @@
-"""Rate limits on logging in and signing up (Flask-Limiter).
+"""Rate limits: sign-ups per IP (Flask-Limiter), and the login throttle
+(:mod:`movierec.web.auth.throttle`, which counts before the password is checked).
 
-Failed logins are counted per client IP and per account name (existing or not, so the answer
-does not tell which names exist); a successful login costs nothing. Sign-ups are counted per
-IP. Counters live in ``ratelimit_storage_uri``: ``memory://`` counts per worker process, so a
+Counters live in ``ratelimit_storage_uri``: ``memory://`` counts per worker process, so a
 site with several workers or servers should point them all at one Redis
-(``redis://host:6379``). Should that Redis fail, each worker falls back to counting in memory.
-Behind a proxy set ``web_proxy_count`` so that the client's IP, not the proxy's, is counted.
+(``redis://host:6379``; ``movierec cluster up`` and the demo start one). Should that Redis
+fail, each worker falls back to counting in memory. Behind a proxy set ``web_proxy_count`` so
+that the client's IP, not the proxy's, is counted.
 """
 
 from __future__ import annotations
@@ -14,23 +14,26 @@ from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
-from werkzeug.wrappers import Response
 
 from movierec.config import Settings
 from movierec.errors import ConfigError
+from movierec.web.auth.throttle import LoginThrottle
 
 EXTENSION = "movierec.limiter"
+THROTTLE = "movierec.login_throttle"
 TOO_MANY = "Too many attempts. Wait a few minutes, then try again."
 
 
 def init_app(app: Flask, settings: Settings) -> Limiter:
-    """Limit the login and sign-up views (registered before this). Raises :class:`ConfigError`
-    for a malformed limit."""
-    for name in ("ratelimit_login", "ratelimit_signup"):
-        try:
-            parse_many(getattr(settings, name))
-        except ValueError as exc:
-            raise ConfigError(f"{name}: {getattr(settings, name)!r} is not a rate limit") from exc
+    """Limit sign-ups (the view is registered before this) and set up the login throttle.
+    Raises :class:`ConfigError` for a malformed limit or storage URI."""
+    try:
+        parse_many(settings.ratelimit_signup)
+    except ValueError as exc:
+        raise ConfigError(
+            f"ratelimit_signup: {settings.ratelimit_signup!r} is not a rate limit"
+        ) from exc
+    app.extensions[THROTTLE] = LoginThrottle.from_settings(settings)
     in_memory = settings.ratelimit_storage_uri.startswith("memory://")
     limiter = Limiter(
         key_func=get_remote_address,
@@ -45,28 +48,8 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
     # Every limit is on a POST: reads (most requests) skip the limiter's bookkeeping.
     limiter.request_filter(lambda: request.method in ("GET", "HEAD", "OPTIONS"))
     views = app.view_functions
-    login = views["auth.login"]
-    for key_func, scope in ((_account, "login-account"), (get_remote_address, "login-ip")):
-        login = limiter.limit(
-            settings.ratelimit_login,
-            key_func=key_func,
-            scope=scope,
-            methods=["POST"],
-            deduct_when=_failed_login,
-            error_message=TOO_MANY,
-        )(login)
-    views["auth.login"] = login
     views["auth.signup"] = limiter.limit(
         settings.ratelimit_signup, scope="signup-ip", methods=["POST"], error_message=TOO_MANY
     )(views["auth.signup"])
     app.extensions[EXTENSION] = limiter
     return limiter
-
-
-def _account() -> str:
-    return "account:" + request.form.get("username", "").strip().lower()[:64]
-
-
-def _failed_login(response: Response) -> bool:
-    # A login that worked redirects; a failed one shows the form again (200) or is refused.
-    return response.status_code != 302

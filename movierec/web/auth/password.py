@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import cast
 
 from argon2 import Parameters, PasswordHasher
@@ -16,11 +17,14 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
-from movierec.web.auth import oauth
+from movierec.web.auth import oauth, throttle
 from movierec.web.auth.forms import LoginForm, SignupForm
+from movierec.web.auth.limits import THROTTLE, TOO_MANY
 from movierec.web.auth.sessions import CurrentUser, end_session, safe_next, start_session
+from movierec.web.auth.throttle import LoginThrottle
 from movierec.web.db import commit, get_session
 from movierec.web.users import create_user, set_password_hash, user_by_name
 
@@ -77,10 +81,21 @@ def login() -> Response | str:
     form = LoginForm()
     target = safe_next(request.args.get("next"))
     if form.validate_on_submit():
+        account = form.username.data.strip().lower()[:64]
+        address = request.remote_addr or ""
+        guard = cast(LoginThrottle, current_app.extensions[THROTTLE])
+        known = throttle.device_knows(account) or guard.known_address(account, address)
+        # Counted before the password is checked: parallel guesses cannot overtake the count.
+        wait = guard.admit(account, address, known)
+        if wait > 0:
+            raise TooManyRequests(TOO_MANY, retry_after=math.ceil(wait))
         user = check_password(form.username.data, form.password.data)
         if user is not None:
+            guard.succeeded(account, address)
             start_session(user)
-            return redirect(target or url_for("movies.index"))
+            response = redirect(target or url_for("movies.index"))
+            throttle.remember_device(response, account)
+            return response
         flash(BAD_LOGIN, "error")
     return render_template(
         "auth/login.html", form=form, providers=oauth.available_providers(), next=target

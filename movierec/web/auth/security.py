@@ -3,6 +3,7 @@ deleting the account. Every one is a POST with the CSRF token, by the logged-in 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,11 +21,15 @@ from movierec.web.auth.sessions import (
     end_all_sessions,
     end_session,
     forget_user,
+    logged_in_at,
     start_session,
 )
-from movierec.web.db import commit, get_session
+from movierec.web.db import commit, database, get_session
 
 bp = Blueprint("security", __name__, url_prefix="/account")
+# An account without a password may make a token this long after logging in (through its
+# provider, which asked for whatever it asks for).
+FRESH_LOGIN_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ def account_security(user_id: int) -> dict[str, Any]:
         "tokens": tokens.tokens_of(db, user_id),
         "password_form": PasswordForm(),
         "token_form": TokenForm(),
+        "token_max_days": database().settings.api_token_max_days,
         "delete_form": DeleteAccountForm(),
     }
 
@@ -76,7 +82,8 @@ def password() -> Response:
         return redirect(url_for("account.index"))
     linking.blame(db, user.id)
     user.password_hash = hashing.hasher.hash(form.password.data)
-    # A new password ends every other session (one may be why it was changed).
+    # A new password ends every other session and revokes the tokens (a stolen session, or a
+    # token made from one, may be why it was changed).
     generation = end_all_sessions(user.id)
     commit()
     start_session(replace(current_user._get_current_object(), generation=generation))
@@ -100,20 +107,48 @@ def unlink(provider: str) -> Response:
 @bp.post("/tokens")
 @login_required
 def create_token() -> Response | str:
-    """Make an API token and show it, this once."""
+    """Make an API token and show it, this once, for the user who proves they are there:
+    their password, or for an account without one a login less than
+    :data:`FRESH_LOGIN_SECONDS` old (through their provider)."""
     from movierec.web.account import render_account  # the page this section is part of
 
     form = TokenForm()
     if not form.validate_on_submit():
         _flash_errors(form.errors)
         return redirect(url_for("account.index"))
+    refusal = _reauthentication_problem(form.password.data or "")
+    if refusal:
+        flash(refusal, "error")
+        return redirect(url_for("account.index"))
+    settings = database().settings
+    days = form.days.data or settings.api_token_days
     try:
-        token = tokens.create_token(get_session(), current_user.id, form.name.data)
+        token = tokens.create_token(
+            get_session(), current_user.id, form.name.data, days, settings.api_token_max_days
+        )
     except BadInput as exc:
         flash(str(exc), "error")
         return redirect(url_for("account.index"))
     commit()
     return render_account(new_token=token)
+
+
+def _reauthentication_problem(password: str) -> str | None:
+    """Why the logged-in user has not shown just now that they are themselves; None when
+    they have."""
+    stored = get_session().get_one(User, current_user.id).password_hash
+    if stored is not None:
+        if passwords().verify(stored, password):
+            return None
+        return "Your password is not right: a token needs your password."
+    logged_in = logged_in_at()
+    if logged_in is not None and time.time() - logged_in <= FRESH_LOGIN_SECONDS:
+        return None
+    minutes = FRESH_LOGIN_SECONDS // 60
+    return (
+        f"Log out and log in again (a token can be made within {minutes} minutes of a login), "
+        "or set a password."
+    )
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
@@ -132,8 +167,9 @@ def revoke_token(token_id: int) -> Response:
 def logout_everywhere() -> Response:
     end_all_sessions(current_user.id)
     commit()
-    end_session()
-    flash("You are logged out everywhere, on this device too.", "info")
+    end_session(revoke=False)  # ended with all the others
+    flash("You are logged out everywhere, on this device too, and your API tokens are revoked.",
+          "info")  # fmt: skip
     return redirect(url_for("auth.login"))
 
 
@@ -148,7 +184,7 @@ def delete() -> Response:
     linking.delete_account(get_session(), current_user.id)
     commit()
     forget_user(current_user.id)
-    end_session()
+    end_session(revoke=False)  # the account is gone, its sessions with it
     flash("Your account, your ratings and everything else of yours are deleted.", "info")
     return redirect(url_for("movies.index"))
 

@@ -1,12 +1,25 @@
 """Who is asking: the login session (a cookie) or a personal API token (a Bearer header).
 
-A login session holds the user's id and their *session generation*; the user loader accepts it
-only while the generation still matches the database, so raising it (log out everywhere, a new
-password, a deleted account) ends every session at once, wherever its cookie is. Each worker
-keeps the users it has loaded while the database's change notifications say nothing of them
-(movierec.web.changes): another worker may still accept an ended session for the milliseconds
-until the notification reaches it, and while the listener is down every request asks the
-database.
+A login session (the signed cookie) holds the user's id, their *session generation*, a random
+session id, when the user logged in and when the session was last seen. The user loader
+accepts it only
+
+* while the generation still matches the database: raising it (log out everywhere, a new
+  password, a deleted account) ends every session of the user at once, wherever its cookie is;
+* while its id is not among the ``ended_sessions``: logging out records it there, so a copy
+  of the cookie taken before is refused too (until it would have expired anyway, when the row
+  may go);
+* for ``session_idle_minutes`` after it was last seen and ``session_lifetime_hours`` after
+  the login, whatever happens. Both times are in the signed cookie, which only the server can
+  write; "last seen" is rewritten at most every eighth of the idle time, so that most pages
+  send no new cookie.
+
+Each worker keeps the sessions it has checked while the database's change notifications say
+nothing of their user (movierec.web.changes; an ended session notifies its user): another
+worker may still accept an ended session for the milliseconds until the notification reaches
+it, and while the listener is down every request asks the database. A cached session costs a
+request nothing more than before; on a miss, whether the session ended is read with the
+user's row, in the same statement.
 
 Under /api/, a request with ``Authorization: Bearer <token>`` is authenticated by that token
 alone: the session cookie is ignored for it, and so it needs no CSRF token (a cross-site page
@@ -16,17 +29,21 @@ request must carry the CSRF token of its session.
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, flash, g, jsonify, redirect, request, session, url_for
-from flask_login import LoginManager, UserMixin, login_user, logout_user
-from sqlalchemy import Row, Select, bindparam, select, true, update
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from sqlalchemy import Row, Select, bindparam, delete, exists, func, select, true, update
+from sqlalchemy.dialects.postgresql import insert
 from werkzeug.wrappers import Response
 
-from movierec.db.schema import User
+from movierec.db.schema import ApiToken, EndedSession, User
 from movierec.web import cache, changes
 from movierec.web.auth import tokens
 from movierec.web.db import commit, connection, get_session
@@ -34,6 +51,12 @@ from movierec.web.db import commit, connection, get_session
 login_manager = LoginManager()
 login_manager.login_message = "Log in to see that page."
 GENERATION = "_generation"  # session key beside flask-login's _user_id
+SESSION_ID = "_sid"  # random, new at every login: what logging out records as ended
+LOGGED_IN_AT = "_auth"  # Unix time of the login: the absolute lifetime counts from it
+SEEN_AT = "_seen"  # Unix time the session was last seen, to an eighth of the idle timeout
+LOGIN_KEYS = ("_user_id", "_fresh", "_id", GENERATION, SESSION_ID, LOGGED_IN_AT, SEEN_AT)
+IDLE = "SESSION_IDLE_SECONDS"  # Flask config, from session_idle_minutes
+LIFETIME = "SESSION_LIFETIME_SECONDS"  # Flask config, from session_lifetime_hours
 BEARER = "Bearer "
 READ_ALONG = "read_along"  # the attribute of a view function that @read_along sets
 View = TypeVar("View", bound=Callable[..., Any])
@@ -103,7 +126,10 @@ def _authenticate_token_or_check_csrf() -> None:
     current_app.extensions["csrf"].protect()
 
 
-_USER_COLUMNS = (User.id, User.username, User.display_name, User.is_admin, User.session_generation)
+_USER_COLUMNS = (
+    User.id, User.username, User.display_name, User.is_admin, User.session_generation,
+    exists().where(EndedSession.session_id == bindparam("session_id")).label("session_ended"),
+)  # fmt: skip
 _USER = select(*_USER_COLUMNS).where(User.id == bindparam("user_id"))
 
 
@@ -157,43 +183,67 @@ def read_along_row(user_id: int) -> ReadAlongRow | None:
 def load_user(user_id: str) -> CurrentUser | None:
     if bearer_token() is not None or not user_id.isdigit():
         return None
-    user = _known_user(int(user_id))
+    session_id = _live_session_id()
+    user = None if session_id is None else _known_user(int(user_id), session_id)
     if user is not None and session.get(GENERATION) != user.generation:
         # The session may be newer than this worker's copy (a password set a moment ago,
         # on this worker or another, before the change notification arrived): ask the database.
-        user = _known_user(int(user_id), cached=False)
+        user = _known_user(int(user_id), session_id, cached=False)
     if user is None or session.get(GENERATION) != user.generation:
-        # A session from before "log out everywhere" (or of a deleted user): it ends here.
-        session.pop("_user_id", None)
-        session.pop(GENERATION, None)
+        # Idle or too old, logged out, from before "log out everywhere", or of a deleted
+        # user: it ends here.
+        for key in LOGIN_KEYS:
+            session.pop(key, None)
         return None
+    _seen_now()
     return user
 
 
-def _known_user(user_id: int, cached: bool = True) -> CurrentUser | None:
-    """The user from this worker's cache while the change listener heard of no change of
-    theirs (a new session generation, a deleted account), else from the database."""
+def _live_session_id() -> str | None:
+    """The session's id while it is within its idle timeout and its lifetime, else None
+    (so is a session from before sessions had ids)."""
+    session_id, logged_in, seen = (session.get(k) for k in (SESSION_ID, LOGGED_IN_AT, SEEN_AT))
+    if not (isinstance(session_id, str) and isinstance(logged_in, int) and isinstance(seen, int)):
+        return None
+    now = time.time()
+    config = current_app.config
+    if now - logged_in > config[LIFETIME] or now - seen > config[IDLE]:
+        return None
+    return session_id
+
+
+def _seen_now() -> None:
+    now = int(time.time())
+    if now - session[SEEN_AT] >= current_app.config[IDLE] // 8:
+        session[SEEN_AT] = now
+
+
+def _known_user(user_id: int, session_id: str, cached: bool = True) -> CurrentUser | None:
+    """The user of a session that was not logged out: from this worker's cache while the
+    change listener heard of no change of theirs (a new session generation, a deleted
+    account, a session logged out), else from the database."""
     users = cache.caches().users
+    key = (user_id, session_id)
     if cached:
-        found = users.get(user_id, valid=lambda known: changes.fresh(user_id, known.stamp))
+        found = users.get(key, valid=lambda known: changes.fresh(user_id, known.stamp))
         if found is not None:
             return cast(CurrentUser, found.value)
     stamp = changes.now()
     along = _view_reads_along()
+    params = {"user_id": user_id, "session_id": session_id}
     # Core, on the request's autocommit connection: the ORM's identity-map load and execute
     # machinery, and a transaction's BEGIN and ROLLBACK, cost more than the query itself.
     if along is None:
-        row = connection().execute(_USER, {"user_id": user_id}).one_or_none()
+        row = connection().execute(_USER, params).one_or_none()
     else:
-        params = {**along.params, "user_id": user_id}
-        row = connection().execute(along.joined, params).one_or_none()
+        row = connection().execute(along.joined, {**along.params, **params}).one_or_none()
         if row is not None:
             values = tuple(row[len(_USER_COLUMNS) :])
             setattr(g, READ_ALONG, ReadAlongRow(user_id, stamp, values, row._mapping))
-    if row is None:
+    if row is None or row.session_ended:
         return None
     user = CurrentUser.of(row)
-    users.put(user_id, cache.Stamped(user, stamp))
+    users.put(key, cache.Stamped(user, stamp))
     return user
 
 
@@ -225,22 +275,58 @@ def start_session(user: CurrentUser) -> None:
     """
     session.clear()
     login_user(user)
+    now = int(time.time())
     session[GENERATION] = user.generation
+    session[SESSION_ID] = secrets.token_urlsafe(24)
+    session[LOGGED_IN_AT] = now
+    session[SEEN_AT] = now
 
 
-def end_session() -> None:
+def logged_in_at() -> int | None:
+    """When this session's user logged in (Unix time), for actions that want a fresh login."""
+    found = session.get(LOGGED_IN_AT)
+    return found if isinstance(found, int) else None
+
+
+def end_session(revoke: bool = True) -> None:
+    """Log out of this session. With ``revoke`` (log out), its id is recorded as ended
+    first, so that a copy of its cookie is refused too; without (the whole account's
+    sessions ended, or the account deleted), the cookie is only cleared.
+
+    Raises :class:`DatabaseUnavailable` when the end cannot be recorded: then nothing is
+    cleared and the user can try again."""
+    session_id, logged_in = session.get(SESSION_ID), logged_in_at()
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    if revoke and user is not None and isinstance(session_id, str) and logged_in is not None:
+        lifetime = current_app.config[LIFETIME]
+        expires = datetime.fromtimestamp(logged_in + lifetime, UTC)
+        db = get_session()
+        # The ids of sessions that have expired anyway need not be kept.
+        db.execute(delete(EndedSession).where(EndedSession.expires_at < func.now()))
+        db.execute(
+            insert(EndedSession)
+            .values(session_id=session_id, user_id=user.id, expires_at=expires)
+            .on_conflict_do_nothing()
+        )
+        commit()
+        forget_user(user.id)
     logout_user()
     session.clear()
 
 
 def end_all_sessions(user_id: int) -> int:
-    """Invalidate every login session of the user (this one too); the new generation.
+    """End every login session of the user (this one too) and revoke every API token of
+    theirs; the new generation.
 
-    The caller commits. Other workers hear of it from the change listener; this one forgets
-    its copy now, so a copied cookie is refused here from the next request on.
+    Whoever ends all sessions (a new password, "log out everywhere") suspects someone else
+    has a way in: a token made from a stolen session is one. The caller commits. Other
+    workers hear of it from the change listener; this one forgets its copy now, so a copied
+    cookie is refused here from the next request on.
     """
     forget_user(user_id)
-    return get_session().scalar(
+    db = get_session()
+    db.execute(delete(ApiToken).where(ApiToken.user_id == user_id))
+    return db.scalar(
         update(User)
         .where(User.id == user_id)
         .values(session_generation=User.session_generation + 1)
@@ -249,8 +335,9 @@ def end_all_sessions(user_id: int) -> int:
 
 
 def forget_user(user_id: int) -> None:
-    """Drop this worker's cached copy of the user, after a change it must not outlive."""
-    cache.caches().users.pop(user_id)
+    """Make this worker's cached sessions of the user stale, after a change they must not
+    outlive (the other workers hear of it from the change notification)."""
+    changes.changed_here(user_id)
 
 
 def safe_next(target: str | None) -> str | None:
