@@ -275,12 +275,20 @@ def create_restore_point(
         for conn in conns:
             conn.close()
     point = RestorePoint(name, when.astimezone(UTC), lsn)
+    archive_restore_point(config, servers, point)
+    return point
+
+
+def archive_restore_point(
+    config: BackupConfig, servers: list[BackupServer], point: RestorePoint
+) -> None:
+    """Wait until the WAL holding ``point`` (written on every server) is in the repository,
+    then record it: from then on it is a restore target. Raises :class:`OpsCommandFailed`."""
     # `check` switches to a new WAL segment and waits until the one holding the point is in
     # the repository, so the point is restorable the moment we return.
     for item in servers:
         run_pgbackrest(config, "check", [f"--stanza={item.name}"], timeout=120)
     _save_point(config, point)
-    return point
 
 
 # --- backups ---------------------------------------------------------------------------------

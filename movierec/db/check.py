@@ -67,7 +67,7 @@ def check(settings: Settings, acknowledged: Path | None = None) -> CheckReport:
                 copies.append((server.name, stack.enter_context(connect(settings, server))))
             except DatabaseUnavailable as exc:
                 unreachable.append((server.name, str(exc)))
-        with writes_paused(pauser) as paused:
+        with writes_paused([pauser]) as (paused,):
             at_snapshot(reader, paused)
             for _name, conn in copies:
                 at_replayed(conn, paused.lsn)

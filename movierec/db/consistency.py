@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +87,8 @@ class AcknowledgedCheck:
 
 @dataclass(frozen=True)
 class Paused:
-    """The paused moment on one server: its exported snapshot and WAL position."""
+    """The paused moment in one database: its exported snapshot, the tables locked, and the
+    server's WAL position (that of the restore point, when one was written)."""
 
     snapshot: str
     lsn: str
@@ -130,40 +131,55 @@ def compare(
 
 
 @contextmanager
-def writes_paused(conn: psycopg.Connection, restore_point: str | None = None) -> Iterator[Paused]:
-    """Pause writes to the data tables of ``conn``'s server while the block runs (see the
-    module docstring); ``restore_point``: write one with that name at the paused moment.
+def writes_paused(
+    conns: Sequence[psycopg.Connection], restore_point: str | None = None
+) -> Iterator[list[Paused]]:
+    """Pause writes to the data tables of the databases ``conns`` reach, all on one server,
+    while the block runs (see the module docstring); ``restore_point``: write one with that
+    name (for the whole server) at the paused moment. One :class:`Paused` per connection.
 
-    ``conn`` must not be in a transaction and is used for nothing else meanwhile. Raises
-    :class:`CheckFailed` when the lock is not granted within ``LOCK_TIMEOUT_MS``.
+    The connections must not be in a transaction and are used for nothing else meanwhile.
+    Raises :class:`CheckFailed` when a lock is not granted within ``LOCK_TIMEOUT_MS``.
     """
-    tables = tuple(data_tables(conn))
     started = time.monotonic()
-    paused = None
+    pauses: list[Paused] = []
     try:
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(LOCK_TIMEOUT_MS))
-            conn.execute(
-                sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
-                    sql.SQL(", ").join(sql.Identifier(t) for t in tables)
-                )
-            )
+        with ExitStack() as held:
+            tables = [_lock_data_tables(conn, held) for conn in conns]
+            position = "SELECT pg_current_wal_lsn()::text"
+            args: tuple = ()
             if restore_point is not None:
-                conn.execute("SELECT pg_create_restore_point(%s)", (restore_point,))
-            snapshot, lsn = conn.execute(
-                "SELECT pg_export_snapshot(), pg_current_wal_lsn()::text"
-            ).fetchone()
-            paused = Paused(snapshot, lsn, tables, restore_point)
-            yield paused
+                position, args = "SELECT pg_create_restore_point(%s)::text", (restore_point,)
+            (lsn,) = conns[0].execute(position, args).fetchone()
+            for conn, names in zip(conns, tables, strict=True):
+                # Its first query: each transaction's snapshot is taken now, locks all held.
+                (snapshot,) = conn.execute("SELECT pg_export_snapshot()").fetchone()
+                pauses.append(Paused(snapshot, lsn, names, restore_point))
+            yield pauses
     except psycopg.errors.LockNotAvailable as exc:
         raise CheckFailed(
             f"writes did not pause within {LOCK_TIMEOUT_MS} ms (a long transaction holds a "
             "table); nothing was compared, try again"
         ) from exc
     finally:
-        if paused is not None:
+        for paused in pauses:
             paused.stalled_ms.append((time.monotonic() - started) * 1000)
+
+
+def _lock_data_tables(conn: psycopg.Connection, held: ExitStack) -> tuple[str, ...]:
+    """In a new REPEATABLE READ transaction of ``conn`` (ended by ``held``), lock its data
+    tables against writes, before any query takes the transaction's snapshot."""
+    names = tuple(data_tables(conn))  # before the transaction: its own snapshot
+    held.enter_context(conn.transaction())
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(LOCK_TIMEOUT_MS))
+    if names:
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in names)
+            )
+        )
+    return names
 
 
 def at_snapshot(conn: psycopg.Connection, paused: Paused) -> None:
