@@ -127,6 +127,7 @@ def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
         "shard2": "shard",
         "web-1": "web",
         "ai-1": "ai",
+        "redis": "redis",
     }
 
     # Rows of ratings live on both shards: read them there, not through the primary.

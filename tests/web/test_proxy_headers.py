@@ -88,8 +88,10 @@ def test_gunicorn_believes_no_forwarded_header_from_a_direct_client(serve_oidc_w
     assert redirect_uri(base, SPOOFED) == f"{base}/auth/oauth/oidc/authorized"
 
 
-def test_the_director_sets_the_scheme_and_the_site_believes_one_hop(serve_web, director_in_front):
-    web_port = serve_web(proxy_count=1)
+def test_the_director_sets_the_scheme_and_the_site_believes_one_hop(
+    serve_oidc_web, director_in_front
+):
+    web_port = serve_oidc_web(proxy_count=1)
     base = f"http://127.0.0.1:{director_in_front(web_port)}"
     assert redirect_uri(base, SPOOFED) == f"{base}/auth/oauth/oidc/authorized"
     assert redirect_uri(base, {}) == f"{base}/auth/oauth/oidc/authorized"
