@@ -36,6 +36,7 @@ QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeo
 # SQLSTATE class 08 sent by the server itself (a client-side failure has no SQLSTATE): its
 # postgres_fdw could not reach, or lost, a shard server.
 CONNECTION_EXCEPTION = "08"
+DISK_FULL = "53100"
 NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
 POOL_SIZE = 10  # connections per engine and process (make_engine)
 PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
@@ -59,6 +60,11 @@ class MissingPrivilege(ConfigError):
 class ShardUnavailable(DatabaseUnavailable):
     """The database answered, but a server holding some of the rows the statement needs
     (a postgres_fdw shard) did not. What lives elsewhere can still be read and written."""
+
+
+class StorageFull(DatabaseUnavailable):
+    """A disk the database writes to is full (SQLSTATE 53100): the statement's transaction
+    was rolled back and nothing stored was harmed; writes there fail until space is freed."""
 
 
 class QueryTimeout(DatabaseUnavailable):
@@ -197,6 +203,10 @@ class Database:
                 raise QueryTimeout(
                     f"query cancelled after {self.settings.statement_timeout_ms} ms "
                     f"(statement_timeout): {_first_line(exc)}"
+                ) from exc
+            if sqlstate == DISK_FULL:
+                raise StorageFull(
+                    f"the database server's disk is full: {_first_line(exc)}"
                 ) from exc
             if sqlstate.startswith(CONNECTION_EXCEPTION):
                 raise ShardUnavailable(f"a shard is unavailable: {_first_line(exc)}") from exc
