@@ -3,16 +3,17 @@
 ``up`` starts, on 127.0.0.1: the PostgreSQL primary under ``state_dir/postgres`` (reused when
 it already runs), streaming replicas, shard servers, a second tablespace and a pgBackRest
 repository when asked (:mod:`movierec.cluster.layout`), the AI instances, the web instances and
-the director (HAProxy) in front of the web instances; it waits until each answers its health check,
-writes ``state_dir/cluster.json`` and returns while they keep running. ``down`` stops exactly
-what that file lists as started by ``up``: a database that was already running stays up.
+two directors (HAProxy) in front of the web instances; it waits until each answers its health
+check, writes ``state_dir/cluster.json`` and returns while they keep running. ``down`` stops
+what that file lists as started by ``up``, whatever runs as those members now (one restarted by
+hand included, :mod:`movierec.cluster.member_control`): a database that was already running
+stays up. ``cluster restart`` is :mod:`movierec.cluster.restart`.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,31 +23,36 @@ import requests
 
 from movierec import director
 from movierec.cluster import layout
+from movierec.cluster.launch import Launch, start_instance
+from movierec.cluster.member_control import (
+    HEALTH_TIMEOUT,
+    absent_detail,
+    stop_member,
+    wait_for,
+)
 from movierec.cluster.members import (
-    _CHILDREN,
+    DATABASE_ROLES,
     ClusterRecord,
     Member,
     is_running,
     load_record,
+    member_alive,
+    postgres_member,
     record_path,
     save_record,
     start_time,
-    stop_group,
 )
 from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.db import Database, LocalPostgres, upgrade
-from movierec.db.replicas import create_replica, start_server, stop_server
+from movierec.db.replicas import create_replica, start_server
 from movierec.db.roles import AI_ROLE, WEB_ROLE, url_as
 from movierec.db.topology import PRIMARY_DIR, load_topology, server_url
 from movierec.director.haproxy import haproxy_binary
 from movierec.errors import MovierecError, NotFound, OpsCommandFailed
 from movierec.processes import Child
 
-DIRECTOR_NAME = "cluster"
 DATABASE = "movierec"
-HEALTH_TIMEOUT = 90.0
-DATABASE_ROLES = ("primary", "replica", "shard")
 
 Say = Callable[[str], None]
 Prepare = Callable[[Database, Settings], None]
@@ -87,7 +93,7 @@ def up(
     if running is not None:
         raise OpsCommandFailed(
             f"a cluster already runs from {record_path(state)} ({running.url}); "
-            "`movierec cluster down` stops it"
+            "`movierec cluster restart` starts its missing members, `cluster down` stops it"
         )
     spec.check_ports_free()
     record = ClusterRecord(url="")
@@ -120,7 +126,7 @@ def _start_database(
     say(f"PostgreSQL: {'using the running' if was_running else 'starting a'} server in "
         f"{server.state_dir}")  # fmt: skip
     server.start()
-    record.members.append(_postgres_member("postgres", "primary", server, not was_running))
+    record.members.append(postgres_member("postgres", "primary", server, not was_running))
     url = server.create_database(DATABASE)
     upgrade(url)
     settings = settings.replace(
@@ -143,7 +149,7 @@ def _start_database(
         local = LocalPostgres(entry.state_dir) if entry.state_dir else None
         if local is not None:
             local.port = entry.live_port()
-            record.members.append(_postgres_member(f"replica-{name}", "replica", local, owned))
+            record.members.append(postgres_member(f"replica-{name}", "replica", local, owned))
         if index == 0:
             settings = settings.replace(replica_url=server_url(settings, entry, False))
     return settings
@@ -155,7 +161,7 @@ def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, 
     if spec.shards:
         shards = layout.start_shards(settings, spec.shards, DATABASE, say)
         for name, server, owned in shards:
-            record.members.append(_postgres_member(name, "shard", server, owned))
+            record.members.append(postgres_member(name, "shard", server, owned))
         layout.register_shards(settings, [(n, s) for n, s, _ in shards], DATABASE, say)
     if spec.tablespace:
         layout.add_disk2(settings, say)
@@ -164,26 +170,8 @@ def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, 
         for i, member in enumerate(record.members):
             if member.role in DATABASE_ROLES and member.state_dir:
                 server = LocalPostgres(Path(member.state_dir), port=member.port)
-                fresh = _postgres_member(member.name, member.role, server, member.owned)
+                fresh = postgres_member(member.name, member.role, server, member.owned)
                 record.members[i] = fresh
-
-
-def _postgres_member(name: str, role: str, server: LocalPostgres, owned: bool) -> Member:
-    pid = None
-    try:
-        pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    return Member(
-        name,
-        role,
-        server.port,
-        pid,
-        start_time(pid) if pid else None,
-        owned,
-        log=str(server.log_file),
-        state_dir=str(server.state_dir),
-    )
 
 
 def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
@@ -210,18 +198,8 @@ def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord,
         args = ["serve", role, "--port", str(port), "--workers", str(workers)]
         health_url = f"http://127.0.0.1:{port}{health}"
         child_env = {**env, **_database_env(settings, role), "MOVIEREC_INSTANCE_NAME": name}
-        child = Child.start(name, args, logs / f"{name}.log", health_url, child_env)
-        _CHILDREN[child.process.pid] = child.process
-        member = Member(
-            name,
-            role,
-            port,
-            child.process.pid,
-            start_time(child.process.pid),
-            True,
-            health_url,
-            str(child.log),
-        )
+        launch = Launch.of(name, role, port, args, health_url, logs / f"{name}.log", child_env)
+        member, child = start_instance(settings.state_dir, launch)
         record.members.append(member)
         children.append((member, child, workers))
     for member, child, workers in children:
@@ -243,7 +221,10 @@ def _database_env(settings: Settings, role: str) -> dict[str, str]:
 
 
 def _start_director(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
-    if spec.director_port is None:
+    """The directors, each a member (and an HAProxy director) named ``director-<n>``, in front
+    of every web instance: two by default, so that losing one loses no client that can try
+    the other address (README, "Serving at scale")."""
+    if not spec.director_ports:
         return
     try:
         haproxy_binary()
@@ -253,29 +234,16 @@ def _start_director(settings: Settings, spec: ClusterSpec, record: ClusterRecord
     backends = tuple(
         director.Backend(f"web-{i + 1}", "127.0.0.1", port) for i, port in enumerate(spec.web_ports)
     )
-    state = director.DirectorState(DIRECTOR_NAME, spec.director_port, backends)
-    pid = director.start(settings, state)
-    health_url = f"http://127.0.0.1:{spec.director_port}/healthz"
-    record.members.insert(
-        0,
-        Member("director", "director", spec.director_port, pid, start_time(pid), True, health_url),
-    )
-    record.director = DIRECTOR_NAME
-    _wait_for(health_url, "the director")
-    record.url = f"http://127.0.0.1:{spec.director_port}/"
-    say(f"director: {record.url} (HAProxy pid {pid}) -> {len(backends)} web instance(s)")
-
-
-def _wait_for(url: str, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise OpsCommandFailed(f"{what} did not answer {url} within {timeout:.0f} s")
+    for index, port in enumerate(spec.director_ports):
+        name = f"director-{index + 1}"
+        pid = director.start(settings, director.DirectorState(name, port, backends))
+        health_url = f"http://127.0.0.1:{port}/healthz"
+        member = Member(name, "director", port, pid, start_time(pid), True, health_url)
+        record.members.insert(index, member)
+        wait_for(health_url, name)
+        say(f"{name}: http://127.0.0.1:{port}/ (HAProxy pid {pid}) -> {len(backends)} web "
+            "instance(s)")  # fmt: skip
+    record.url = f"http://127.0.0.1:{spec.director_ports[0]}/"
 
 
 def down(settings: Settings, say: Say) -> list[str]:
@@ -301,21 +269,10 @@ def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
     # The director first (no new requests reach the instances), the databases last.
     order = {"director": 0, "web": 1, "ai": 2, "replica": 3, "shard": 4, "primary": 5}
     for member in sorted(reversed(record.members), key=lambda m: order.get(m.role, 6)):
-        if not member.owned:
+        if not member.owned or member.role not in order:
             continue
         try:
-            if member.role == "director" and record.director:
-                done = director.stop(settings, record.director)
-            elif member.role in ("web", "ai"):
-                done = stop_group(member)
-            elif member.role == "replica":
-                done = is_running(member)
-                stop_server(settings, member.name.removeprefix("replica-"))
-            elif member.role in ("primary", "shard"):
-                done = is_running(member)
-                LocalPostgres(Path(member.state_dir or "")).stop()
-            else:
-                continue
+            done = stop_member(settings, record, member, say)
         except MovierecError as exc:
             problems.append(exc)
             continue
@@ -345,18 +302,23 @@ def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
         raise NotFound(f"no cluster here: {record_path(state)} does not exist")
     report = []
     for member in record.members:
-        running = is_running(member)
+        # Ok only when the member's own process runs and answers: a server someone started
+        # by hand on its port answers too, but `down` and `restart` do not know it as ours.
+        running = member_alive(member)
         health = "ok" if running else "down"
         hit_rate, detail = None, ""
-        if member.health_url:
+        if not running:
+            detail = absent_detail(member)
+        elif member.health_url:
             health = _health(member.health_url)
-        elif member.role in DATABASE_ROLES and running:
+        elif member.role in DATABASE_ROLES:
             health = _pg_health(member.port)
         if member.role == "web" and health == "ok":
             hit_rate, detail = _hit_rate(member.port)
-        if member.role == "director" and running and record.director:
+        if member.role == "director" and running:
+            name = record.director_name(member)
             try:
-                backends = director.status(settings.replace(state_dir=state), record.director)
+                backends = director.status(settings.replace(state_dir=state), name)
                 up_count = sum(1 for b in backends.backends if b.up)
                 detail = f"{up_count}/{len(backends.backends)} web instances up"
             except MovierecError as exc:

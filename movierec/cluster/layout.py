@@ -11,7 +11,6 @@ shard2). The tablespace ``disk2`` lives in ``state_dir/tablespaces/disk2`` and h
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,14 +47,6 @@ def shard_dir(state: Path, index: int) -> Path:
     return state / f"shard-{index}"
 
 
-def _last_port(server: LocalPostgres) -> int:
-    """The port the server last listened on (it keeps it, so the primary still finds it)."""
-    try:
-        return int(json.loads(server.info_file.read_text())["port"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
-
-
 def start_shards(
     settings: Settings, count: int, database: str, say: Say
 ) -> list[tuple[str, LocalPostgres, bool]]:
@@ -67,8 +58,8 @@ def start_shards(
         topology = load_topology(settings)
         for index in range(1, count + 1):
             name = shard_name(index)
+            # A shard that ran before comes back on its port: the primary's server knows it.
             server = LocalPostgres(shard_dir(state, index))
-            server.port = _last_port(server)
             was_running = server.is_running()
             say(f"PostgreSQL: {'using the running' if was_running else 'starting'} shard "
                 f"{name} in {server.state_dir}")  # fmt: skip
