@@ -13,13 +13,18 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
-import psutil
 import pytest
 import requests
-from support.cluster import ClusterHome, cluster_home, crash, free_spec, tiny_catalogue
+from support.cluster import (
+    ClusterHome,
+    cluster_home,
+    crash,
+    free_spec,
+    start_by_hand,
+    tiny_catalogue,
+)
 
 from movierec import cluster
 from movierec.cluster import Member
@@ -61,32 +66,6 @@ def health_of(home: ClusterHome) -> dict[str, str]:
         found = re.search(r"\b(ok|down|HTTP \d+|no answer)\b", row.group(0).split(name, 1)[1])
         health[name] = found.group(1) if found else row.group(0)
     return health
-
-
-def start_by_hand(member: Member, like: Member) -> subprocess.Popen:
-    """``movierec serve`` on the member's port as an operator would, with the environment of
-    a sibling that runs (``like``), and wait until it answers."""
-    env = psutil.Process(like.pid).environ()
-    env["MOVIEREC_INSTANCE_NAME"] = member.name
-    args = ["serve", member.role, "--port", str(member.port), "--workers", "1"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "movierec", *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(member.health_url, timeout=1).status_code == 200:
-                return process
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    process.crash()
-    raise AssertionError(f"{member.name} started by hand did not answer")
 
 
 def test_status_tells_the_truth_and_restart_brings_back_every_kind(home, running):

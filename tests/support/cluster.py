@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+import requests
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
@@ -78,6 +79,32 @@ def crash(member: cluster.Member) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{member.name} (pid {member.pid}) outlived SIGKILL")
+
+
+def start_by_hand(member: cluster.Member, like: cluster.Member) -> subprocess.Popen:
+    """``movierec serve`` on the member's port as an operator would, with the environment of
+    a sibling that runs (``like``), and wait until it answers."""
+    env = psutil.Process(like.pid).environ()
+    env["MOVIEREC_INSTANCE_NAME"] = member.name
+    args = ["serve", member.role, "--port", str(member.port), "--workers", "1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "movierec", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(member.health_url, timeout=1).status_code == 200:
+                return process
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"{member.name} started by hand did not answer")
 
 
 def free_spec(**options: Any) -> cluster.ClusterSpec:
