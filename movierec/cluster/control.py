@@ -121,7 +121,7 @@ def _start_database(
     settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say
 ) -> Settings:
     state = settings.state_dir.resolve()
-    server = LocalPostgres(state / PRIMARY_DIR)
+    server = layout.cluster_server(state / PRIMARY_DIR)
     was_running = server.is_running()
     say(f"PostgreSQL: {'using the running' if was_running else 'starting a'} server in "
         f"{server.state_dir}")  # fmt: skip

@@ -14,6 +14,7 @@ import requests
 
 from movierec import director
 from movierec.cluster.launch import load_launch, start_instance
+from movierec.cluster.layout import cluster_server
 from movierec.cluster.members import (
     ClusterRecord,
     Member,
@@ -76,7 +77,7 @@ def start_member(settings: Settings, record: ClusterRecord, member: Member) -> M
         child.wait_healthy(HEALTH_TIMEOUT)
         return fresh
     if member.role == "primary":
-        server = LocalPostgres(Path(member.state_dir or "")).start()
+        server = cluster_server(Path(member.state_dir or "")).start()
     else:
         # A replica (member replica-r1 is server r1) or a shard: through the topology, which
         # keeps the configuration they were given (archiving, durability) and their port.

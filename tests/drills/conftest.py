@@ -9,7 +9,7 @@ Every drill's table row is printed at the end of the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -18,7 +18,6 @@ from support.drill import HEADER, REPORTS, DrillReport, lost_ratings
 from support.load import Load
 
 from movierec import cluster
-from movierec.db import LocalPostgres
 
 # The load signs up a user every few requests, all from 127.0.0.1: the site's limit for one
 # address (10 an hour) is not what these drills are about.
@@ -61,6 +60,22 @@ class Drill:
     def load(self, **options) -> Load:
         return Load(self.urls, **options)
 
+    def under_load(
+        self, fault: Callable[[], object], observe: float = 3.0, after: float = 3.0, **options
+    ) -> tuple[Load, list[str]]:
+        """The usual drill: 2 s of load, then ``fault()`` (marked ``fault``), ``observe``
+        seconds, ``cluster restart`` of what is missing (marked ``restarted``), ``after``
+        seconds more. The stopped load and the members restarted."""
+        with self.load(**options) as load:
+            load.wait(2.0)
+            load.mark("fault")
+            fault()
+            load.wait(observe)
+            restarted = self.restart()
+            load.mark("restarted")
+            load.wait(after)
+        return load, restarted
+
     def crash(self, *names: str) -> None:
         for name in names:
             crash(self.member(name))
@@ -73,9 +88,7 @@ class Drill:
 
     def report(self, name: str, load: Load) -> DrillReport:
         """The drill's numbers, the acknowledged ratings looked up in the primary."""
-        primary = LocalPostgres(self.home.state_dir / "postgres")
-        primary.port = primary.recorded_port() or 0
-        lost = lost_ratings(primary.admin_conninfo("movierec"), load.acknowledged)
+        lost = lost_ratings(self.home.admin_conninfo(), load.acknowledged)
         return DrillReport.of(name, load, lost)
 
 

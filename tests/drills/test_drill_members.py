@@ -18,22 +18,12 @@ from support.load import Load
 
 pytestmark = [pytest.mark.integration, pytest.mark.drill]
 
-WARM_UP = 2.0  # seconds of load before the fault
-OBSERVE = 3.0  # seconds of load with the members down
-AFTER = 3.0  # seconds of load after the restart
 WRITES = ("rate", "signup")
 
 
 def run(drill, name: str, *members: str) -> tuple[DrillReport, Load]:
     """Load, crash ``members``, watch, ``cluster restart`` (what is missing), watch."""
-    with drill.load() as load:
-        load.wait(WARM_UP)
-        load.mark("fault")
-        drill.crash(*members)
-        load.wait(OBSERVE)
-        restarted = drill.restart()
-        load.mark("restarted")
-        load.wait(AFTER)
+    load, restarted = drill.under_load(lambda: drill.crash(*members))
     assert sorted(restarted) == sorted(members)
     report = drill.report(name, load)
     print(report.row())

@@ -18,14 +18,8 @@ READS = ("search", "for_you", "page")
 @pytest.mark.drill_slow
 def test_crash_the_primary_and_restart_it(drill):
     port = drill.member("postgres").port
-    with drill.load() as load:
-        load.wait(2.0)
-        load.mark("fault")
-        drill.crash("postgres")
-        load.wait(3.0)
-        assert drill.restart() == ["postgres"]
-        load.mark("restarted")
-        load.wait(6.0)
+    load, restarted = drill.under_load(lambda: drill.crash("postgres"), after=6.0)
+    assert restarted == ["postgres"]
     report = drill.report("crash the primary, restart", load)
     print(report.row())
     assert drill.member("postgres").port == port
@@ -37,15 +31,15 @@ def test_crash_the_primary_and_restart_it(drill):
 
 @pytest.mark.drill_slow
 def test_a_web_instance_started_by_hand_is_replaced_without_failures(drill):
-    with drill.load() as load:
-        load.wait(2.0)
-        load.mark("fault")
+    strays = []
+
+    def fault() -> None:
         drill.crash("web-2")
-        stray = start_by_hand(drill.member("web-2"), like=drill.member("web-1"))
-        load.wait(1.0)
-        assert drill.restart() == ["web-2"]
-        load.mark("restarted")
-        load.wait(3.0)
+        strays.append(start_by_hand(drill.member("web-2"), like=drill.member("web-1")))
+
+    load, restarted = drill.under_load(fault, observe=1.0)
+    assert restarted == ["web-2"]
+    stray = strays[0]
     report = drill.report("web-2 started by hand, replaced", load)
     print(report.row())
     assert stray.wait(timeout=15) is not None

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import requests
 from support.cluster import (
@@ -32,6 +33,7 @@ from movierec.db import LocalPostgres
 from movierec.ports import port_free
 
 pytestmark = pytest.mark.integration
+DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,9 @@ def test_status_tells_the_truth_and_restart_brings_back_every_kind(home, running
         assert after[name].pid != before[name].pid, name
         assert f"restarted {name}" in restarted.stdout, restarted.stdout
     assert after["web-1"] == before["web-1"]  # it ran: kept as it was
+    with psycopg.connect(home.admin_conninfo()) as conn:
+        durable = [conn.execute(f"SHOW {name}").fetchone()[0] for name in DURABILITY]
+    assert durable == ["on"] * len(DURABILITY)  # as `up` started it: a crash loses no commit
     assert stray.wait(timeout=15) is not None  # replaced by the cluster's own web-2
     assert set(health_of(home).values()) == {"ok"}
     url = running.url
@@ -116,6 +121,7 @@ def test_down_stops_hand_restarted_members_and_a_cluster_without_its_replica(hom
     stray = start_by_hand(before["web-1"], like=before["web-2"])
 
     primary = LocalPostgres(home.state_dir / "postgres")
+    primary.port = primary.recorded_port() or 0
     env_url = primary.url("movierec")
     removed = subprocess.run(
         [sys.executable, "-m", "movierec", "db", "replica", "remove", "r1", "--yes"],

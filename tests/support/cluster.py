@@ -33,7 +33,7 @@ from movierec import cluster
 from movierec.ai import train_model
 from movierec.cluster.members import reap_children
 from movierec.config import Settings, load_settings
-from movierec.db import Database, Movie, Rating, User
+from movierec.db import Database, LocalPostgres, Movie, Rating, User
 from movierec.ports import port_free
 
 PASSWORD = "cluster test password"
@@ -134,6 +134,13 @@ class ClusterHome:
     def settings(self) -> Settings:
         overrides = {"state_dir": self.state_dir, "model_dir": self.state_dir / "models"}
         return load_settings(environ={}, toml_path=None, overrides=overrides)
+
+    def admin_conninfo(self, dbname: str = "movierec") -> str:
+        """The superuser's conninfo for the cluster's primary, from its LocalPostgres (the one
+        place the server's credentials come from)."""
+        primary = LocalPostgres(self.state_dir / "postgres")
+        primary.port = primary.recorded_port() or 0
+        return primary.admin_conninfo(dbname)
 
     def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         """``movierec ARGS`` in a subprocess, as an operator runs it (a wide terminal)."""
