@@ -73,6 +73,10 @@ def health_of(home: ClusterHome) -> dict[str, str]:
 def test_status_tells_the_truth_and_restart_brings_back_every_kind(home, running):
     before = members(home)
     assert set(health_of(home).values()) == {"ok"}
+    # How each instance was started, secret key and database URLs included: for its owner only.
+    for name in ("web-1", "web-2", "ai-1"):
+        launch = home.state_dir / "launch" / f"{name}.json"
+        assert launch.stat().st_mode & 0o777 == 0o600, name
 
     # web-2 crashes and someone starts it again by hand: it answers, but it is not ours.
     crash(before["web-2"])
