@@ -94,13 +94,15 @@ class Drill:
 
 @pytest.fixture(scope="session")
 def drill_home() -> Iterator[ClusterHome]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in DRILL_ENV.items():
-            patch.setenv(key, value)
-        with cluster_home("movierec-drills-") as home:
-            spec = free_spec(web=2, ai=2, web_workers=1, ai_workers=1)
+    with cluster_home("movierec-drills-") as home:
+        spec = free_spec(web=2, ai=2, web_workers=1, ai_workers=1)
+        # Only while `up` runs: its launch records keep the setting for every restart, and the
+        # rest of the session keeps its own environment.
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in DRILL_ENV.items():
+                patch.setenv(key, value)
             cluster.up(home.settings, spec, lambda _text: None, tiny_catalogue)
-            yield home
+        yield home
 
 
 @pytest.fixture
