@@ -30,7 +30,7 @@ class Stray:
     def describe(self) -> str:
         if self.ours:
             return f"pid {self.pid} (started outside the cluster) answers on its port"
-        return f"port held by pid {self.pid} ({self.command[:60]}), not a movierec server"
+        return f"port held by pid {self.pid} ({self.command[:60]}), not this member's server"
 
 
 def _listeners(port: int) -> set[int]:
