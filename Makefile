@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install system test-tools clean
+.PHONY: demo test drills lint install system test-tools clean
 
 # MOVIELENS=path/to/ml-latest-small imports that release instead of generating data.
 demo: system $(STAMP)
@@ -22,6 +22,12 @@ test: install
 	$(BIN)/ruff format --check movierec tests bench
 	./ops/audit.sh $(BIN)
 	$(BIN)/pytest
+
+# Every fault drill, the slow ones too (`make test` runs only the quick ones): a local cluster
+# on loopback under a bounded load, members killed and restarted, each drill's numbers printed
+# as a table row at the end (BENCHMARKS.md, "Drills").
+drills: install
+	$(BIN)/pytest tests/drills -m "drill or drill_slow"
 
 install: system test-tools $(STAMP)
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,16 @@ class Child:
     health_url: str
 
     @classmethod
-    def start(cls, name: str, args: list[str], log: Path, health_url: str, env: dict) -> Child:
+    def start(
+        cls,
+        name: str,
+        args: list[str],
+        log: Path,
+        health_url: str,
+        env: Mapping[str, str],
+        base_env: Mapping[str, str] | None = None,
+    ) -> Child:
+        """``env`` is added to ``base_env`` (by default this process's environment)."""
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             process = subprocess.Popen(
@@ -33,7 +43,7 @@ class Child:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **env},
+                env={**(os.environ if base_env is None else base_env), **env},
                 start_new_session=True,  # Ctrl-C reaches the demo, which stops us in order
             )
         return cls(name, process, log, health_url)

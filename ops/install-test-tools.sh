@@ -10,8 +10,9 @@ provider_dir="$root/tests/support/oidc_provider"
 
 fail() { echo "install-test-tools: $*" >&2; exit 1; }
 
-# 1. Chromium from Debian (/usr/bin/chromium).
-"$root/ops/install-system.sh" chromium redis-server wrk
+# 1. Chromium from Debian (/usr/bin/chromium); keepalived only for `keepalived --config-test`
+#    of ops/keepalived (tests/director/test_keepalived_template.py), never started.
+"$root/ops/install-system.sh" chromium redis-server wrk keepalived
 [ -x /usr/bin/chromium ] || fail "/usr/bin/chromium is missing after installing Debian's chromium"
 
 # 2. Node.js 20+ and npm: expected on the machine, not installed here.

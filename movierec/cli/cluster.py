@@ -37,6 +37,10 @@ def up(
             "--director/--no-director", help="HAProxy in front of the web instances (default: on)."
         ),
     ] = None,
+    directors: Annotated[
+        int | None,
+        typer.Option(help="Directors: 2 (on --port and --port + 100) or 1 [2]."),
+    ] = None,
     shards: Annotated[
         int | None,
         typer.Option(help="Shard servers holding the last partitions of ratings, ... [0]."),
@@ -81,6 +85,7 @@ def up(
     options = cluster.read_cluster_toml(config) if config else {}
     given = {
         "web": web, "ai": ai, "replicas": replicas, "port": port, "director": director,
+        "directors": directors,
         "shards": shards, "tablespace": tablespace, "backup": backup, "topology": topology,
     }  # fmt: skip
     options.update({k: v for k, v in given.items() if v is not None})
@@ -120,8 +125,27 @@ def status(ctx: typer.Context) -> None:
 
 
 @app.command()
+def restart(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Members to restart even if they run (web-1, ai-2, director-1, postgres, "
+            "replica-r1, shard1); default: every member whose process is gone."
+        ),
+    ] = None,
+) -> None:
+    """Start crashed members again on the ports they had (keep what runs), or restart the
+    named ones."""
+    say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
+    restarted = cluster.restart(settings_from(ctx), say, names or ())
+    console.print(f"{len(restarted)} member(s) restarted" if restarted else "nothing to restart")
+
+
+@app.command()
 def down(ctx: typer.Context) -> None:
-    """Stop exactly what `cluster up` started (a database that already ran stays up)."""
+    """Stop every member `cluster up` started, also one restarted by hand (a database that
+    already ran stays up)."""
     say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
     stopped = cluster.down(settings_from(ctx), say)
     console.print(f"cluster stopped ({len(stopped)} server(s))", highlight=False)

@@ -148,7 +148,7 @@ def remove(
 def start(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="The server to start.")]
 ) -> None:
-    """Start a server of the topology (a replica, the primary) on its recorded port."""
+    """Start a server of the topology (a replica, the primary, a shard) on its recorded port."""
     server = start_server(settings_from(ctx), name)
     console.print(f"{name} runs on {server.address}", highlight=False)
 
@@ -159,7 +159,7 @@ def stop(
     name: Annotated[str, typer.Argument(help="The server to stop.")],
     yes: YesOption = False,
 ) -> None:
-    """Stop a server of the topology (fast shutdown: open sessions are cut)."""
+    """Stop a server of the topology or a shard (fast shutdown: open sessions are cut)."""
     settings = settings_from(ctx)
     if not yes:
         typer.confirm(f"Stop {name}? Its open sessions end now.", abort=True)

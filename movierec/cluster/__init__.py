@@ -1,20 +1,12 @@
 """A local cluster on one machine: PostgreSQL (replicas, shards, backups), several web and AI
-instances, and the director in front (``movierec cluster up|status|down``)."""
+instances, and two directors in front (``movierec cluster up|status|restart|down``)."""
 
-from movierec.cluster.control import (
-    DIRECTOR_NAME,
-    MemberStatus,
-    admin_url_file,
-    down,
-    secret,
-    status,
-    up,
-)
+from movierec.cluster.control import MemberStatus, admin_url_file, down, secret, status, up
 from movierec.cluster.members import ClusterRecord, Member, is_running, load_record
+from movierec.cluster.restart import restart
 from movierec.cluster.spec import ClusterSpec, read_cluster_toml, with_topology
 
 __all__ = [
-    "DIRECTOR_NAME",
     "ClusterRecord",
     "ClusterSpec",
     "Member",
@@ -24,6 +16,7 @@ __all__ = [
     "is_running",
     "load_record",
     "read_cluster_toml",
+    "restart",
     "secret",
     "status",
     "up",

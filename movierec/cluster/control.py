@@ -3,54 +3,57 @@
 ``up`` starts, on 127.0.0.1: the PostgreSQL primary under ``state_dir/postgres`` (reused when
 it already runs), streaming replicas, shard servers, a second tablespace and a pgBackRest
 repository when asked (:mod:`movierec.cluster.layout`), the AI instances, the web instances and
-the director (HAProxy) in front of the web instances; it waits until each answers its health check,
-writes ``state_dir/cluster.json`` and returns while they keep running. ``down`` stops exactly
-what that file lists as started by ``up``: a database that was already running stays up.
+two directors (HAProxy) in front of the web instances; it waits until each answers its health
+check, writes ``state_dir/cluster.json`` and returns while they keep running. ``down`` stops
+what that file lists as started by ``up``, whatever runs as those members now (one restarted by
+hand included, :mod:`movierec.cluster.member_control`): a database that was already running
+stays up. ``cluster restart`` is :mod:`movierec.cluster.restart`.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import shutil
-import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-import redis
 import requests
 
 from movierec import director
 from movierec.cluster import layout
+from movierec.cluster.launch import Launch, start_instance
+from movierec.cluster.member_control import (
+    HEALTH_TIMEOUT,
+    absent_detail,
+    stop_member,
+    wait_for,
+)
 from movierec.cluster.members import (
-    _CHILDREN,
+    DATABASE_ROLES,
     ClusterRecord,
     Member,
     is_running,
     load_record,
+    member_alive,
+    postgres_member,
     record_path,
     save_record,
     start_time,
-    stop_group,
 )
+from movierec.cluster.redis_server import start_redis
 from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.db import Database, LocalPostgres, upgrade
-from movierec.db.local_server import free_port
-from movierec.db.replicas import create_replica, start_server, stop_server
+from movierec.db.replicas import create_replica, start_server
 from movierec.db.roles import AI_ROLE, APP_ROLES, WEB_ROLE
 from movierec.db.topology import PRIMARY_DIR, load_topology, server_url
 from movierec.director.haproxy import haproxy_binary
 from movierec.errors import MovierecError, NotFound, OpsCommandFailed
 from movierec.processes import Child
 
-DIRECTOR_NAME = "cluster"
 DATABASE = "movierec"
-HEALTH_TIMEOUT = 90.0
-DATABASE_ROLES = ("primary", "replica", "shard")
 
 Say = Callable[[str], None]
 Prepare = Callable[[Database, Settings], None]
@@ -96,7 +99,7 @@ def up(
     if running is not None:
         raise OpsCommandFailed(
             f"a cluster already runs from {record_path(state)} ({running.url}); "
-            "`movierec cluster down` stops it"
+            "`movierec cluster restart` starts its missing members, `cluster down` stops it"
         )
     spec.check_ports_free()
     record = ClusterRecord(url="")
@@ -125,12 +128,12 @@ def _start_database(
     settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say
 ) -> Settings:
     state = settings.state_dir.resolve()
-    server = LocalPostgres(state / PRIMARY_DIR)
+    server = layout.cluster_server(state / PRIMARY_DIR)
     was_running = server.is_running()
     say(f"PostgreSQL: {'using the running' if was_running else 'starting a'} server in "
         f"{server.state_dir}")  # fmt: skip
     server.start()
-    record.members.append(_postgres_member("postgres", "primary", server, not was_running))
+    record.members.append(postgres_member("postgres", "primary", server, not was_running))
     url = server.create_database(DATABASE)
     upgrade(url)
     server.give_passwords(*APP_ROLES)  # the roles the migrations made
@@ -156,7 +159,7 @@ def _start_database(
         local = LocalPostgres(entry.state_dir) if entry.state_dir else None
         if local is not None:
             local.port = entry.live_port()
-            record.members.append(_postgres_member(f"replica-{name}", "replica", local, owned))
+            record.members.append(postgres_member(f"replica-{name}", "replica", local, owned))
         if index == 0:
             settings = settings.replace(replica_url=server_url(settings, entry, False))
     return settings
@@ -168,7 +171,7 @@ def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, 
     if spec.shards:
         shards = layout.start_shards(settings, spec.shards, DATABASE, say)
         for name, server, owned in shards:
-            record.members.append(_postgres_member(name, "shard", server, owned))
+            record.members.append(postgres_member(name, "shard", server, owned))
         layout.register_shards(settings, [(n, s) for n, s, _ in shards], DATABASE, say)
     if spec.tablespace:
         layout.add_disk2(settings, say)
@@ -177,76 +180,21 @@ def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, 
         for i, member in enumerate(record.members):
             if member.role in DATABASE_ROLES and member.state_dir:
                 server = LocalPostgres(Path(member.state_dir), port=member.port)
-                fresh = _postgres_member(member.name, member.role, server, member.owned)
+                fresh = postgres_member(member.name, member.role, server, member.owned)
                 record.members[i] = fresh
 
 
-def _postgres_member(name: str, role: str, server: LocalPostgres, owned: bool) -> Member:
-    pid = None
-    try:
-        pid = int((server.data_dir / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    return Member(
-        name,
-        role,
-        server.port,
-        pid,
-        start_time(pid) if pid else None,
-        owned,
-        log=str(server.log_file),
-        state_dir=str(server.state_dir),
-    )
-
-
 def _start_redis(settings: Settings, record: ClusterRecord, say: Say) -> Settings:
-    """A private redis-server for the web instances' login throttle and rate limits
-    (counters shared by every worker), on a free loopback port, with a generated password in
-    its config file (mode 0600, never on a command line) and no persistence. Skipped, with
-    a word, when the Redis server is not installed or the settings name another store."""
+    """The cluster's Redis (:mod:`movierec.cluster.redis_server`), unless the settings name
+    another store; the settings with its URL."""
     if not settings.ratelimit_storage_uri.startswith("memory://"):
         return settings
-    binary = shutil.which("redis-server")
-    if binary is None:
-        say("redis: skipped (redis-server is not installed); login limits count per worker")
+    started = start_redis(settings, secret, say)
+    if started is None:
         return settings
-    home = settings.state_dir / "redis"
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    password = secret(settings.state_dir / "redis_password", secrets.token_hex)
-    port = free_port()
-    config = home / "redis.conf"
-    config.touch(mode=0o600)
-    config.write_text(
-        f"port {port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
-        f'save ""\nappendonly no\ndir {home}\n'
-    )
-    log = settings.state_dir / "logs" / "redis.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [binary, str(config)], stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-    _CHILDREN[process.pid] = process
-    record.members.append(
-        Member("redis", "redis", port, process.pid, start_time(process.pid), True, log=str(log))
-    )
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    _wait_for_redis(url, process)
-    say(f"redis: 127.0.0.1:{port} (pid {process.pid}), login limits shared by every worker")
+    member, url = started
+    record.members.append(member)
     return settings.replace(ratelimit_storage_uri=url)
-
-
-def _wait_for_redis(url: str, process: subprocess.Popen, timeout: float = 10.0) -> None:
-    client = redis.Redis.from_url(url, socket_timeout=0.5)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if client.ping():
-                return
-        except redis.RedisError:
-            time.sleep(0.05)
-    raise OpsCommandFailed(f"redis-server did not answer within {timeout:.0f} s")
 
 
 def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
@@ -275,18 +223,8 @@ def _start_servers(settings: Settings, spec: ClusterSpec, record: ClusterRecord,
         args = ["serve", role, "--port", str(port), "--workers", str(workers)]
         health_url = f"http://127.0.0.1:{port}{health}"
         child_env = {**env, **_database_env(settings, role), "MOVIEREC_INSTANCE_NAME": name}
-        child = Child.start(name, args, logs / f"{name}.log", health_url, child_env)
-        _CHILDREN[child.process.pid] = child.process
-        member = Member(
-            name,
-            role,
-            port,
-            child.process.pid,
-            start_time(child.process.pid),
-            True,
-            health_url,
-            str(child.log),
-        )
+        launch = Launch.of(name, role, port, args, health_url, logs / f"{name}.log", child_env)
+        member, child = start_instance(settings.state_dir, launch)
         record.members.append(member)
         children.append((member, child, workers))
     for member, child, workers in children:
@@ -311,7 +249,10 @@ def _database_env(settings: Settings, role: str) -> dict[str, str]:
 
 
 def _start_director(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
-    if spec.director_port is None:
+    """The directors, each a member (and an HAProxy director) named ``director-<n>``, in front
+    of every web instance: two by default, so that losing one loses no client that can try
+    the other address (README, "Serving at scale")."""
+    if not spec.director_ports:
         return
     try:
         haproxy_binary()
@@ -321,29 +262,16 @@ def _start_director(settings: Settings, spec: ClusterSpec, record: ClusterRecord
     backends = tuple(
         director.Backend(f"web-{i + 1}", "127.0.0.1", port) for i, port in enumerate(spec.web_ports)
     )
-    state = director.DirectorState(DIRECTOR_NAME, spec.director_port, backends)
-    pid = director.start(settings, state)
-    health_url = f"http://127.0.0.1:{spec.director_port}/healthz"
-    record.members.insert(
-        0,
-        Member("director", "director", spec.director_port, pid, start_time(pid), True, health_url),
-    )
-    record.director = DIRECTOR_NAME
-    _wait_for(health_url, "the director")
-    record.url = f"http://127.0.0.1:{spec.director_port}/"
-    say(f"director: {record.url} (HAProxy pid {pid}) -> {len(backends)} web instance(s)")
-
-
-def _wait_for(url: str, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise OpsCommandFailed(f"{what} did not answer {url} within {timeout:.0f} s")
+    for index, port in enumerate(spec.director_ports):
+        name = f"director-{index + 1}"
+        pid = director.start(settings, director.DirectorState(name, port, backends))
+        health_url = f"http://127.0.0.1:{port}/healthz"
+        member = Member(name, "director", port, pid, start_time(pid), True, health_url)
+        record.members.insert(index, member)
+        wait_for(health_url, name)
+        say(f"{name}: http://127.0.0.1:{port}/ (HAProxy pid {pid}) -> {len(backends)} web "
+            "instance(s)")  # fmt: skip
+    record.url = f"http://127.0.0.1:{spec.director_ports[0]}/"
 
 
 def down(settings: Settings, say: Say) -> list[str]:
@@ -369,21 +297,10 @@ def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
     # The director first (no new requests reach the instances), the databases last.
     order = {"director": 0, "web": 1, "ai": 2, "redis": 2, "replica": 3, "shard": 4, "primary": 5}
     for member in sorted(reversed(record.members), key=lambda m: order.get(m.role, 6)):
-        if not member.owned:
+        if not member.owned or member.role not in order:
             continue
         try:
-            if member.role == "director" and record.director:
-                done = director.stop(settings, record.director)
-            elif member.role in ("web", "ai", "redis"):
-                done = stop_group(member)
-            elif member.role == "replica":
-                done = is_running(member)
-                stop_server(settings, member.name.removeprefix("replica-"))
-            elif member.role in ("primary", "shard"):
-                done = is_running(member)
-                LocalPostgres(Path(member.state_dir or "")).stop()
-            else:
-                continue
+            done = stop_member(settings, record, member, say)
         except MovierecError as exc:
             problems.append(exc)
             continue
@@ -413,18 +330,23 @@ def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
         raise NotFound(f"no cluster here: {record_path(state)} does not exist")
     report = []
     for member in record.members:
-        running = is_running(member)
+        # Ok only when the member's own process runs and answers: a server someone started
+        # by hand on its port answers too, but `down` and `restart` do not know it as ours.
+        running = member_alive(member)
         health = "ok" if running else "down"
         hit_rate, detail = None, ""
-        if member.health_url:
+        if not running:
+            detail = absent_detail(member)
+        elif member.health_url:
             health = _health(member.health_url)
-        elif member.role in DATABASE_ROLES and running and member.state_dir:
+        elif member.role in DATABASE_ROLES and member.state_dir:
             health = _pg_health(LocalPostgres(Path(member.state_dir), port=member.port))
         if member.role == "web" and health == "ok":
             hit_rate, detail = _hit_rate(member.port)
-        if member.role == "director" and running and record.director:
+        if member.role == "director" and running:
+            name = record.director_name(member)
             try:
-                backends = director.status(settings.replace(state_dir=state), record.director)
+                backends = director.status(settings.replace(state_dir=state), name)
                 up_count = sum(1 for b in backends.backends if b.up)
                 detail = f"{up_count}/{len(backends.backends)} web instances up"
             except MovierecError as exc:

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from movierec.db.local_server import LocalPostgres
 from movierec.errors import ConfigError, OpsCommandFailed
 from movierec.files import write_atomically
 
@@ -46,7 +47,12 @@ class ClusterRecord:
 
     url: str
     members: list[Member] = field(default_factory=list)
-    director: str | None = None  # the director's name, when one runs
+    director: str | None = None  # only in records of older versions: their one director
+
+    def director_name(self, member: Member) -> str:
+        """The HAProxy director behind director member ``member``: named as the member
+        (records of an older version name their single director in ``director``)."""
+        return self.director if member.name == "director" and self.director else member.name
 
     def to_json(self) -> str:
         return json.dumps({"version": 1, **asdict(self)}, indent=2) + "\n"
@@ -99,6 +105,42 @@ def is_running(member: Member) -> bool:
     """Whether the process recorded for ``member`` still runs (the same process, not a new
     one that got its pid)."""
     return member.pid is not None and start_time(member.pid) == member.started
+
+
+DATABASE_ROLES = ("primary", "replica", "shard")
+
+
+def postgres_member(name: str, role: str, server: LocalPostgres, owned: bool) -> Member:
+    """The member for a running PostgreSQL server, with its postmaster's pid."""
+    pid = postmaster_pid(server)
+    return Member(
+        name,
+        role,
+        server.port,
+        pid,
+        start_time(pid) if pid else None,
+        owned,
+        log=str(server.log_file),
+        state_dir=str(server.state_dir),
+    )
+
+
+def postmaster_pid(server: LocalPostgres) -> int | None:
+    """The pid in the server's postmaster.pid (PostgreSQL's own record), None without one."""
+    try:
+        return int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def member_alive(member: Member) -> bool:
+    """Whether the member's own process runs: for a PostgreSQL server the postmaster of its
+    data directory (also after ``db replica start`` restarted it), for the others the process
+    ``cluster up`` (or ``cluster restart``) recorded."""
+    if member.role in DATABASE_ROLES and member.state_dir:
+        pid = postmaster_pid(LocalPostgres(Path(member.state_dir)))
+        return pid is not None and start_time(pid) is not None
+    return is_running(member)
 
 
 def group_members(pgid: int) -> list[int]:

@@ -6,8 +6,9 @@ From CLI options or a ``cluster.toml``::
     web = 2          # web instances (movierec serve web), ports port+1 ... port+web
     ai = 2           # AI instances (movierec serve ai), ports port+101 ... port+100+ai
     replicas = 0     # streaming replicas of the primary; web instances read from the first
-    port = 8000      # the director (HAProxy); without it, web-1 is the site's address
-    director = true
+    port = 8000      # the first director (HAProxy), the second on port+100; without
+    director = true  # directors, web-1 is the site's address
+    directors = 2    # 1 or 2: two, so that the director is no single point of failure
     web_workers = 2  # gunicorn workers per instance (default: the cores split between them)
     ai_workers = 1
     topology = "full"  # "demo" (default) or "full": replicas 1, shards 2, tablespace, backup
@@ -31,6 +32,8 @@ from movierec.ports import port_free
 
 AI_OFFSET = 101
 MAX_WEB = AI_OFFSET - 2
+SECOND_DIRECTOR_OFFSET = AI_OFFSET - 1  # the port between the last web and the first AI
+MAX_DIRECTORS = 2
 MAX_SHARDS = 3  # of the 4 hash partitions, p0 always stays on the primary
 TOPOLOGIES = {
     "demo": {},
@@ -44,7 +47,7 @@ class ClusterSpec:
 
     web_ports: tuple[int, ...]
     ai_ports: tuple[int, ...]
-    director_port: int | None = None
+    director_ports: tuple[int, ...] = ()
     replicas: int = 0
     web_workers: int | None = None
     ai_workers: int | None = None
@@ -62,9 +65,9 @@ class ClusterSpec:
             problems.append(f"replicas must be 0 to 3, not {self.replicas}")
         if not 0 <= self.shards <= MAX_SHARDS:
             problems.append(f"shards must be 0 to {MAX_SHARDS}, not {self.shards}")
-        ports = [*self.web_ports, *self.ai_ports]
-        if self.director_port is not None:
-            ports.append(self.director_port)
+        if len(self.director_ports) > MAX_DIRECTORS:
+            problems.append(f"at most {MAX_DIRECTORS} directors")
+        ports = [*self.director_ports, *self.web_ports, *self.ai_ports]
         problems += [f"port {p} is out of range 1-65535" for p in ports if not 0 < p < 65536]
         if len(set(ports)) != len(ports):
             problems.append("two servers would share a port")
@@ -83,20 +86,24 @@ class ClusterSpec:
         ai: int = 2,
         replicas: int = 0,
         director: bool = True,
+        directors: int = MAX_DIRECTORS,
         web_workers: int | None = None,
         ai_workers: int | None = None,
         shards: int = 0,
         tablespace: bool = False,
         backup: bool = False,
     ) -> ClusterSpec:
-        """The director on ``port``, web instances on the next ports, AI instances from
-        ``port + 101``. Raises :class:`BadInput`."""
+        """The directors on ``port`` and ``port + 100``, web instances on the ports after
+        ``port``, AI instances from ``port + 101``. Raises :class:`BadInput`."""
         if not 1 <= web <= MAX_WEB:
             raise BadInput(f"cluster: web must be 1 to {MAX_WEB}, not {web}")
+        if not 1 <= directors <= MAX_DIRECTORS:
+            raise BadInput(f"cluster: directors must be 1 to {MAX_DIRECTORS}, not {directors}")
+        director_ports = (port, port + SECOND_DIRECTOR_OFFSET)[:directors] if director else ()
         return cls(
             web_ports=tuple(port + 1 + i for i in range(web)),
             ai_ports=tuple(port + AI_OFFSET + i for i in range(ai)),
-            director_port=port if director else None,
+            director_ports=director_ports,
             replicas=replicas,
             web_workers=web_workers,
             ai_workers=ai_workers,
@@ -122,9 +129,13 @@ class ClusterSpec:
             cores = len(os.sched_getaffinity(0))
         return max(1, cores // len(self.web_ports))
 
+    @property
+    def director_port(self) -> int | None:
+        """The first director's port: the site's address (None without a director)."""
+        return self.director_ports[0] if self.director_ports else None
+
     def ports(self) -> list[int]:
-        extra = [self.director_port] if self.director_port is not None else []
-        return [*extra, *self.web_ports, *self.ai_ports]
+        return [*self.director_ports, *self.web_ports, *self.ai_ports]
 
     def check_ports_free(self) -> None:
         """Raise :class:`BadInput` naming every port something already listens on."""
@@ -137,7 +148,7 @@ class ClusterSpec:
 
 
 _KEYS = {
-    "web", "ai", "replicas", "port", "director", "web_workers", "ai_workers",
+    "web", "ai", "replicas", "port", "director", "directors", "web_workers", "ai_workers",
     "topology", "shards", "tablespace", "backup",
 }  # fmt: skip
 

@@ -89,9 +89,10 @@ def known_port(server: LocalPostgres) -> int:
     Raises :class:`DatabaseUnavailable` when the server has never been started.
     """
     if not server.port:
-        if not server.info_file.exists():
+        recorded = server.recorded_port()
+        if recorded is None:
             raise DatabaseUnavailable(f"no PostgreSQL server has run in {server.state_dir}")
-        server.port = json.loads(server.info_file.read_text())["port"]
+        server.port = recorded
     return server.port
 
 

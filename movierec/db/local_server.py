@@ -31,6 +31,7 @@ from movierec.db.tools import (
 )
 from movierec.errors import OpsCommandFailed
 from movierec.files import write_atomically
+from movierec.ports import port_free
 
 SUPERUSER = "postgres"
 # No trust anywhere. The socket takes only the server's own OS user, as the superuser (the
@@ -168,13 +169,32 @@ class LocalPostgres:
     def conf_file(self) -> Path:
         return self.data_dir / "movierec.conf"
 
+    def recorded_port(self) -> int | None:
+        """The port this server last started on (its info file), None before a first start."""
+        try:
+            return int(json.loads(self.info_file.read_text())["port"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def start(self) -> LocalPostgres:
-        """Initialise if needed and start on ``port`` (a free one when 0). Idempotent."""
+        """Initialise if needed and start on ``port``. Idempotent.
+
+        With port 0 a server that ran before comes back on the port it had (its standbys,
+        the primary's postgres_fdw servers and the cluster's web instances know it by that
+        port); only a first start takes a free one. Raises :class:`OpsCommandFailed` when that
+        port is taken by another program.
+        """
         self.init()
         if self.is_running():
             self.port = json.loads(self.info_file.read_text())["port"]
             return self
-        self.port = self.port or free_port()
+        self.port = self.port or self.recorded_port() or free_port()
+        if not port_free(self.port):
+            raise OpsCommandFailed(
+                f"port {self.port} of the server in {self.state_dir} is in use by another "
+                "program; stop that program (the servers that reach this one know it by that "
+                "port)"
+            )
         socket_dir = Path(tempfile.mkdtemp(prefix="movierec-pgsock-"))
         give_to_server_user(socket_dir)
         self._write_conf(socket_dir)

@@ -194,18 +194,20 @@ def _write_pgpass(target: Path, primary: Server, user: str | None, password: str
 
 
 def start_server(settings: Settings, name: str) -> Server:
-    """Start local server ``name`` (after a reboot, or a stop) on its recorded port.
+    """Start local server ``name`` (a replica, the primary or a shard; after a reboot, a
+    crash or a stop) on its recorded port.
 
-    Keeping the port matters: standbys reach their primary by it. A fenced former primary
-    comes up read-only. Raises :class:`NotFound` for an unknown name, :class:`BadInput` for a
-    server movierec does not run and :class:`OpsCommandFailed` when it does not start.
+    Keeping the port matters: standbys reach their primary by it, the primary its shards. A
+    fenced former primary comes up read-only. Raises :class:`NotFound` for an unknown name,
+    :class:`BadInput` for a server movierec does not run and :class:`OpsCommandFailed` when
+    it does not start.
     """
     with topology_lock(settings):
         topology = load_topology(settings)
         server = _local_entry(topology, name)
         started = _local_server(server.state_dir, server.live_port()).start()
         server = dataclasses.replace(server, port=started.port)
-        save_topology(settings, topology.with_server(server))
+        save_topology(settings, topology.with_member(server))
     return server
 
 
@@ -218,7 +220,7 @@ def stop_server(settings: Settings, name: str) -> Server:
 
 
 def _local_entry(topology: Topology, name: str) -> Server:
-    server = topology.get(name)
+    server = topology.find(name)
     if server.local is None:
         raise BadInput(f"{name} ({server.address}) is not run by movierec on this machine")
     return server

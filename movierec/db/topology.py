@@ -78,7 +78,7 @@ class Server:
     def live_port(self) -> int:
         """The port it listens on now: a local server may have restarted on another one."""
         local = self.local
-        recorded = _recorded_port(local) if local is not None else None
+        recorded = local.recorded_port() if local is not None else None
         return recorded if recorded is not None else self.port
 
     @property
@@ -126,6 +126,19 @@ class Topology:
                 return server
         known = ", ".join(s.name for s in self.servers)
         raise NotFound(f"no server named {name!r} (known: {known})")
+
+    def find(self, name: str) -> Server:
+        """The server or shard called ``name``, for the commands that start and stop any local
+        server; raises :class:`NotFound` naming the known ones."""
+        for server in (*self.servers, *self.shards):
+            if server.name == name:
+                return server
+        known = ", ".join(s.name for s in (*self.servers, *self.shards))
+        raise NotFound(f"no server named {name!r} (known: {known})")
+
+    def with_member(self, server: Server) -> Topology:
+        """A copy where ``server`` (a shard or not) replaces the entry of the same name."""
+        return self.with_shard(server) if server.role is Role.SHARD else self.with_server(server)
 
     def __contains__(self, name: object) -> bool:
         return any(s.name == name for s in self.servers)
@@ -232,18 +245,10 @@ def _bootstrap_primary(settings: Settings) -> Server:
     is_local = (
         host in ("127.0.0.1", "localhost")
         and local.is_initialized()
-        and _recorded_port(local) == port
+        and local.recorded_port() == port
     )
     state_dir = local.state_dir if is_local else None
     return Server(INITIAL_PRIMARY, Role.PRIMARY, host, port, state_dir=state_dir)
-
-
-def _recorded_port(local: LocalPostgres) -> int | None:
-    """The port a local server last started on (its info file), if it has one."""
-    try:
-        return int(json.loads(local.info_file.read_text())["port"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def server_url(settings: Settings, server: Server, hide_password: bool = True) -> str:

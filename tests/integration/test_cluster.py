@@ -1,7 +1,7 @@
 """The local cluster with real processes on 127.0.0.1: PostgreSQL, two web instances (gunicorn),
-two AI instances (gunicorn) and the director (HAProxy) in front.
+two AI instances (gunicorn) and two directors (HAProxy) in front.
 
-Through the director, requests reach both web instances; with one AI instance killed pages still
+Through either director, requests reach both web instances; with one AI instance killed pages still
 get recommendations, with both killed they still render; ``movierec cluster down`` leaves no
 process behind.
 """
@@ -10,73 +10,26 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import stat
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
-from argon2 import PasswordHasher
+from support.cluster import PASSWORD, cluster_home, free_spec, tiny_catalogue
 
 from movierec import cluster
-from movierec.ai import train_model
 from movierec.cluster.members import group_members, reap_children
 from movierec.cluster.spec import port_free
 from movierec.config import load_settings
-from movierec.db import Movie, Rating, User
 from movierec.director.haproxy import process_alive
 from movierec.errors import BadInput, ConfigError, NotFound
 
 pytestmark = pytest.mark.integration
 
-PASSWORD = "cluster test password"
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 INSTANCE = re.compile(r'instance="(web-\d+)"')
-
-
-def tiny_catalogue(database, settings) -> None:
-    """120 movies, 60 users with tastes, a login user ``alice``, and a trained model."""
-    rng = np.random.default_rng(5)
-    with database.session() as session:
-        session.add_all(
-            Movie(id=m, title=f"Movie {m}", year=1990 + m % 30, genres=["Drama"])
-            for m in range(1, 121)
-        )
-        users = [User(username=f"u{u}") for u in range(60)]
-        users.append(User(username="alice", password_hash=PasswordHasher().hash(PASSWORD)))
-        session.add_all(users)
-        session.flush()
-        for user in users:
-            for movie in rng.choice(120, size=25, replace=False):
-                rating = float(rng.integers(1, 11)) / 2
-                session.add(Rating(user_id=user.id, movie_id=int(movie) + 1, rating=rating))
-    train_model(database, settings.model_dir)
-
-
-def free_base_port() -> int:
-    """A port P with P .. P+2 and P+101 .. P+102 free (director, web, AI)."""
-    for _ in range(50):
-        base = int(np.random.default_rng().integers(20_000, 40_000))
-        if all(port_free(p) for p in (base, base + 1, base + 2, base + 101, base + 102)):
-            return base
-    raise AssertionError("no free ports")
-
-
-def movierec(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MOVIEREC_STATE_DIR": str(state_dir), "COLUMNS": "200", "TERM": "dumb"}
-    return subprocess.run(
-        [sys.executable, "-m", "movierec", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def log_in(url: str) -> requests.Session:
@@ -92,22 +45,18 @@ def log_in(url: str) -> requests.Session:
 
 
 @pytest.fixture
-def state_dir():
-    root = Path(tempfile.mkdtemp(prefix="movierec-cluster-"))
-    os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root
-    yield root / "state"
-    if (root / "state" / "cluster.json").exists():  # the test failed half-way: clean up
-        settings = load_settings(
-            environ={}, toml_path=None, overrides={"state_dir": root / "state"}
-        )
-        cluster.down(settings, lambda _text: None)
-    shutil.rmtree(root, ignore_errors=True)
+def home():
+    with cluster_home() as home:
+        yield home
 
 
 def test_one_port_lays_out_the_cluster_and_bad_layouts_are_refused(tmp_path):
     spec = cluster.ClusterSpec.on_port(9000, web=3, ai=2)
-    assert spec.ports() == [9000, 9001, 9002, 9003, 9101, 9102]
+    assert spec.ports() == [9000, 9100, 9001, 9002, 9003, 9101, 9102]
+    assert cluster.ClusterSpec.on_port(9000, directors=1).ports() == [9000, 9001, 9002, 9101, 9102]
     assert cluster.ClusterSpec.on_port(9000, director=False).director_port is None
+    with pytest.raises(BadInput, match="directors must be"):
+        cluster.ClusterSpec.on_port(9000, directors=3)
     with pytest.raises(BadInput, match="share a port"):
         cluster.ClusterSpec(web_ports=(9001,), ai_ports=(9001,))
     with pytest.raises(BadInput, match="web must be"):
@@ -135,32 +84,34 @@ def test_web_instances_split_the_machines_cores_unless_told_their_workers():
     assert cluster.ClusterSpec.on_port(9000, web=2, web_workers=3).workers_per_web(cores=2) == 3
 
 
-def test_cluster_spreads_survives_ai_failures_and_stops_everything(state_dir):
-    settings = load_settings(
-        environ={},
-        toml_path=None,
-        overrides={"state_dir": state_dir, "model_dir": state_dir / "models"},
-    )
-    base = free_base_port()
-    spec = cluster.ClusterSpec.on_port(base, web=2, ai=2, web_workers=1, ai_workers=1)
+def test_cluster_spreads_survives_ai_failures_and_stops_everything(home):
+    settings, state_dir = home.settings, home.state_dir
+    spec = free_spec(web=2, ai=2, web_workers=1, ai_workers=1)
+    base = spec.director_port
     said: list[str] = []
     record = cluster.up(settings, spec, said.append, tiny_catalogue)
     members = {m.name: m for m in record.members}
-    assert set(members) == {"director", "postgres", "redis", "web-1", "web-2", "ai-1", "ai-2"}
+    assert set(members) == {
+        "director-1", "director-2", "postgres", "redis", "web-1", "web-2", "ai-1", "ai-2"
+    }  # fmt: skip
     assert record.url == f"http://127.0.0.1:{base}/"
+    assert members["director-2"].port == base + 100
     with pytest.raises(Exception, match="already runs"):
         cluster.up(settings, spec, said.append)
 
-    # Through the director, round robin reaches both web instances.
-    seen = [
-        INSTANCE.search(requests.get(record.url + "metrics", timeout=5).text).group(1)
-        for _ in range(8)
-    ]
-    assert set(seen) == {"web-1", "web-2"}, seen
+    # Through either director, round robin reaches both web instances.
+    for director_url in (record.url, f"http://127.0.0.1:{base + 100}/"):
+        seen = [
+            INSTANCE.search(requests.get(director_url + "metrics", timeout=5).text).group(1)
+            for _ in range(8)
+        ]
+        assert set(seen) == {"web-1", "web-2"}, seen
 
-    status = movierec(state_dir, "cluster", "status")
+    status = home.cli("cluster", "status")
     assert status.returncode == 0, status.stderr
-    for name in ("director", "web-1", "web-2", "ai-1", "ai-2", "postgres", "redis"):
+    for name in (
+        "director-1", "director-2", "web-1", "web-2", "ai-1", "ai-2", "postgres", "redis"
+    ):  # fmt: skip
         assert re.search(rf"{name}\s.*ok", status.stdout), status.stdout
 
     browser = log_in(record.url)
@@ -198,7 +149,7 @@ def test_cluster_spreads_survives_ai_failures_and_stops_everything(state_dir):
     page = browser.get(record.url + "for-you", timeout=10)
     assert page.status_code == 200 and 'href="/movies/' in page.text
 
-    down = movierec(state_dir, "cluster", "down")
+    down = home.cli("cluster", "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert not (state_dir / "cluster.json").exists()
     deadline = time.monotonic() + 5

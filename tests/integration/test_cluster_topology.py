@@ -10,19 +10,13 @@ process behind.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
+from support.cluster import cluster_home, free_spec
 from typer.testing import CliRunner
 
 from movierec import cluster
@@ -72,47 +66,17 @@ def test_topology_full_fills_in_what_is_not_given(tmp_path):
     assert [b.name for b in local_servers(settings)] == ["primary", "shard1"]
 
 
-def free_base_port() -> int:
-    """A port P with P+1 (web-1) and P+101 (ai-1) free."""
-    for _ in range(50):
-        base = int(np.random.default_rng().integers(20_000, 40_000))
-        if all(port_free(p) for p in (base + 1, base + 101)):
-            return base
-    raise AssertionError("no free ports")
-
-
-def movierec(state_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MOVIEREC_STATE_DIR": str(state_dir), "COLUMNS": "200", "TERM": "dumb"}
-    for name in ("MOVIEREC_DATABASE_URL", "MOVIEREC_REPLICA_URL"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "movierec", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture
-def state_dir():
-    root = Path(tempfile.mkdtemp(prefix="movierec-topology-"))
-    os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root
-    yield root / "state"
-    if (root / "state" / "cluster.json").exists():  # the test failed half-way: clean up
-        settings = load_settings(
-            environ={}, toml_path=None, overrides={"state_dir": root / "state"}
-        )
-        cluster.down(settings, lambda _text: None)
-    shutil.rmtree(root, ignore_errors=True)
+def home():
+    with cluster_home("movierec-topology-") as home:
+        yield home
 
 
 @pytest.mark.integration
-def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
-    started = time.monotonic()
-    base = free_base_port()
-    up = movierec(
-        state_dir,
+def test_full_topology_shards_backs_up_and_stops_everything(home):
+    started, state_dir = time.monotonic(), home.state_dir
+    base = free_spec(web=1, ai=1, director=False).web_ports[0] - 1
+    up = home.cli(
         "cluster", "up", "--web", "1", "--ai", "1", "--no-director", "--port", str(base),
         "--replicas", "1", "--shards", "2", "--tablespace", "--backup",
         "--movies", "150", "--users", "120", "--ratings", "4000",
@@ -182,7 +146,7 @@ def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
                     passfile="/nonexistent", connect_timeout=5,
                 )  # fmt: skip
 
-    status = movierec(state_dir, "cluster", "status")
+    status = home.cli("cluster", "status")
     assert status.returncode == 0, status.stderr
     for name in ("postgres", "replica-r1", "shard1", "shard2", "web-1", "ai-1"):
         assert re.search(rf"{name}\s.*ok", status.stdout), status.stdout
@@ -202,7 +166,7 @@ def test_full_topology_shards_backs_up_and_stops_everything(state_dir):
     backups = list_backups(backup_config(settings))
     assert {b.stanza for b in backups if b.type == "full"} == {"primary", "shard1", "shard2"}
 
-    down = movierec(state_dir, "cluster", "down")
+    down = home.cli("cluster", "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert not (state_dir / "cluster.json").exists()
     for member in record.members:

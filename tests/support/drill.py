@@ -1,0 +1,93 @@
+"""What a drill measured, as one row of the table in BENCHMARKS.md: requests, failures by
+status, degraded seconds, acknowledged writes lost, time to recover, the slowest request.
+
+``DrillReport.of(name, load, lost)`` makes the row from a finished :class:`support.load.Load`;
+``lost_ratings(conninfo, load.acknowledged)`` reads the database for the acknowledged writes.
+Every report made in a session is printed at its end (``tests/drills/conftest.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import psycopg
+
+from support.load import Load, Rating, Request
+
+# Seconds: a request slower than this degrades its second like a failure. A sign-up hashes
+# a password with argon2id, which takes most of a second of CPU by design.
+SLOW = {"signup": 3.0}
+SLOW_DEFAULT = 1.0
+HEADER = (
+    "| drill | requests | failed (by status) | degraded s | acked writes lost | recover s "
+    "| slowest ms (sign-ups aside) |\n|---|---|---|---|---|---|---|"
+)
+REPORTS: list[DrillReport] = []  # this session's, in the order made
+
+
+@dataclass(frozen=True)
+class DrillReport:
+    drill: str
+    requests: int
+    failed: dict[str, int]  # by outcome (502, closed, refused, ...)
+    failed_kinds: dict[str, int]  # by kind of request (rate, search, ...)
+    degraded_seconds: int  # seconds in which a request failed, was slow or answered less
+    acknowledged: int  # ratings the site acknowledged
+    lost: int  # of those, missing from the database afterwards
+    recover_seconds: float  # from the fault to the end of the last bad request (0: none)
+    slowest_ms: float  # sign-ups aside: argon2id makes each one slow by design
+
+    @classmethod
+    def of(cls, drill: str, load: Load, lost: list[Rating]) -> DrillReport:
+        """The report of ``load`` (stopped); ``lost``: from :func:`lost_ratings`. Recorded for
+        the session's table."""
+        done = list(load.requests)
+        bad = [r for r in done if _bad(r)]
+        timed = [r for r in done if r.kind != "signup"]
+        fault = load.marks.get("fault", load.started)
+        ends = [r.started + r.elapsed for r in bad if r.started + r.elapsed >= fault]
+        report = cls(
+            drill=drill,
+            requests=len(done),
+            failed=dict(Counter(r.outcome for r in done if r.failed)),
+            failed_kinds=dict(Counter(r.kind for r in done if r.failed)),
+            degraded_seconds=len({math.floor(r.started - load.started) for r in bad}),
+            acknowledged=len(load.acknowledged),
+            lost=len(lost),
+            recover_seconds=round(max(ends) - fault, 1) if ends else 0.0,
+            slowest_ms=round(max((r.elapsed for r in timed), default=0.0) * 1000),
+        )
+        REPORTS.append(report)
+        return report
+
+    @property
+    def failures(self) -> int:
+        return sum(self.failed.values())
+
+    def row(self) -> str:
+        failed = ", ".join(f"{n} × {k}" for k, n in sorted(self.failed.items())) or "0"
+        return (
+            f"| {self.drill} | {self.requests:,} | {failed} | {self.degraded_seconds} | "
+            f"{self.lost} of {self.acknowledged:,} | {self.recover_seconds:.1f} | "
+            f"{self.slowest_ms:,.0f} |"
+        )
+
+
+def _bad(request: Request) -> bool:
+    slow = SLOW.get(request.kind, SLOW_DEFAULT)
+    return request.failed or request.degraded or request.elapsed > slow
+
+
+def lost_ratings(conninfo: str, acknowledged: list[Rating]) -> list[Rating]:
+    """The acknowledged ratings that are not in the database behind ``conninfo``."""
+    names = sorted({r.username for r in acknowledged})
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT u.username, r.movie_id, r.rating::float8 FROM ratings r "
+            "JOIN users u ON u.id = r.user_id WHERE u.username = ANY(%s)",
+            (names,),
+        ).fetchall()
+    stored = {(name, movie): rating for name, movie, rating in rows}
+    return [r for r in acknowledged if stored.get((r.username, r.movie_id)) != r.rating]
