@@ -9,19 +9,13 @@ Every drill's table row is printed at the end of the run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
-from support.cluster import ClusterHome, cluster_home, crash, free_spec, tiny_catalogue
-from support.drill import HEADER, REPORTS, DrillReport, lost_ratings
-from support.load import Load
+from support.cluster import ClusterHome, cluster_home, free_spec, tiny_catalogue
+from support.drill import DRILL_ENV, HEADER, REPORTS, Drill
 
 from movierec import cluster
-
-# The load signs up a user every few requests, all from 127.0.0.1: the site's limit for one
-# address (10 an hour) is not what these drills are about.
-DRILL_ENV = {"MOVIEREC_RATELIMIT_SIGNUP": "100000 per hour"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,57 +33,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_line(HEADER)
         for report in REPORTS:
             terminalreporter.write_line(report.row())
-
-
-@dataclass
-class Drill:
-    """The drills' running cluster and what a drill does to it."""
-
-    home: ClusterHome
-    record: cluster.ClusterRecord
-
-    @property
-    def urls(self) -> list[str]:
-        """The site's addresses: every director."""
-        return [f"http://127.0.0.1:{m.port}/" for m in self.record.members if m.role == "director"]
-
-    def member(self, name: str) -> cluster.Member:
-        self.record = cluster.load_record(self.home.state_dir)
-        return next(m for m in self.record.members if m.name == name)
-
-    def load(self, **options) -> Load:
-        return Load(self.urls, **options)
-
-    def under_load(
-        self, fault: Callable[[], object], observe: float = 3.0, after: float = 3.0, **options
-    ) -> tuple[Load, list[str]]:
-        """The usual drill: 2 s of load, then ``fault()`` (marked ``fault``), ``observe``
-        seconds, ``cluster restart`` of what is missing (marked ``restarted``), ``after``
-        seconds more. The stopped load and the members restarted."""
-        with self.load(**options) as load:
-            load.wait(2.0)
-            load.mark("fault")
-            fault()
-            load.wait(observe)
-            restarted = self.restart()
-            load.mark("restarted")
-            load.wait(after)
-        return load, restarted
-
-    def crash(self, *names: str) -> None:
-        for name in names:
-            crash(self.member(name))
-
-    def restart(self, *names: str) -> list[str]:
-        """``cluster restart`` (of ``names``, or of what is missing)."""
-        done = cluster.restart(self.home.settings, lambda _text: None, names)
-        self.record = cluster.load_record(self.home.state_dir)
-        return done
-
-    def report(self, name: str, load: Load) -> DrillReport:
-        """The drill's numbers, the acknowledged ratings looked up in the primary."""
-        lost = lost_ratings(self.home.admin_conninfo(), load.acknowledged)
-        return DrillReport.of(name, load, lost)
 
 
 @pytest.fixture(scope="session")
