@@ -27,10 +27,7 @@ from movierec.db.engines import POOL_SIZE
 from movierec.db.fair_gate import FairGate
 from movierec.db.user_signals import OTHER_COLUMNS, RATING_COLUMNS, signal_columns
 from movierec.errors import BadInput, DatabaseUnavailable
-
-# Bounds on a context sent by a caller (the database's has none): far above any real user's.
-MAX_RATINGS = 100_000
-MAX_WORDS = 1000
+from movierec.wire.recommender import MAX_RATINGS, MAX_WORDS, WORD_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +147,7 @@ def _numbers(values: list) -> bool:
 
 
 def _words(values: list) -> bool:
-    return set(map(type, values)) <= {str} and max(map(len, values), default=0) <= 64
+    return set(map(type, values)) <= {str} and max(map(len, values), default=0) <= WORD_CHARS
 
 
 _FITS = {int: _integers, float: _numbers, str: _words}
