@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from werkzeug.routing import BaseConverter, ValidationError
+
 from movierec.errors import BadInput
 
 MAX_ID = 2**63 - 1  # PostgreSQL's bigint: ids beyond it are misses, not database errors
@@ -240,15 +242,24 @@ class ShardOf(Param):
 def read_args(params: Sequence[Param], args: Mapping[str, str]) -> dict[str, Any]:
     """Every parameter of ``params`` from ``args``, by name. Raises :class:`BadInput` naming
     every problem found."""
+    values, problems = read_valid(params, args)
+    if problems:
+        raise BadInput("; ".join(problems))
+    return values
+
+
+def read_valid(
+    params: Sequence[Param], args: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """The parameters of ``params`` that ``args`` gives usably (by name; the others left out)
+    and the problems with the others: for a page that answers what it understood."""
     values, problems = {}, []
     for param in params:
         try:
             values[param.name] = param.take(args)
         except Problem as exc:
             problems.append(str(exc))
-    if problems:
-        raise BadInput("; ".join(problems))
-    return values
+    return values, problems
 
 
 def write_args(params: Sequence[Param], values: Mapping[str, Any]) -> dict[str, str]:
@@ -283,3 +294,22 @@ def text(raw: str, name: str, max_chars: int) -> str:
 def quote(raw: str) -> str:
     """``raw`` quoted for a message, cut to :data:`QUOTE` characters."""
     return repr(raw[:QUOTE] + "…") if len(raw) > QUOTE else repr(raw)
+
+
+class IdConverter(BaseConverter):
+    """``<id:name>`` in a URL rule: an id by the same rule (1 to 19 ASCII digits, at most
+    :data:`MAX_ID`). werkzeug's ``<int:...>`` matches ``\\d``, any script's digits: it read
+    "/movies/١" as movie 1. Anything else does not match the rule, which is a 404."""
+
+    regex = r"[0-9]{1,19}"
+    part_isolating = True
+    weight = 50  # as werkzeug's number converters: a literal segment still wins
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if not 1 <= number <= MAX_ID:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(int(value))

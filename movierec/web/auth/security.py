@@ -116,7 +116,7 @@ def create_token() -> Response | str:
     return render_account(new_token=token)
 
 
-@bp.post("/tokens/<int:token_id>/revoke")
+@bp.post("/tokens/<id:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int) -> Response:
     if tokens.revoke_token(get_session(), current_user.id, token_id):
