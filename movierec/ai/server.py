@@ -369,7 +369,10 @@ def _http_error(exc: HTTPException):
 
 def _movierec_error(exc: MovierecError):
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
-    return jsonify(error=str(exc)), status
+    answer = jsonify(error=str(exc))
+    if status == 503:
+        answer.headers["Retry-After"] = str(getattr(exc, "retry_after", 5))
+    return answer, status
 
 
 def _unexpected_error(exc: Exception):

@@ -196,6 +196,6 @@ class UserContextReader:
         try:
             return read()
         except DatabaseUnavailable as exc:
-            if not getattr(exc.__cause__, "connection_invalidated", False):
+            if not exc.disconnected:
                 raise
         return read()

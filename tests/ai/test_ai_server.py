@@ -247,6 +247,7 @@ def test_without_a_model_health_is_503_then_a_new_model_is_picked_up(
     assert client.get("/health").get_json() == {"status": "no-model"}
     answer = client.get("/recommend?user=1000")
     assert answer.status_code == 503 and "model train" in answer.get_json()["error"]
+    assert int(answer.headers["Retry-After"]) >= 1
     report = train_model(database, settings.model_dir, fast_params)
     assert client.get("/health").get_json()["model_version"] == report.artifact.version
     assert client.get("/recommend?user=1000").status_code == 200
