@@ -129,6 +129,8 @@ def _listed(body: Mapping[str, Any], name: str, kind: type, most: int) -> list:
         return []
     if not isinstance(values, list) or len(values) > most:
         raise BadInput(f"context: {name} must be a list of at most {most} values or null")
+    if kind is int and not _integers(values):
+        values = _integral(values)  # 46.0 for 46: JSON does not tell them apart
     if not _FITS[kind](values):
         raise BadInput(f"context: {name} must hold only {kind.__name__} values")
     return values
@@ -140,6 +142,14 @@ def _integers(values: list) -> bool:
     return set(map(type, values)) <= {int} and (
         not values or (-(2**63) <= min(values) and max(values) < 2**63)
     )
+
+
+def _integral(values: list) -> list:
+    """``values`` with floats of no fraction made ints (the rare caller's list: any other
+    value is left for :func:`_integers` to refuse)."""
+    if not set(map(type, values)) <= {int, float}:
+        return values
+    return [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
 
 
 def _numbers(values: list) -> bool:

@@ -20,7 +20,7 @@ from movierec.wire.openapi import (
     nullable,
     obj,
 )
-from movierec.wire.params import Choice, Integer, Text, quote
+from movierec.wire.params import Choice, Integer, Problem, Text, json_whole_number, quote
 
 MAX_QUERY_CHARS = 200
 MAX_SEARCH_PAGE = 500
@@ -82,7 +82,7 @@ MOVIE_GET = Operation(
     path_params=(MOVIE_ID,), answer=MOVIE, errors=(404, 503),
 )  # fmt: skip
 SEARCH = Operation(
-    "GET", "/api/search", "Movies by title words, genre and year (give at least one).",
+    "GET", "/api/search", "Movies by title words, genre and year: give at least one (400).",
     params=(Q, GENRE, YEAR, SEARCH_PAGE), answer=SEARCHED, errors=(400, 503),
 )  # fmt: skip
 MY_RATINGS = Operation(
@@ -116,9 +116,10 @@ def read_rating(body: object) -> tuple[int, float]:
     Raises :class:`BadInput`."""
     if not isinstance(body, dict):
         raise BadInput('send a JSON object {"movie_id": int, "rating": number}')
-    movie_id = body.get("movie_id")
-    if isinstance(movie_id, bool) or not isinstance(movie_id, int) or movie_id < 1:
-        raise BadInput("movie_id must be a positive integer")
+    try:
+        movie_id = json_whole_number(body.get("movie_id"), "movie_id")
+    except Problem as exc:
+        raise BadInput(str(exc)) from None
     return movie_id, stars(body.get("rating"))
 
 
