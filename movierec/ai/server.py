@@ -11,7 +11,8 @@
   ``{"context": {...}}``               (``movie_ids, stars, last_rated_at, genres, liked,
                                        searched``) instead of read from the database
 ``GET /predict?user=ID&movie=ID``      200 ``{user, movie, model_version, rating}`` from the
-                                       rating model (503 when there is none)
+                                       rating model (503 when there is none, 404 for a
+                                       movie it does not know)
 ``GET /similar?movie=ID&k=N``          200 ``{movie, k, model_version, items}``; 404 when the
   ``&shard=I&shards=N``                  model does not know the movie
 ``GET /health``                        200 ``{status: "ok", model_version}`` (and ``shard``
@@ -21,12 +22,18 @@
 ``GET /metrics``                       Prometheus text: requests per endpoint, cache hits
                                        and misses, exact/ANN scorings, the model as an info
                                        metric (this worker process's numbers)
+``GET /openapi.json``                  the OpenAPI document of all of these
 =====================================  =====================================================
+
+The parameters, bodies and answers are :mod:`movierec.wire.recommender`'s: the server reads
+its requests with those definitions, the web's AI client writes its requests with them, and
+``/openapi.json`` is made from them.
 
 ``/recommend`` answers from the live ranking model (EASE or ALS: the user's database ratings,
 favourites, preferred and searched genres are folded in per request), or from the rating
 model when no ranking model was trained. ``exclude`` (movie ids the user marked "not
-interested") never appear; movies of ``demote_genres`` come after all others. A caller that
+interested") never appear; movies of ``demote_genres`` come after all others, marked
+``demoted`` so that a merge of shards' answers by score keeps them last. A caller that
 has read the user's context already (the web reads it with the user's taste version) POSTs it
 and spares the server a database read per request.
 
@@ -53,11 +60,12 @@ index; ``/recommend`` and ``/similar`` then score only the probed cells (``ann_n
 scores exhaustively). Rated and excluded movies are filtered inside the index search, so
 they are still never returned.
 
-Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 404, 405, 503 while
-no model has been trained (the web side has its own popularity fallback; the server does not
-scan the ratings table per request to imitate one), 500 for bugs. The server picks up a newly
-trained artifact within ``reload_interval`` seconds. It reads the user's ratings and preferred
-genres from the database per GET request; without a database it answers from the model alone.
+Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 404, 405, 503 (with
+``Retry-After``) while no model has been trained (the web side has its own popularity
+fallback; the server does not scan the ratings table per request to imitate one), 500 for
+bugs. The server picks up a newly trained artifact within ``reload_interval`` seconds. It
+reads the user's ratings and preferred genres from the database per GET request; without a
+database it answers from the model alone.
 """
 
 from __future__ import annotations
