@@ -20,12 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
 from movierec.errors import ConfigError
 from movierec.redact import SECRET_SETTINGS, redact, url_has_password
 
 ENV_PREFIX = "MOVIEREC_"
+POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg", "postgres")
 
 
 @dataclass(frozen=True)
@@ -171,17 +172,10 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
 
 def _validate(values: dict[str, Any], problems: list[str]) -> None:
     for name in ("database_url", "replica_url"):
-        url = values.get(name)
-        if url and urlparse(url).scheme not in ("postgresql", "postgresql+psycopg", "postgres"):
-            problems.append(f"{name}: {url!r} is not a postgresql:// URL")
-        elif url:
-            try:
-                _ = urlparse(url).port  # raises on a malformed port
-            except ValueError:
-                problems.append(f"{name}: {url!r} has a malformed port")
+        if values.get(name):
+            problems.extend(_url_problems(name, values[name], POSTGRES_SCHEMES))
     for url in (*values.get("ai_urls", ()), *(u for g in values.get("ai_shards", ()) for u in g)):
-        if urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc:
-            problems.append(f"ai_urls: {url!r} is not an http(s) URL")
+        problems.extend(_url_problems("ai_urls", url, ("http", "https")))
     for name in ("web_port", "ai_port"):
         if not 0 < values[name] < 65536:
             problems.append(f"{name}: {values[name]} is not a TCP port")
@@ -214,6 +208,23 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
     found = re.fullmatch(r"(\d{1,4})/(\d{1,4})", shard)
     if shard and not (found and int(found[1]) < int(found[2])):
         problems.append(f"ai_shard: {shard!r} is not i/n with 0 <= i < n (e.g. 0/4)")
+
+
+def _url_problems(name: str, url: str, schemes: tuple[str, ...]) -> list[str]:
+    """What is wrong with ``url`` (nothing: []). Parsed here, once at start-up, so that a
+    malformed host or port is a configuration error rather than a traceback from whichever
+    command first connects. The URL is quoted without its password."""
+    shown = repr(redact(url))
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - reading it checks it: a number from 0 to 65535
+    except ValueError as exc:
+        return [f"{name}: {shown} is malformed ({exc})"]
+    if parts.scheme not in schemes:
+        return [f"{name}: {shown} is not a {schemes[0]}:// URL"]
+    if schemes != POSTGRES_SCHEMES and not parts.hostname:
+        return [f"{name}: {shown} names no host"]
+    return []
 
 
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any]:

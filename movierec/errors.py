@@ -22,11 +22,21 @@ class NotFound(MovierecError):
 
 
 class DatabaseUnavailable(MovierecError):
-    """The database server cannot be reached or refused the connection."""
+    """The database server cannot be reached or refused the connection.
+
+    ``retry_after``: seconds a client should wait before asking again (the site's 503
+    answers say it in ``Retry-After``); a restart or a failover takes a few.
+    ``disconnected``: the connection turned out dead and the pool dropped it (and the
+    others): asking again at once connects afresh."""
+
+    retry_after = 5
+    disconnected = False
 
 
 class ModelNotReady(MovierecError):
     """No trained model artifact is available yet."""
+
+    retry_after = 30  # a model is trained and picked up in minutes, not seconds
 
 
 class OpsCommandFailed(MovierecError):

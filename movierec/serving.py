@@ -19,18 +19,27 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from gevent.monkey import MonkeyPatchWarning
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
+from gunicorn.workers.ggevent import GeventWorker
+from gunicorn.workers.gthread import ThreadWorker
 
 from movierec.config import Settings
 from movierec.errors import BadInput
 from movierec.ports import port_free
 
-WORKER_CLASS = {"web": "gthread", "ai": "gevent"}
+WORKER_CLASS = {"web": "movierec.serving.WebWorker", "ai": "movierec.serving.AIWorker"}
+# gunicorn's largest bounded request line (its default is 4094; 0 would mean unbounded). A
+# longer one is refused before the app sees it, in JSON (see _JsonLimits); below it, each
+# parameter's own bound (movierec.wire.params) answers with a 400 naming the value.
+LIMIT_REQUEST_LINE = 8190
 THREADS = 4  # per gthread worker
 # Connections a gevent worker serves at once; its database pool bounds the queries in flight.
 WORKER_CONNECTIONS = 100
@@ -115,6 +124,44 @@ def freeze_startup_objects(worker: Any = None) -> None:
     gc.freeze()
 
 
+class _JsonLimits:
+    """gunicorn's answer to a request too large to read, as JSON ``{"error"}`` (like every
+    other error of the site's API and the recommender) instead of its HTML page. Other
+    errors are gunicorn's own handling."""
+
+    log: Any
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        if isinstance(exc, LimitRequestLine):
+            status, message = (
+                "414 URI Too Long",
+                f"the request line is longer than {exc.max_size} bytes",
+            )
+        elif isinstance(exc, LimitRequestHeaders):
+            status, message = "431 Request Header Fields Too Large", f"request headers: {exc}"
+        else:
+            super().handle_error(req, client, addr, exc)  # type: ignore[misc]
+            return
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        body = json.dumps({"error": message}).encode()
+        head = (
+            f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        try:
+            util.write_nonblock(client, head.encode("latin-1") + body)
+        except OSError:
+            self.log.debug("Failed to send error message.")
+
+
+class WebWorker(_JsonLimits, ThreadWorker):
+    """The site's worker: threads (see the module docstring)."""
+
+
+class AIWorker(_JsonLimits, GeventWorker):
+    """A recommender's worker: greenlets (see the module docstring)."""
+
+
 def serve(kind: str, settings: Settings, host: str, port: int, workers: int) -> None:
     """Serve the ``web`` or ``ai`` app until SIGINT/SIGTERM. Blocks. Raises
     :class:`BadInput` when something already listens on ``host:port``."""
@@ -130,6 +177,7 @@ def serve(kind: str, settings: Settings, host: str, port: int, workers: int) -> 
         "bind": f"{host}:{port}",
         "workers": workers,
         "worker_class": WORKER_CLASS[kind],
+        "limit_request_line": LIMIT_REQUEST_LINE,
         "threads": THREADS,
         "worker_connections": WORKER_CONNECTIONS,
         # Each worker listens on a socket of its own and the kernel spreads new connections

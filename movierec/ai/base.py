@@ -105,19 +105,33 @@ class Recommender(ABC):
         """Whether the model has factors for ``user_id`` (rated something before training)."""
 
     @abstractmethod
+    def knows_movie(self, movie_id: int) -> bool:
+        """Whether the model has ``movie_id`` (it was rated before training)."""
+
+    @abstractmethod
     def recommend(
         self,
         user_id: int,
         k: int = 10,
         exclude: Iterable[int] = (),
         genres: Sequence[str] | None = None,
-        *,
+        signals: Signals | None = None,
+        demote_genres: Sequence[str] = (),
         shard: Shard | None = None,
     ) -> Recommendations:
-        """The ``k`` best movies for ``user_id``, never one in ``exclude`` or already rated.
+        """The ``k`` best movies for ``user_id``, never one in ``exclude`` or already rated;
+        movies of ``demote_genres`` after all others; only ``shard``'s movies when given.
 
+        Every model takes every argument (the server passes them to whichever model is
+        live): ``genres`` are the user's preferred genres, ``signals`` what the user told the
+        service since training; a model that cannot use one ignores it and says so.
         Raises :class:`~movierec.errors.BadInput` when ``k`` is not positive.
         """
+
+    @abstractmethod
+    def in_genres(self, movie_ids: Sequence[int], genres: Sequence[str]) -> list[bool]:
+        """Per movie of ``movie_ids`` (movies this model answered), whether it is of any of
+        ``genres``: which movies of an answer were demoted, for whoever merges answers."""
 
     @abstractmethod
     def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:

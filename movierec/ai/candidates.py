@@ -45,11 +45,11 @@ from movierec.ai.artifact import mapped
 from movierec.ai.dataset import dense_index
 from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady
+from movierec.wire.recommender import MAX_SHARDS
 
 log = logging.getLogger(__name__)
 
 SHARD_PATTERN = re.compile(r"^\s*(\d{1,4})\s*/\s*(\d{1,4})\s*$")
-MAX_SHARDS = 4096
 COLUMN_SLICED = ("ease_weights",)  # (n_items, n_items): a shard keeps its columns
 POPULAR_DEPTH = 512  # a cached fallback list holds this many movies per genre set
 SLICE_CHUNK_BYTES = 64 << 20
@@ -430,6 +430,14 @@ class ServesCandidates:
         return [
             self._genre_column[g.casefold()] for g in genres if g.casefold() in self._genre_column
         ]
+
+    def in_genres(self, movie_ids: Sequence[int], genres: Sequence[str]) -> list[bool]:
+        """Per movie of ``movie_ids`` (movies this model answered), whether it is of any of
+        ``genres``."""
+        columns = self._genre_columns(genres)
+        if not columns:
+            return [False] * len(movie_ids)
+        return self._cand.genre_mask(columns)[self._cand.positions(movie_ids)].tolist()
 
 
 def check_k(k: int) -> int:

@@ -3,7 +3,8 @@
 A recommender answers any user's recommendations, and their ``because`` field names movies
 that user rated highly: only the web instances may ask. They send ``Authorization: Bearer
 <ai_key>``; every endpoint but ``/health`` (what load balancers and ``cluster status`` poll,
-which tells nothing of users) answers 401 JSON without it. There is one key, the web
+which tells nothing of users) and ``/openapi.json`` (the API's description, this key
+included) answers 401 JSON without it. There is one key, the web
 instances' role: no endpoint needs more than they may see, so an admin key would guard
 nothing more. ``movierec cluster up`` and the demo generate it (``state_dir/ai_key``, mode
 0600) and hand it to both sides. Keys are compared as SHA-256 digests with
@@ -21,7 +22,8 @@ from flask import Flask, Response, current_app, jsonify, request
 from movierec.config import Settings
 from movierec.errors import ConfigError
 
-OPEN_ENDPOINTS = frozenset({"recommender.health"})
+# /health tells nothing of users; the OpenAPI document only what every caller must send.
+OPEN_ENDPOINTS = frozenset({"recommender.health", "recommender.openapi"})
 BEARER = "Bearer "
 DIGEST = "movierec.ai.key_digest"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from movierec.ai.base import Recommendations, Recommender, Similar, clip_rating
+from movierec.ai.base import Recommendations, Recommender, Signals, Similar, clip_rating
 from movierec.ai.candidates import Shard, check_k
 from movierec.ai.dataset import dense_index
 from movierec.errors import BadInput, ModelNotReady, NotFound
@@ -98,6 +98,8 @@ class KnnModel(Recommender):
         self.popularity = arrays["popularity"]
         self._rated_indptr, self._rated_items = arrays["rated_indptr"], arrays["rated_items"]
         self._popular_order = arrays["popular_order"]
+        self._genre_column = {str(g).casefold(): j for j, g in enumerate(arrays["genre_names"])}
+        self._movie_genres = arrays["movie_genres"]
         n_users, n_items = self.user_ids.shape[0], self.movie_ids.shape[0]
         params = self.meta.get("params", {})
         user_based = bool(params.get("user_based", True))
@@ -125,6 +127,10 @@ class KnnModel(Recommender):
         u = self._pos(self.user_ids, user_id)
         return u is not None and bool(self._estimator.known_users[u])
 
+    def knows_movie(self, movie_id: int) -> bool:
+        i = self._pos(self.movie_ids, movie_id)
+        return i is not None and bool(self._estimator.known_items[i])
+
     def predict(self, user_id: int, movie_id: int) -> float:
         u, i = self._pos(self.user_ids, user_id), self._pos(self.movie_ids, movie_id)
         return clip_rating(self._estimator.estimate(u, i))
@@ -135,12 +141,15 @@ class KnnModel(Recommender):
         k: int = 10,
         exclude: Iterable[int] = (),
         genres: Sequence[str] | None = None,
-        *,
+        signals: Signals | None = None,
+        demote_genres: Sequence[str] = (),
         shard: Shard | None = None,
     ) -> Recommendations:
         """Top ``k`` by estimated stars (one estimate per movie: meant for small catalogues);
-        an unknown user gets the most rated movies, marked as a fallback. Only ``shard``'s
-        movies when given (or when restricted to one)."""
+        an unknown user gets the most rated movies, marked as a fallback. Movies of
+        ``demote_genres`` come after all others; only ``shard``'s movies when given (or when
+        restricted to one). ``genres`` and ``signals`` are not used: the neighbours are those
+        of the training ratings."""
         k = check_k(k)
         skip = set(dense_index(self.movie_ids, exclude).tolist())
         if self._shard is not None and shard not in (None, self._shard):
@@ -148,9 +157,11 @@ class KnnModel(Recommender):
         shard = shard or self._shard
         if shard is not None:
             skip |= set(np.flatnonzero(~shard.mask(self.movie_ids)).tolist())
+        demoted = self._demoted(demote_genres)
         u = self._pos(self.user_ids, user_id)
         if u is None or not self._estimator.known_users[u]:
-            order = [i for i in np.asarray(self._popular_order).tolist() if i not in skip][:k]
+            order = [i for i in np.asarray(self._popular_order).tolist() if i not in skip]
+            order = sorted(order, key=lambda i: bool(demoted[i]))[:k]  # stable: by popularity
             items = tuple((int(self.movie_ids[i]), float(self.popularity[i])) for i in order)
             return Recommendations(items, self.version, True, "unknown user: the most rated movies")
         skip |= set(self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]].tolist())
@@ -158,9 +169,22 @@ class KnnModel(Recommender):
         if candidates.size == 0:
             return Recommendations((), self.version)
         est = self._estimator.estimate_pairs(np.full(candidates.shape[0], u), candidates)
-        best = np.argsort(-est, kind="stable")[:k]
+        # Demoted movies last, each group by estimate (lexsort: the last key sorts first).
+        best = np.lexsort((-est, demoted[candidates]))[:k]
         items = tuple((int(self.movie_ids[candidates[j]]), clip_rating(est[j])) for j in best)
         return Recommendations(items, self.version)
+
+    def in_genres(self, movie_ids: Sequence[int], genres: Sequence[str]) -> list[bool]:
+        return self._demoted(genres)[dense_index(self.movie_ids, movie_ids)].tolist()
+
+    def _demoted(self, genres: Sequence[str]) -> np.ndarray:
+        """Per movie, whether it is of one of ``genres`` (unknown genre names match none)."""
+        columns = [
+            self._genre_column[g.casefold()] for g in genres if g.casefold() in self._genre_column
+        ]
+        if not columns:
+            return np.zeros(self.movie_ids.shape[0], dtype=bool)
+        return np.asarray(self._movie_genres[:, columns]).any(axis=1)
 
     @property
     def shard(self) -> Shard | None:

@@ -292,8 +292,7 @@ class RankingModel(ServesCandidates, Recommender):
         scores[blocked] = -np.inf
         if mask is not None:
             scores[~mask] = -np.inf
-        self._demote(scores, demoted)
-        top = top_k(scores, k)
+        top = top_k(self._demoted(scores, demoted), k)
         return self._answer(top, scores[top], contributions, idx, explainable)
 
     def _answer(self, top, values, contributions, idx, explainable) -> Recommendations:
@@ -311,14 +310,17 @@ class RankingModel(ServesCandidates, Recommender):
         items = tuple(zip(movie_ids, np.asarray(values, dtype=np.float64).tolist(), strict=True))
         return Recommendations(items, self.version, because=tuple(because))
 
-    def _demote(self, scores: np.ndarray, columns: Sequence[int]) -> None:
-        if not columns:
-            return
+    def _demoted(self, scores: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+        """``scores`` to rank by: those of the genre ``columns`` below all others. A copy,
+        so that the answer keeps each movie's own score (shards' answers are merged by it,
+        and each shard's shift would differ)."""
         finite = np.isfinite(scores)
-        if not finite.any():
-            return
+        if not columns or not finite.any():
+            return scores
         shift = float(scores[finite].max() - scores[finite].min()) + 1.0
-        scores[self._cand.genre_mask(columns) & finite] -= shift
+        ranked = scores.copy()
+        ranked[self._cand.genre_mask(columns) & finite] -= shift
+        return ranked
 
     def _fallback(self, k, excluded, demoted, shard) -> Recommendations:
         cand = self._cand

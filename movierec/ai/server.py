@@ -11,7 +11,8 @@
   ``{"context": {...}}``               (``movie_ids, stars, last_rated_at, genres, liked,
                                        searched``) instead of read from the database
 ``GET /predict?user=ID&movie=ID``      200 ``{user, movie, model_version, rating}`` from the
-                                       rating model (503 when there is none)
+                                       rating model (503 when there is none, 404 for a
+                                       movie it does not know)
 ``GET /similar?movie=ID&k=N``          200 ``{movie, k, model_version, items}``; 404 when the
   ``&shard=I&shards=N``                  model does not know the movie
 ``GET /health``                        200 ``{status: "ok", model_version}`` (and ``shard``
@@ -21,12 +22,18 @@
 ``GET /metrics``                       Prometheus text: requests per endpoint, cache hits
                                        and misses, exact/ANN scorings, the model as an info
                                        metric (this worker process's numbers)
+``GET /openapi.json``                  the OpenAPI document of all of these
 =====================================  =====================================================
+
+The parameters, bodies and answers are :mod:`movierec.wire.recommender`'s: the server reads
+its requests with those definitions, the web's AI client writes its requests with them, and
+``/openapi.json`` is made from them.
 
 ``/recommend`` answers from the live ranking model (EASE or ALS: the user's database ratings,
 favourites, preferred and searched genres are folded in per request), or from the rating
 model when no ranking model was trained. ``exclude`` (movie ids the user marked "not
-interested") never appear; movies of ``demote_genres`` come after all others. A caller that
+interested") never appear; movies of ``demote_genres`` come after all others, marked
+``demoted`` so that a merge of shards' answers by score keeps them last. A caller that
 has read the user's context already (the web reads it with the user's taste version) POSTs it
 and spares the server a database read per request.
 
@@ -56,18 +63,19 @@ they are still never returned.
 **Callers** send ``Authorization: Bearer <ai_key>`` (:mod:`movierec.ai.keys`): without it every
 endpoint but ``/health`` answers 401.
 
-Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 401, 404, 405, 503 while
-no model has been trained (the web side has its own popularity fallback; the server does not
-scan the ratings table per request to imitate one), 500 for bugs. The server picks up a newly
-trained artifact within ``reload_interval`` seconds. It reads the user's ratings and preferred
-genres from the database per GET request; without a database it answers from the model alone.
+Errors are always JSON ``{"error": "one line"}``: 400 for bad parameters, 401, 404, 405, 503 (with
+``Retry-After``) while no model has been trained (the web side has its own popularity
+fallback; the server does not scan the ratings table per request to imitate one), 500 for
+bugs. The server picks up a newly trained artifact within ``reload_interval`` seconds. It
+reads the user's ratings and preferred genres from the database per GET request; without a
+database it answers from the model alone.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -77,7 +85,7 @@ from werkzeug.exceptions import HTTPException
 from movierec.ai import keys, stats
 from movierec.ai.base import Recommendations, Recommender
 from movierec.ai.cache import ResultCache
-from movierec.ai.candidates import MAX_SHARDS, Shard
+from movierec.ai.candidates import Shard
 from movierec.ai.scorer import load_model
 from movierec.ai.user_context import UserContext, UserContextReader, from_json
 from movierec.ai.watcher import ModelWatcher
@@ -92,16 +100,12 @@ from movierec.errors import (
     NotFound,
 )
 from movierec.redact import redact
+from movierec.wire import recommender as wire
 
 log = logging.getLogger(__name__)
 
-MAX_K = 100
-DEFAULT_K = 10
-MAX_LIST = 1000  # exclude ids / demoted genres per request
 MAX_BODY = 16 << 20  # a POSTed context: 100,000 ratings take about 2 MB
-MAX_ID = 2**63 - 1
 EXTENSION = "movierec.ai"
-INTEGER = re.compile(r"^[+-]?[0-9]{1,19}$")
 STATUS = {BadInput: 400, NotFound: 404, ModelNotReady: 503, DatabaseUnavailable: 503}
 
 bp = Blueprint("recommender", __name__)
@@ -217,39 +221,6 @@ def _model() -> Recommender:
     return model
 
 
-def _id_list(name: str) -> list[int]:
-    raw = request.args.get(name, "").strip()
-    parts = [p.strip() for p in raw.split(",") if p.strip()] if raw else []
-    if len(parts) > MAX_LIST:
-        raise BadInput(f"parameter {name!r} lists more than {MAX_LIST} ids")
-    bad = [p for p in parts if not INTEGER.match(p)]
-    if bad:
-        raise BadInput(f"parameter {name!r} must list integers, not {bad[0][:40]!r}")
-    return [int(p) for p in parts]
-
-
-def _word_list(name: str) -> list[str]:
-    raw = request.args.get(name, "").strip()
-    words = [w.strip() for w in raw.split(",") if w.strip()] if raw else []
-    if len(words) > MAX_LIST or any(len(w) > 64 for w in words):
-        raise BadInput(f"parameter {name!r} is too long")
-    return words
-
-
-def _int_param(name: str, default: int | None = None, low: int = 1, high: int = MAX_ID) -> int:
-    raw = request.args.get(name, "").strip()
-    if not raw:
-        if default is None:
-            raise BadInput(f"missing parameter {name!r}")
-        return default
-    if not INTEGER.match(raw):
-        raise BadInput(f"parameter {name!r} must be an integer, not {raw[:40]!r}")
-    value = int(raw)
-    if not low <= value <= high:
-        raise BadInput(f"parameter {name!r} must be between {low} and {high}, not {value}")
-    return value
-
-
 def _posted_context() -> UserContext:
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or "context" not in body:
@@ -257,41 +228,36 @@ def _posted_context() -> UserContext:
     return from_json(body["context"])
 
 
-def _shard_param() -> Shard | None:
-    """``shard`` and ``shards`` from the query string (both or neither)."""
-    given = [name for name in ("shard", "shards") if request.args.get(name, "").strip()]
-    if not given:
-        return None
-    if len(given) == 1:
-        raise BadInput("parameters 'shard' and 'shards' must be given together")
-    count = _int_param("shards", high=MAX_SHARDS)
-    return Shard(_int_param("shard", low=0, high=count - 1), count)
+def _shard(found: tuple[int, int] | None) -> Shard | None:
+    return None if found is None else Shard(*found)
 
 
 def _items(
-    pairs: tuple[tuple[int, float], ...], because: tuple[int | None, ...] = ()
-) -> list[dict[str, float | int]]:
-    items: list[dict[str, float | int]] = []
+    pairs: tuple[tuple[int, float], ...],
+    because: tuple[int | None, ...] = (),
+    demoted: Sequence[bool] = (),
+) -> list[dict[str, float | int | bool]]:
+    items: list[dict[str, float | int | bool]] = []
     for j, (movie_id, score) in enumerate(pairs):
         # Six decimals: shards' answers are merged by score, so near-ties must survive.
-        item: dict[str, float | int] = {"movie_id": movie_id, "score": round(score, 6)}
+        item: dict[str, float | int | bool] = {"movie_id": movie_id, "score": round(score, 6)}
         if j < len(because) and because[j] is not None:
             item["because"] = because[j]
+        if j < len(demoted) and demoted[j]:
+            item["demoted"] = True
         items.append(item)
     return items
 
 
-@bp.route("/recommend", methods=["GET", "POST"])
+@bp.route(wire.RECOMMEND.path, methods=[wire.RECOMMEND.method, wire.RECOMMEND_POSTED.method])
 def recommend():
     """Top-k movies for a user, excluding everything the database says they rated. A POST
     carries the same parameters and, as its JSON body ``{"context": {...}}``, what the
     database says about the user (see :func:`~movierec.ai.user_context.from_json`): then the
     server does not read it itself."""
-    user_id = _int_param("user")
-    k = _int_param("k", DEFAULT_K, high=MAX_K)
-    exclude = _id_list("exclude")
-    demote = _word_list("demote_genres")
-    shard = _shard_param()
+    args = wire.RECOMMEND.read(request.args)
+    user_id, k, exclude, demote = args["user"], args["k"], args["exclude"], args["demote_genres"]
+    shard = _shard(args["shard"])
     model = _model()  # this one object answers the whole request, whatever is swapped in
     ext = current_app.extensions[EXTENSION]
     users: UserContextReader = ext["users"]
@@ -319,24 +285,29 @@ def recommend():
                 demote_genres=demote, shard=shard,
             )  # fmt: skip
         results.put(key, recs)
+    # Marked, so that a caller merging shards' answers by score keeps them last as well.
+    demoted = model.in_genres(recs.movie_ids, demote) if demote else ()
     return jsonify(
         user=user_id,
         k=k,
         model_version=recs.model_version,
         fallback=recs.fallback,
         reason=recs.reason,
-        items=_items(recs.items, recs.because),
+        items=_items(recs.items, recs.because, demoted),
     )
 
 
-@bp.get("/predict")
+@bp.get(wire.PREDICT.path)
 def predict():
-    """Predicted stars of one movie for one user, from the rating model."""
-    user_id = _int_param("user")
-    movie_id = _int_param("movie")
+    """Predicted stars of one movie for one user, from the rating model; 404 for a movie the
+    model does not know (it would only answer the user's bias: no prediction about it)."""
+    args = wire.PREDICT.read(request.args)
+    user_id, movie_id = args["user"], args["movie"]
     model = current_app.extensions[EXTENSION]["watchers"]["rating"].current()
     if model is None:
         raise ModelNotReady("no rating model yet; run `movierec model train --algo svd`")
+    if not model.knows_movie(movie_id):
+        raise NotFound(f"model {model.version} does not know movie {movie_id}")
     return jsonify(
         user=user_id,
         movie=movie_id,
@@ -345,18 +316,18 @@ def predict():
     )
 
 
-@bp.get("/similar")
+@bp.get(wire.SIMILAR.path)
 def similar():
     """Movies closest to a movie in the model's factor space."""
-    movie_id = _int_param("movie")
-    k = _int_param("k", DEFAULT_K, high=MAX_K)
-    found = _model().similar(movie_id, k, shard=_shard_param())
+    args = wire.SIMILAR.read(request.args)
+    movie_id, k = args["movie"], args["k"]
+    found = _model().similar(movie_id, k, shard=_shard(args["shard"]))
     return jsonify(
         movie=movie_id, k=k, model_version=found.model_version, items=_items(found.items)
     )
 
 
-@bp.get("/health")
+@bp.get(wire.HEALTH.path)
 def health():
     model = current_app.extensions[EXTENSION]["watcher"].current()
     if model is None:
@@ -367,19 +338,19 @@ def health():
     return jsonify(status="ok", model_version=model.version)
 
 
-@bp.get("/model")
+@bp.get(wire.MODEL.path)
 def model_meta():
     return jsonify(_model().meta)
 
 
-@bp.get("/models")
+@bp.get(wire.MODELS.path)
 def models_meta():
     watchers = current_app.extensions[EXTENSION]["watchers"]
     found = {kind: watcher.current() for kind, watcher in watchers.items()}
     return jsonify({kind: (m.meta if m is not None else None) for kind, m in found.items()})
 
 
-@bp.get("/metrics")
+@bp.get(wire.METRICS.path)
 def metrics() -> Response:
     """This worker's counters, the result cache's size and the models answering."""
     ext = current_app.extensions[EXTENSION]
@@ -400,13 +371,22 @@ def metrics() -> Response:
     return Response(text, content_type=stats.CONTENT_TYPE)
 
 
+@bp.get("/openapi.json")
+def openapi():
+    """The wire contract (:mod:`movierec.wire.recommender`) as an OpenAPI document."""
+    return jsonify(wire.OPENAPI)
+
+
 def _http_error(exc: HTTPException):
     return jsonify(error=f"{exc.name.lower()}: {request.method} {request.path}"), exc.code
 
 
 def _movierec_error(exc: MovierecError):
     status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
-    return jsonify(error=redact(str(exc))), status
+    answer = jsonify(error=redact(str(exc)))
+    if status == 503:
+        answer.headers["Retry-After"] = str(getattr(exc, "retry_after", 5))
+    return answer, status
 
 
 def _unexpected_error(exc: Exception):

@@ -27,10 +27,7 @@ from movierec.db.engines import POOL_SIZE
 from movierec.db.fair_gate import FairGate
 from movierec.db.user_signals import OTHER_COLUMNS, RATING_COLUMNS, signal_columns
 from movierec.errors import BadInput, DatabaseUnavailable
-
-# Bounds on a context sent by a caller (the database's has none): far above any real user's.
-MAX_RATINGS = 100_000
-MAX_WORDS = 1000
+from movierec.wire.recommender import MAX_RATINGS, MAX_WORDS, WORD_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +129,8 @@ def _listed(body: Mapping[str, Any], name: str, kind: type, most: int) -> list:
         return []
     if not isinstance(values, list) or len(values) > most:
         raise BadInput(f"context: {name} must be a list of at most {most} values or null")
+    if kind is int and not _integers(values):
+        values = _integral(values)  # 46.0 for 46: JSON does not tell them apart
     if not _FITS[kind](values):
         raise BadInput(f"context: {name} must hold only {kind.__name__} values")
     return values
@@ -145,12 +144,20 @@ def _integers(values: list) -> bool:
     )
 
 
+def _integral(values: list) -> list:
+    """``values`` with floats of no fraction made ints (the rare caller's list: any other
+    value is left for :func:`_integers` to refuse)."""
+    if not set(map(type, values)) <= {int, float}:
+        return values
+    return [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
+
+
 def _numbers(values: list) -> bool:
     return set(map(type, values)) <= {int, float}
 
 
 def _words(values: list) -> bool:
-    return set(map(type, values)) <= {str} and max(map(len, values), default=0) <= 64
+    return set(map(type, values)) <= {str} and max(map(len, values), default=0) <= WORD_CHARS
 
 
 _FITS = {int: _integers, float: _numbers, str: _words}
@@ -199,6 +206,6 @@ class UserContextReader:
         try:
             return read()
         except DatabaseUnavailable as exc:
-            if not getattr(exc.__cause__, "connection_invalidated", False):
+            if not exc.disconnected:
                 raise
         return read()

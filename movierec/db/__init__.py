@@ -7,7 +7,8 @@
 ...     s.scalar(select(func.count()).select_from(Movie))
 """
 
-from movierec.db.engines import Database, ShardUnavailable, make_engine, sqlalchemy_url
+from movierec.db.engines import Database, make_engine, sqlalchemy_url
+from movierec.db.errors import ShardUnavailable
 from movierec.db.local_server import LocalPostgres
 from movierec.db.migrate import upgrade
 from movierec.db.schema import (

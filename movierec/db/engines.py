@@ -11,8 +11,12 @@ closed it); one in steady use is not: under load a ping per checkout was a round
 request. A connection that dies while in steady use fails its statement once, which
 invalidates the whole pool, so the next checkout connects afresh. Every connection runs with
 ``statement_timeout`` (``settings.statement_timeout_ms``): a statement past it is cancelled
-by the server and :meth:`Database.session` raises :class:`QueryTimeout`. Long jobs (bulk
-loads, partition moves, rollbacks) lift it for their own transaction with ``SET LOCAL``.
+by the server and raises :class:`~movierec.db.errors.QueryTimeout`. Long jobs (bulk loads,
+partition moves, rollbacks) lift it for their own transaction with ``SET LOCAL``.
+
+Failures of the database, whichever statement meets them, raise the
+:class:`~movierec.errors.DatabaseUnavailable` that :mod:`movierec.db.errors` names (an
+engine's ``handle_error`` hook), never a driver error.
 """
 
 from __future__ import annotations
@@ -25,19 +29,14 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError, ProgrammingError
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from movierec.config import Settings
-from movierec.errors import ConfigError, DatabaseUnavailable
+from movierec.db.errors import translate
+from movierec.errors import DatabaseUnavailable
 
-QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
-# SQLSTATE class 08 sent by the server itself (a client-side failure has no SQLSTATE): its
-# postgres_fdw could not reach, or lost, a shard server.
-CONNECTION_EXCEPTION = "08"
-DISK_FULL = "53100"
-NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
 POOL_SIZE = 10  # connections per engine and process (make_engine)
 PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
 # psycopg prepares a statement once a connection has run it five times. For such a statement
@@ -50,26 +49,6 @@ PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged 
 # ms of PostgreSQL CPU per page against 0.57-0.60. Statements run once are planned as before.
 GENERIC_PLANS = "plan_cache_mode=force_generic_plan"
 _clock = time.monotonic  # the pool's idle times (tests move it)
-
-
-class MissingPrivilege(ConfigError):
-    """The role the app connects as lacks a privilege the statement needs (SQLSTATE 42501):
-    a setup problem (a migration not run, a URL with the wrong role), not the user's."""
-
-
-class ShardUnavailable(DatabaseUnavailable):
-    """The database answered, but a server holding some of the rows the statement needs
-    (a postgres_fdw shard) did not. What lives elsewhere can still be read and written."""
-
-
-class StorageFull(DatabaseUnavailable):
-    """A disk the database writes to is full (SQLSTATE 53100): the statement's transaction
-    was rolled back and nothing stored was harmed; writes there fail until space is freed."""
-
-
-class QueryTimeout(DatabaseUnavailable):
-    """A statement ran longer than the statement timeout and was cancelled (the server is
-    overloaded, or the query needs an index). Its transaction was rolled back."""
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -126,7 +105,25 @@ def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = POO
         },
     )
     _ping_when_idle(engine, PING_AFTER_IDLE)
+    role = make_url(sqlalchemy_url(url)).username or "postgres"
+    _translate_errors(engine, role, statement_timeout_ms)
     return engine
+
+
+def _translate_errors(engine: Engine, role: str, statement_timeout_ms: int) -> None:
+    """Raise :mod:`movierec.db.errors`' error for a failure of the database, from any
+    statement or connection attempt of ``engine`` (the pool still invalidates a broken
+    connection first)."""
+
+    @event.listens_for(engine, "handle_error")
+    def _translated(context: ExceptionContext) -> None:
+        if context.is_pre_ping:
+            return  # the pool's own question: it handles the answer
+        found = translate(context.original_exception, role, statement_timeout_ms)
+        if found is not None:
+            if isinstance(found, DatabaseUnavailable):
+                found.disconnected = context.is_disconnect
+            raise found
 
 
 def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
@@ -176,12 +173,12 @@ class Database:
     def session(self, readonly: bool = False) -> Iterator[Session]:
         """A session that commits on success and rolls back on error.
 
-        Raises :class:`DatabaseUnavailable` when no server answers and :class:`QueryTimeout`
-        (a kind of it) when a statement outlasts the statement timeout.
+        Raises :class:`DatabaseUnavailable` (of the kind :mod:`movierec.db.errors` names)
+        when no server answers, a statement outlasts its timeout, a lock wait its own.
         """
         engine = self.engine_for(readonly)
         maker = self._primary_sessions if engine is self.primary else sessionmaker(engine)
-        with self._translated_errors(), maker() as session, session.begin():
+        with maker() as session, session.begin():
             yield session
 
     @contextmanager
@@ -190,38 +187,8 @@ class Database:
         sees its own snapshot) on its own. For hot paths that read in one statement: it
         saves the BEGIN and COMMIT round trips of :meth:`session`. Raises as it does."""
         engine = self.engine_for(readonly)
-        with self._translated_errors(), engine.connect() as conn:
+        with engine.connect() as conn:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
-
-    @contextmanager
-    def _translated_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except OperationalError as exc:
-            sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-            if sqlstate == QUERY_CANCELED:
-                raise QueryTimeout(
-                    f"query cancelled after {self.settings.statement_timeout_ms} ms "
-                    f"(statement_timeout): {_first_line(exc)}"
-                ) from exc
-            if sqlstate == DISK_FULL:
-                raise StorageFull(
-                    f"the database server's disk is full: {_first_line(exc)}"
-                ) from exc
-            if sqlstate.startswith(CONNECTION_EXCEPTION):
-                raise ShardUnavailable(f"a shard is unavailable: {_first_line(exc)}") from exc
-            raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
-        except ProgrammingError as exc:
-            if getattr(exc.orig, "sqlstate", None) != NO_PRIVILEGE:
-                raise
-            raise MissingPrivilege(
-                f"the database role {self.role} may not do this: {_first_line(exc)}"
-            ) from exc
-
-    @cached_property
-    def role(self) -> str:
-        """The role the primary's connections log in as (in messages)."""
-        return make_url(self.settings.database_url).username or "postgres"
 
     def engine_for(self, readonly: bool) -> Engine:
         """The engine :meth:`session` uses: the primary, or for ``readonly`` the replica when
@@ -235,16 +202,13 @@ class Database:
             with self.replica.connect() as conn:
                 conn.execute(text("SELECT 1"))
             return self.replica
-        except OperationalError:
+        except DatabaseUnavailable:
             return self.primary
 
     def check(self) -> None:
         """Raise :class:`DatabaseUnavailable` unless the primary answers a query."""
-        try:
-            with self.primary.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except OperationalError as exc:
-            raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+        with self.primary.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     def __enter__(self) -> Database:
         return self
@@ -257,7 +221,3 @@ class Database:
         for engine in (self.__dict__.get("primary"), self.__dict__.get("replica")):
             if engine is not None:
                 engine.dispose()
-
-
-def _first_line(exc: Exception) -> str:
-    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]

@@ -41,7 +41,13 @@ class DatabaseStatus:
 
 
 def database_status(settings: Settings) -> DatabaseStatus:
-    """Gather the status; never raises for a part that cannot be read (see the errors)."""
+    """Gather the status. Raises :class:`ConfigError` without a database URL and
+    :class:`DatabaseUnavailable` when the primary does not answer (there is no status to
+    show then, and a script must not read success); any other part that cannot be read
+    says why in its ``*_error``."""
+    settings.require("database_url")
+    with primary(settings) as conn:
+        conn.execute("SELECT 1")
     servers, servers_error = _attempt(lambda: tuple(replication_status(settings)))
     partitions, partitions_error = _attempt(lambda: tuple(list_partitions(settings)))
     last_backup, backups_error = _last_backup(settings)

@@ -18,6 +18,8 @@ from movierec.web.users import (
     recent_searches,
     save_preferred_genres,
 )
+from movierec.wire import site
+from movierec.wire.params import read_valid
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -31,8 +33,10 @@ def index() -> str:
 def render_account(new_token: str | None = None) -> str:
     """The account page; ``new_token`` is an API token just made, shown this once."""
     session = get_session()
-    page = request.args.get("page", "1")
-    page_number = int(page) if page.isdigit() and 0 < int(page) <= 10_000 else 1
+    found, problems = read_valid([site.RATINGS_PAGE], request.args)
+    if problems:
+        flash(f"{'; '.join(problems)}: showing the first page.", "error")
+    page_number = found.get("page", 1)
     ratings, more = ratings_of(session, current_user.id, page_number)
     form = PreferencesForm(genres=preferred_genres(session, current_user.id))
     return render_template(

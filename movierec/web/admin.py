@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from movierec.db.schema import Identity, Movie, Rating, User
-from movierec.errors import BadInput
 from movierec.web.db import read_session
+from movierec.wire import site
 
 bp = Blueprint("admin", __name__)
 USERS_PAGE = 100
@@ -49,10 +49,7 @@ def index() -> str:
 @admin_required
 def users() -> Response:
     """One page of users, oldest first, with how each can log in."""
-    raw = request.args.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
-        raise BadInput("page must be a whole number from 1 to 100000")
-    page = int(raw)
+    page = site.ADMIN_USERS.read(request.args)["page"]
     providers = (
         select(func.array_agg(Identity.provider))
         .where(Identity.user_id == User.id)

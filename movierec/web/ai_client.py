@@ -14,7 +14,10 @@ over several *shards*, each served by its own group of replicas (setting ``ai_sh
   shard is open, the call fails at once instead of waiting on timeouts.
 * Fan-out: with several shards, ``recommend`` and ``similar`` ask every shard at once (in
   threads) and merge their top-N by score. A shard's AI server scores only its movies, those
-  with ``movie_id % n == i``; the parameter ``shard=i/n`` tells it which.
+  with ``movie_id % n == i``; the parameters ``shard=i&shards=n`` tell it which.
+
+Requests are written with the recommender's own operations (:mod:`movierec.wire.recommender`),
+the definitions its server reads them with: parameter names and formats cannot drift apart.
   When some shards answer and others do not, the answer is the merge of those that did,
   marked ``partial``.
 
@@ -41,13 +44,14 @@ from urllib3.exceptions import HTTPError, ProtocolError
 
 from movierec.config import Settings
 from movierec.errors import ConfigError, MovierecError, NotFound
+from movierec.wire import recommender as wire
+from movierec.wire.openapi import Operation
 
 log = logging.getLogger(__name__)
 
 FAILURE_THRESHOLD = 3
 COOLDOWN_SECONDS = 5.0
 VERSION_CHECK_SECONDS = 3.0
-MAX_LIST = 1000  # the most ids (or genres) the recommender takes in ``exclude`` and the like
 JSON_HEADERS = {"Content-Type": "application/json"}
 Answer = TypeVar("Answer")
 
@@ -62,6 +66,8 @@ class Scored:
     score: float
     # The movie the user liked that this one is recommended because of, when the model says.
     because: int | None = None
+    # Of a genre the request demoted: it comes after every item that is not.
+    demoted: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,8 @@ class AIClient:
         context: Mapping[str, Any] | None = None,
     ) -> AIAnswer:
         """The top ``k`` movies for ``user_id``, none of ``exclude`` (the first
-        :data:`MAX_LIST` are sent), movies of ``demote_genres`` after all others.
+        :data:`~movierec.wire.recommender.MAX_LIST` are sent), movies of ``demote_genres``
+        after all others.
 
         ``context`` is what the database says about the user
         (:func:`movierec.db.user_signals.as_json`), when the caller has read it: it is sent
@@ -180,13 +187,11 @@ class AIClient:
 
         Raises :class:`AIUnavailable`.
         """
-        params: dict[str, Any] = {"user": user_id, "k": k}
-        if exclude:
-            params["exclude"] = ",".join(str(i) for i in exclude[:MAX_LIST])
-        if demote_genres:
-            params["demote_genres"] = ",".join(demote_genres[:MAX_LIST])
-        payload = None if context is None else json.dumps({"context": context}).encode()
-        return self._fan_out("/recommend", params, k, payload)
+        values = {"user": user_id, "k": k, "exclude": exclude, "demote_genres": demote_genres}
+        if context is None:
+            return self._fan_out(wire.RECOMMEND, values, k)
+        payload = json.dumps({"context": context}).encode()
+        return self._fan_out(wire.RECOMMEND_POSTED, values, k, payload)
 
     def similar(self, movie_id: int, k: int) -> AIAnswer:
         """Up to ``k`` movies like ``movie_id``.
@@ -194,7 +199,7 @@ class AIClient:
         Raises :class:`NotFound` when the model does not know the movie, :class:`AIUnavailable`
         when no instance answers.
         """
-        return self._fan_out("/similar", {"movie": movie_id, "k": k}, k)
+        return self._fan_out(wire.SIMILAR, {"movie": movie_id, "k": k}, k)
 
     def model_version(self) -> str | None:
         """The model version the AI servers report on ``/health``, asked at most every
@@ -211,7 +216,7 @@ class AIClient:
             self._version_checked = self._clock()
             versions = []
             for index in range(len(self.shards)):
-                versions.append(self._get(index, "/health", {}, _health_version))
+                versions.append(self._get(index, wire.HEALTH, {}, _health_version))
             self._version = "+".join(dict.fromkeys(versions))
         except (AIUnavailable, NotFound) as exc:
             log.info("model version unknown, keeping %s: %s", self._version, exc)
@@ -225,7 +230,9 @@ class AIClient:
         report = []
         for base in self.urls:
             try:
-                resp = self._http.request("GET", base + "/health", headers=self._headers)
+                resp = self._http.request(
+                    wire.HEALTH.method, base + wire.HEALTH.path, headers=self._headers
+                )
                 report.append((base, resp.status == 200 and resp.json().get("status") == "ok"))
             except (HTTPError, ValueError, AttributeError):
                 report.append((base, False))
@@ -256,11 +263,11 @@ class AIClient:
     # --- fan-out over shards ----------------------------------------------------------------------
 
     def _fan_out(
-        self, path: str, params: Mapping[str, Any], k: int, payload: bytes | None = None
+        self, op: Operation, values: Mapping[str, Any], k: int, payload: bytes | None = None
     ) -> AIAnswer:
         count = len(self.shards)
         if count == 1:
-            return self._get(0, path, params, _answer, payload)
+            return self._get(0, op, op.query(**values), _answer, payload)
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
@@ -269,7 +276,7 @@ class AIClient:
                     )
         futures = [
             self._pool.submit(
-                self._get, i, path, {**params, "shard": f"{i}/{count}"}, _answer, payload
+                self._get, i, op, op.query(**values, shard=(i, count)), _answer, payload
             )
             for i in range(count)
         ]
@@ -285,7 +292,7 @@ class AIClient:
                 unknown += 1  # this shard does not know the movie; another one may
         if not answers:
             if unknown and not failed:
-                raise NotFound(f"the recommender does not know {dict(params)}")
+                raise NotFound(f"the recommender does not know {dict(values)}")
             raise AIUnavailable("; ".join(failed))
         return merge(answers, k, partial=bool(failed))
 
@@ -294,14 +301,15 @@ class AIClient:
     def _get(
         self,
         shard: int,
-        path: str,
-        params: Mapping[str, Any],
+        op: Operation,
+        params: Mapping[str, str],
         parse: Callable[[Mapping[str, Any]], Answer],
         payload: bytes | None = None,
     ) -> Answer:
-        """The JSON answer of a GET (a POST of ``payload`` when given) to ``path`` of one of
-        the shard's instances, as ``parse`` reads it (raising :class:`_BadAnswer` for one it
-        cannot)."""
+        """The JSON answer of ``op`` with the query ``params`` (and body ``payload``) from one
+        of the shard's instances, as ``parse`` reads it (raising :class:`_BadAnswer` for one
+        it cannot)."""
+        path = op.path
         tried: set[_Instance] = set()
         problems: list[str] = []
         while True:
@@ -429,7 +437,8 @@ def _pool_manager(instances: int, timeout: float) -> urllib3.PoolManager:
 
 
 def merge(answers: Sequence[AIAnswer], k: int, partial: bool = False) -> AIAnswer:
-    """The best ``k`` of the shards' answers by score (ties: lower movie id first).
+    """The best ``k`` of the shards' answers by score (ties: lower movie id first), demoted
+    movies after all others, as each shard ordered its own.
 
     Each shard holds different movies, so the top ``k`` of all movies is among the shards'
     top ``k`` lists. It is a fallback when any shard's answer is, its reason the first one
@@ -440,7 +449,7 @@ def merge(answers: Sequence[AIAnswer], k: int, partial: bool = False) -> AIAnswe
         for item in answer.items:
             if item.movie_id not in best or item.score > best[item.movie_id].score:
                 best[item.movie_id] = item
-    ranked = sorted(best.values(), key=lambda s: (-s.score, s.movie_id))[:k]
+    ranked = sorted(best.values(), key=lambda s: (s.demoted, -s.score, s.movie_id))[:k]
     versions = [a.model_version for a in answers if a.model_version is not None]
     return AIAnswer(
         items=tuple(ranked),
@@ -463,7 +472,12 @@ def _items(body: Mapping[str, Any]) -> tuple[Scored, ...]:
         raise _BadAnswer("no items list")
     try:
         return tuple(
-            Scored(int(i["movie_id"]), float(i["score"]), _optional_int(i.get("because")))
+            Scored(
+                int(i["movie_id"]),
+                float(i["score"]),
+                _optional_int(i.get("because")),
+                i.get("demoted") is True,
+            )
             for i in items
         )
     except (TypeError, KeyError, ValueError, AttributeError) as exc:

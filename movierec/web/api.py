@@ -1,7 +1,9 @@
 """The JSON API under /api/: movies, search, the user's ratings, recommendations.
 
-Errors answer ``{"error": "..."}`` (see :mod:`movierec.web.errors`). POSTs are authenticated
-by the session cookie, so CSRFProtect wants the token in an ``X-CSRFToken`` header.
+Its parameters, bodies and answers are :mod:`movierec.wire.site`'s, which is also its OpenAPI
+document (``/api/openapi.json``). Errors answer ``{"error": "..."}`` (see
+:mod:`movierec.web.errors`). POSTs authenticated by the session cookie need the CSRF token in
+an ``X-CSRFToken`` header.
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ from movierec.web import cache, catalog, picks
 from movierec.web.auth.sessions import read_along
 from movierec.web.db import commit, get_session, wrote
 from movierec.web.movies import remember_search
-from movierec.web.users import check_rating, rate, ratings_of
+from movierec.web.users import rate, ratings_of
+from movierec.wire import site
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-MAX_K = 100
 
 
-@bp.get("/movies/<int:movie_id>")
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(site.OPENAPI)
+
+
+@bp.get("/movies/<id:movie_id>")
 def movie(movie_id: int) -> Response:
     return jsonify(movie_json(cache.movie(movie_id)))
 
@@ -48,7 +55,7 @@ def search() -> Response:
 @bp.get("/ratings")
 @login_required
 def my_ratings() -> Response:
-    page = _int_arg("page", 1, 1, 10_000)
+    page = site.MY_RATINGS.read(request.args)["page"]
     ratings, more = ratings_of(get_session(), current_user.id, page)
     items = [
         {
@@ -66,13 +73,7 @@ def my_ratings() -> Response:
 @bp.post("/ratings")
 @login_required
 def rate_movie() -> Response:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadInput('send a JSON object {"movie_id": int, "rating": number}')
-    movie_id = body.get("movie_id")
-    if isinstance(movie_id, bool) or not isinstance(movie_id, int) or movie_id < 1:
-        raise BadInput("movie_id must be a positive integer")
-    rating = check_rating(body.get("rating"))
+    movie_id, rating = site.read_rating(request.get_json(silent=True))
     session = get_session()
     catalog.movie_or_404(session, movie_id)
     rate(session, current_user.id, movie_id, rating)
@@ -87,7 +88,7 @@ def rate_movie() -> Response:
 @login_required
 @read_along(picks.TASTE_ALONG)
 def recommendations() -> Response:
-    found = picks.for_user(current_user.id, _int_arg("k", 10, 1, MAX_K))
+    found = picks.for_user(current_user.id, site.RECOMMENDATIONS.read(request.args)["k"])
 
     def body() -> str:
         return current_app.json.dumps(
@@ -117,12 +118,3 @@ def movie_json(movie: catalog.MovieItem) -> dict[str, Any]:
         "average_rating": movie.average,
         "score": movie.score,
     }
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name, "")
-    if not raw:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadInput(f"{name} must be a whole number from {low} to {high}")
-    return int(raw)

@@ -31,6 +31,7 @@ from movierec.web import (
     recommendations,
 )
 from movierec.web.ai_client import AIClient
+from movierec.wire.params import IdConverter
 
 SETTINGS = "movierec.settings"
 csrf = CSRFProtect()
@@ -74,6 +75,7 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
         PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.session_lifetime_hours),
     )
     app.config.update(flask_config)
+    app.url_map.converters["id"] = IdConverter  # <id:...>: ids by the one input rule
     app.extensions[SETTINGS] = settings
     if settings.web_proxy_count:
         # The client's address and scheme as the proxies saw them (rate limits, redirect URIs).

@@ -15,13 +15,11 @@ from flask import abort
 from sqlalchemy import Connection, Row, Text, func, literal, select
 from sqlalchemy.orm import Session
 
-from movierec.db.schema import GENRES, Movie, Rating
-from movierec.errors import BadInput
+from movierec.db.schema import Movie, Rating
+from movierec.wire import site
+from movierec.wire.params import MAX_ID
 
 PAGE_SIZE = 20
-MAX_PAGE = 500
-MAX_QUERY_CHARS = 200
-MAX_ID = 2**63 - 1
 _COLUMNS = (Movie.id, Movie.title, Movie.year, Movie.genres, Movie.imdb_id, Movie.tmdb_id)
 
 
@@ -92,33 +90,10 @@ class SearchPage:
 
 
 def parse_search(args: Mapping[str, str]) -> SearchQuery:
-    """Read ``q``, ``genre``, ``year`` and ``page`` from request arguments.
-
-    Raises :class:`BadInput` naming every malformed argument.
-    """
-    problems = []
-    q = " ".join(args.get("q", "").split())[:MAX_QUERY_CHARS]
-    genre = args.get("genre") or None
-    if genre is not None and genre not in GENRES:
-        problems.append(f"unknown genre {genre!r}")
-        genre = None
-    year = _int_arg(args, "year", 1870, 2100, problems)
-    page = _int_arg(args, "page", 1, MAX_PAGE, problems) or 1
-    if problems:
-        raise BadInput("; ".join(problems))
-    return SearchQuery(q=q, genre=genre, year=year, page=page)
-
-
-def _int_arg(
-    args: Mapping[str, str], name: str, low: int, high: int, problems: list[str]
-) -> int | None:
-    raw = (args.get(name) or "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        problems.append(f"{name} must be a whole number from {low} to {high}")
-        return None
-    return int(raw)
+    """The search in request arguments (``q``, ``genre``, ``year``, ``page``, read by
+    :data:`movierec.wire.site.SEARCH`). Raises :class:`BadInput` naming every malformed one."""
+    found = site.SEARCH.read(args)
+    return SearchQuery(q=found["q"], genre=found["genre"], year=found["year"], page=found["page"])
 
 
 def search(session: Session, query: SearchQuery) -> SearchPage:

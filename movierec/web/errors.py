@@ -1,7 +1,9 @@
 """Error answers: HTML pages for the site, ``{"error": ...}`` JSON under /api/, no tracebacks.
 
 Expected failures arrive as :class:`MovierecError` subclasses and map to a status here; what
-a person sees for a 5xx is a fixed sentence, while the detail goes to the log.
+a person sees for a 5xx is a fixed sentence, while the detail goes to the log. A 503 (a
+dependency that does not answer) says in ``Retry-After`` when to ask again: the error's
+``retry_after``, as :mod:`movierec.db.errors` sets it per kind of failure.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from movierec.web.ai_client import AIUnavailable
 log = logging.getLogger(__name__)
 UNAVAILABLE = "The service is temporarily unavailable. Please try again in a moment."
 STATUS = {BadInput: 400, NotFound: 404, DatabaseUnavailable: 503, AIUnavailable: 503}
+RETRY_AFTER = 5  # seconds, for a 503 whose error does not say
 TITLES = {
     400: "Bad request",
     401: "Log in first",
@@ -38,26 +41,35 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(MovierecError, _movierec_error)
 
 
-def _http_error(
-    exc: HTTPException,
-) -> tuple[Response | str, int] | tuple[Response | str, int, dict]:
+def _http_error(exc: HTTPException) -> tuple[Response | str, int] | Response:
     code = exc.code or 500
     if isinstance(exc, InternalServerError):
         # Flask hands over unhandled exceptions wrapped in a 500; log them, show nothing of them.
         if exc.original_exception is not None:
             log.error("unhandled error", exc_info=exc.original_exception)
         return _answer(500, "An unexpected error occurred; it has been logged.")
-    body, code = _answer(code, exc.description or TITLES.get(code, "Error"))
-    # A 429's or 503's Retry-After (werkzeug puts it in the exception's headers).
+    answer = _answer(code, exc.description or TITLES.get(code, "Error"))
+    # A 429's or 503's own Retry-After (werkzeug puts it in the exception's headers).
     retry = [value for name, value in exc.get_headers() if name == "Retry-After"]
-    return (body, code, {"Retry-After": retry[0]}) if retry else (body, code)
+    if retry:
+        return _retry_later(answer, retry[0])
+    return _retry_later(answer, RETRY_AFTER) if code == 503 else answer
 
 
-def _movierec_error(exc: MovierecError) -> tuple[Response | str, int]:
+def _retry_later(answer: tuple[Response | str, int], seconds: int | str) -> Response:
+    response = current_app.make_response(answer)
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+def _movierec_error(exc: MovierecError) -> tuple[Response | str, int] | Response:
     code = next((c for kind, c in STATUS.items() if isinstance(exc, kind)), 500)
+    if code == 503:
+        log.warning("%s: %s", type(exc).__name__, redact(str(exc)))
+        return _retry_later(_answer(code, UNAVAILABLE), getattr(exc, "retry_after", RETRY_AFTER))
     if code >= 500:
         log.warning("%s: %s", type(exc).__name__, redact(str(exc)))
-        return _answer(code, UNAVAILABLE if code == 503 else TITLES[500])
+        return _answer(code, TITLES[500])
     return _answer(code, str(exc))
 
 

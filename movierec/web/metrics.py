@@ -93,7 +93,7 @@ def _metrics() -> RequestMetrics:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    if not _loopback(request.remote_addr):
+    if not is_loopback(request.remote_addr):
         abort(404)
     settings = current_app.extensions["movierec.settings"]
     base = {"instance": settings.instance_name or "web", "pid": str(os.getpid())}
@@ -101,7 +101,7 @@ def metrics() -> Response:
     return Response(text, content_type=CONTENT_TYPE)
 
 
-def _loopback(address: str | None) -> bool:
+def is_loopback(address: str | None) -> bool:
     try:
         return address is not None and ipaddress.ip_address(address).is_loopback
     except ValueError:

@@ -42,7 +42,7 @@ def search() -> tuple[str, int]:
     return render_template("movies/search.html", page=page, query=query, genres=GENRES), 200
 
 
-@bp.get("/movies/<int:movie_id>")
+@bp.get("/movies/<id:movie_id>")
 def detail(movie_id: int) -> str:
     movie = cache.movie(movie_id)
     form = RateForm()

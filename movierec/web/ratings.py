@@ -9,9 +9,10 @@ from werkzeug.wrappers import Response
 from movierec.web import cache, catalog
 from movierec.web.db import commit, get_session, wrote
 from movierec.web.forms import RateForm
-from movierec.web.users import check_rating, rate, unrate
+from movierec.web.users import rate, unrate
+from movierec.wire import site
 
-bp = Blueprint("ratings", __name__, url_prefix="/movies/<int:movie_id>/rating")
+bp = Blueprint("ratings", __name__, url_prefix="/movies/<id:movie_id>/rating")
 
 
 @bp.post("")
@@ -21,7 +22,7 @@ def save(movie_id: int) -> Response:
     catalog.movie_or_404(session, movie_id)
     form = RateForm()
     if form.validate_on_submit():
-        rating = check_rating(float(form.rating.data))
+        rating = site.stars(float(form.rating.data))
         rate(session, current_user.id, movie_id, rating)
         commit()
         wrote()

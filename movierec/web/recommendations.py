@@ -25,12 +25,13 @@ from movierec.web.auth.sessions import read_along
 from movierec.web.db import commit, get_session, wrote
 from movierec.web.forms import NotInterestedForm, UndoNotInterestedForm
 from movierec.web.users import dismiss, undismiss
+from movierec.wire import site
+from movierec.wire.params import read_valid
 
 bp = Blueprint("recommendations", __name__)
 FOR_YOU = 24
 # With a filter, the recommender is asked for this many and the page keeps those that match.
 FILTER_CANDIDATES = min(FOR_YOU * 5, 100)
-DECADES = tuple(range(2020, 1910, -10))
 DISMISS_FORM = "not-interested"
 FILTER_FORMS = "movierec.filter_forms"
 
@@ -38,20 +39,12 @@ FILTER_FORMS = "movierec.filter_forms"
 def parse_filters(args: Mapping[str, str]) -> tuple[dict[str, str | int], list[str]]:
     """The genre and decade filters in ``args`` (only the valid ones) and what was not
     understood."""
+    found, problems = read_valid([site.GENRE, site.DECADE], args)
     filters: dict[str, str | int] = {}
-    problems = []
-    genre = args.get("genre", "")
-    if genre:
-        if genre in GENRES:
-            filters["genre"] = genre
-        else:
-            problems.append(f"unknown genre {genre[:40]!r}")
-    decade = args.get("decade", "").removesuffix("s")
-    if decade:
-        if decade.isdigit() and int(decade) in DECADES:
-            filters["decade"] = int(decade)
-        else:
-            problems.append(f"no decade {decade[:10]!r}")
+    if found.get("genre"):
+        filters["genre"] = found["genre"]
+    if found.get("decade"):
+        filters["decade"] = site.decade(found["decade"])
     return filters, problems
 
 
@@ -73,7 +66,7 @@ def filters_html(filters: Mapping[str, str | int]) -> Markup:
     html = forms.get(key)
     if html is None:
         macro = get_template_attribute("recommendations/_filters.html", "filter_form")
-        html = forms[key] = Markup(macro(GENRES, DECADES, filters))
+        html = forms[key] = Markup(macro(GENRES, site.DECADES, filters))
     return html
 
 
@@ -133,7 +126,7 @@ def not_interested() -> Response:
     return redirect(url_for("recommendations.for_you", **filters))
 
 
-@bp.post("/for-you/not-interested/<int:movie_id>/delete")
+@bp.post("/for-you/not-interested/<id:movie_id>/delete")
 @login_required
 def undo_not_interested(movie_id: int) -> Response:
     form = UndoNotInterestedForm()

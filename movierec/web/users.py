@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from movierec.db.partitions.rows import delete_rows, upsert
 from movierec.db.schema import Movie, NotInterested, Preference, Rating, Search, User
-from movierec.errors import BadInput
 from movierec.web.catalog import SearchQuery
 
 RATINGS_PAGE = 100
@@ -44,16 +43,6 @@ class PastSearch:
     genre: str | None
     year: int | None
     searched_at: datetime
-
-
-def check_rating(value: object) -> float:
-    """``value`` as a rating: 0.5 to 5 in half stars. Raises :class:`BadInput`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadInput("rating must be a number from 0.5 to 5 in steps of 0.5")
-    # Compared before float(): a huge JSON integer would overflow the conversion.
-    if not 0.5 <= value <= 5 or float(value) * 2 != int(float(value) * 2):
-        raise BadInput(f"rating {value} is not from 0.5 to 5 in steps of 0.5")
-    return float(value)
 
 
 def create_user(session: Session, username: str, password_hash: str) -> int | None:

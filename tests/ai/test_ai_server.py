@@ -23,6 +23,7 @@ from movierec.db import Rating
 from movierec.db.local_server import free_port
 from movierec.db.roles import AI_ROLE
 from movierec.db.user_signals import as_json, signal_columns
+from movierec.wire import recommender as wire
 
 USER = bindparam("user_id")
 SIGNALS = select(*signal_columns(USER)).where(Rating.user_id == USER)
@@ -158,19 +159,56 @@ def test_new_user_gets_popular_movies_in_preferred_genres(client, loaded):
 @pytest.mark.parametrize(
     "query, word",
     [
-        ("", "missing"),
-        ("user=abc", "integer"),
-        ("user=1.5", "integer"),
-        ("user=0", "between"),
-        ("user=1000&k=0", "between"),
-        ("user=1000&k=101", "between"),
-        ("user=1000&k=ten", "integer"),
-        ("user=99999999999999999999999", "integer"),
+        ("", "user is missing"),
+        ("user=abc", "whole number"),
+        ("user=1.5", "whole number"),
+        ("user=0", "from 1 to"),
+        ("user=-5", "whole number"),
+        ("user=1000&k=0", "k must be a whole number from 1 to 100"),
+        ("user=1000&k=101", "from 1 to 100"),
+        ("user=1000&k=ten", "whole number"),
+        ("user=99999999999999999999999", "whole number"),
+        # Digits int() would refuse (a 500 once) or read as another number: one rule, ASCII.
+        ("user=%C2%B2", "whole number"),
+        ("user=%C2%B9%E2%81%B9%E2%81%B9%E2%81%B0", "whole number"),
+        ("user=1000&k=%EF%BC%95", "whole number"),
+        ("user=%D9%A1", "whole number"),
+        ("user=1000&exclude=1,%C2%B2", "exclude must list whole numbers"),
+        ("user=1000&demote_genres=Horror,%00", "control characters"),
+        ("user=1000&shard=1", "given together"),
+        ("user=1000&shard=2&shards=2", "shard must be a whole number from 0 to 1"),
     ],
 )
 def test_bad_parameters_are_400_json(offline_client, query, word):
     answer = offline_client.get(f"/recommend?{query}")
     assert answer.status_code == 400 and word in answer.get_json()["error"]
+
+
+def test_every_problem_is_named_at_once(offline_client):
+    error = offline_client.get("/recommend?user=x&k=0").get_json()["error"]
+    assert "user must be" in error and "k must be" in error
+
+
+def test_predict_answers_for_known_movies_only(client, loaded):
+    user, movie = loaded.user_ids[0], loaded.movie_ids[0]
+    found = client.get(f"/predict?user={user}&movie={movie}")
+    assert found.status_code == 200 and 0.5 <= found.get_json()["rating"] <= 5
+    missing = client.get(f"/predict?user={user}&movie=999999")
+    assert missing.status_code == 404 and "999999" in missing.get_json()["error"]
+
+
+def test_the_openapi_document_is_the_wire_contract(offline_client):
+    doc = offline_client.get("/openapi.json").get_json()
+    assert doc == wire.OPENAPI
+    recommend = doc["paths"]["/recommend"]["get"]["parameters"]
+    assert [p["name"] for p in recommend] == [
+        "user",
+        "k",
+        "exclude",
+        "demote_genres",
+        "shard",
+        "shards",
+    ]
 
 
 def test_similar_and_its_404(client, loaded, model):
@@ -212,6 +250,7 @@ def test_without_a_model_health_is_503_then_a_new_model_is_picked_up(
     assert client.get("/health").get_json() == {"status": "no-model"}
     answer = client.get("/recommend?user=1000")
     assert answer.status_code == 503 and "model train" in answer.get_json()["error"]
+    assert int(answer.headers["Retry-After"]) >= 1
     report = train_model(database, settings.model_dir, fast_params)
     assert client.get("/health").get_json()["model_version"] == report.artifact.version
     assert client.get("/recommend?user=1000").status_code == 200

@@ -180,6 +180,8 @@ MALFORMED = [
          id="header"),
     case("ml-latest-small", "movies.csv", _lines(MOVIES_CSV, 3, b'11,"Caf\xe9",Drama'),
          r"movies.csv line 3: not valid UTF-8 \(byte 0xe9 at column 8\)", id="encoding"),
+    case("ml-latest-small", "movies.csv", _lines(MOVIES_CSV, 2, b'1,"Toy Story,Comedy'),
+         "movies.csv line 2: not valid CSV .*runs on to line", id="unclosed-quote"),
     case("ml-latest-small", "movies.csv", _lines(MOVIES_CSV, 5, b"40697,Babylon 5,Cartoon"),
          "movies.csv line 5: unknown genre 'Cartoon'", id="genre-name"),
     case("ml-latest-small", "movies.csv", _lines(MOVIES_CSV, 4, b"1,Toy Story 2 (1999),Comedy"),

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from movierec.db import Database
-from movierec.db.engines import StorageFull
+from movierec.db.errors import StorageFull
 from movierec.db.partitions import add_tablespace, place
 from movierec.db.roles import WEB_ROLE
 from movierec.db.tools import give_to_server_user, running_as_root

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from movierec.db import Database
-from movierec.db.engines import QueryTimeout
+from movierec.db.errors import QueryTimeout
 from movierec.errors import DatabaseUnavailable, MovierecError
 
 MOVIES, USERS, PER_USER = 20_000, 2_000, 30

@@ -12,7 +12,8 @@ from psycopg.errors import InsufficientPrivilege
 from sqlalchemy import text
 
 from movierec.db import Database
-from movierec.db.engines import MissingPrivilege, libpq_conninfo
+from movierec.db.engines import libpq_conninfo
+from movierec.db.errors import MissingPrivilege
 from movierec.db.migrate import alembic_config
 from movierec.db.roles import AI_ROLE, WEB_ROLE
 from movierec.errors import ConfigError

@@ -2,7 +2,9 @@
 and for logins: the site on a real socket, two real OpenID Connect providers, a browser.
 
 The stand-in answers the recommender's JSON shapes from a real loopback socket, so the AI
-client is exercised over HTTP exactly as in production, without a trained model.
+client is exercised over HTTP exactly as in production, without a trained model. It reads its
+requests and is held to its answers by the wire contract (support/contract.py); the real
+server against the real client is tests/ai/test_ai_contract.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from types import SimpleNamespace
 
 import argon2
 import pytest
-from flask import Flask, abort, jsonify, request
+from flask import Flask, abort, g, jsonify, request
+from support.contract import held_to_the_contract
 from support.oidc import OIDCClient, OIDCProvider, start_oidc_provider
 from werkzeug.serving import make_server
 
@@ -68,6 +71,7 @@ def _stand_in_app(state: StandInAI) -> Flask:
         if state.get_only and request.method != "GET":
             abort(405)
         time.sleep(state.delay)
+        g.misbehaving = state.status != 200 or state.body is not None
         if state.status != 200:
             return jsonify(error="stand-in failure"), state.status
         if state.body is not None:
@@ -76,11 +80,11 @@ def _stand_in_app(state: StandInAI) -> Flask:
 
     @app.route("/recommend", methods=["GET", "POST"])
     def recommend():
-        user, k = int(request.args["user"]), int(request.args["k"])
+        user, k = g.args["user"], g.args["k"]
         if request.method == "POST":
             state.contexts[user] = request.get_json()["context"]
         # Like the real server: excluded ("not interested") movies never appear.
-        exclude = {int(i) for i in request.args.get("exclude", "").split(",") if i}
+        exclude = set(g.args["exclude"])
         ranked = [(m, s) for m, s in state.recommendations.get(user, []) if m not in exclude]
         items = []
         for m, s in ranked[:k]:
@@ -99,21 +103,21 @@ def _stand_in_app(state: StandInAI) -> Flask:
 
     @app.get("/similar")
     def similar():
-        movie = int(request.args["movie"])
+        movie, k = g.args["movie"], g.args["k"]
         if movie not in state.similar:
-            abort(404)
-        items = state.similar[movie][: int(request.args["k"])]
+            return jsonify(error=f"unknown movie {movie}"), 404
         return jsonify(
             movie=movie,
+            k=k,
             model_version="stand-in-1",
-            items=[{"movie_id": m, "score": s} for m, s in items],
+            items=[{"movie_id": m, "score": s} for m, s in state.similar[movie][:k]],
         )
 
     @app.get("/health")
     def health():
         return jsonify(status="ok", model_version="stand-in-1")
 
-    return app
+    return held_to_the_contract(app)
 
 
 @pytest.fixture(scope="session")

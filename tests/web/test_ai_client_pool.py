@@ -1,5 +1,6 @@
 """AIClient over several stand-in recommenders on real sockets: balancing on calls in flight,
-the circuit breaker, timeouts, and fan-out over movie shards."""
+the circuit breaker, timeouts, and fan-out over movie shards. The stand-ins read requests and
+are held to their answers by the wire contract (support/contract.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
+from support.contract import held_to_the_contract
 from werkzeug.serving import make_server
 
 from movierec.errors import NotFound
-from movierec.web.ai_client import AIClient, AIUnavailable, Scored
+from movierec.web.ai_client import AIAnswer, AIClient, AIUnavailable, Scored, merge
 
 
 @dataclass
 class Recommender:
-    """A stand-in that scores a fixed catalogue; with a ``shard=i/n`` parameter it scores only
-    the movies with ``movie_id % n == i``, as a sharded server would."""
+    """A stand-in that scores a fixed catalogue; asked for shard i of n it scores only the
+    movies with ``movie_id % n == i``, as a sharded server would."""
 
     scores: dict[int, dict[int, float]] = field(default_factory=dict)  # user -> movie -> score
     similar: dict[int, dict[int, float]] = field(default_factory=dict)
@@ -33,10 +35,10 @@ class Recommender:
     url: str = ""
 
     def top(self, table: dict[int, float], k: int) -> list[dict]:
-        shard, _, shards = request.args.get("shard", "").partition("/")
+        shard = g.args["shard"]
         if self.serves_shard is not None:
-            assert shard and int(shard) == self.serves_shard, "sent to the wrong shard"
-        movies = [(m, s) for m, s in table.items() if not shard or m % int(shards) == int(shard)]
+            assert shard is not None and shard[0] == self.serves_shard, "sent to the wrong shard"
+        movies = [(m, s) for m, s in table.items() if shard is None or m % shard[1] == shard[0]]
         movies.sort(key=lambda pair: (-pair[1], pair[0]))
         return [{"movie_id": m, "score": s} for m, s in movies[:k]]
 
@@ -49,28 +51,32 @@ def _app(state: Recommender) -> Flask:
         if request.path != "/health":
             state.calls += 1
         time.sleep(state.delay)
+        g.misbehaving = state.status != 200
         if state.status != 200:
             return jsonify(error="stand-in failure"), state.status
         return None
 
     @app.get("/recommend")
     def recommend():
-        user, k = int(request.args["user"]), int(request.args["k"])
-        return jsonify(model_version=state.version, items=state.top(state.scores[user], k))
+        user, k = g.args["user"], g.args["k"]
+        return jsonify(
+            user=user, k=k, model_version=state.version, fallback=False, reason=None,
+            items=state.top(state.scores[user], k),
+        )  # fmt: skip
 
     @app.get("/similar")
     def similar():
-        movie = int(request.args["movie"])
+        movie, k = g.args["movie"], g.args["k"]
         if movie not in state.similar:
             return jsonify(error="unknown movie"), 404
-        items = state.top(state.similar[movie], int(request.args["k"]))
-        return jsonify(model_version=state.version, items=items)
+        items = state.top(state.similar[movie], k)
+        return jsonify(movie=movie, k=k, model_version=state.version, items=items)
 
     @app.get("/health")
     def health():
         return jsonify(status="ok", model_version=state.version)
 
-    return app
+    return held_to_the_contract(app)
 
 
 @pytest.fixture
@@ -111,7 +117,7 @@ def clients():
         client.close()
 
 
-CATALOGUE = {1: {m: float(s) for m, s in enumerate(np.random.default_rng(3).random(300))}}
+CATALOGUE = {1: {m: float(s) for m, s in enumerate(np.random.default_rng(3).random(300), start=1)}}
 
 
 def test_sequential_calls_spread_evenly(recommenders, clients):
@@ -265,3 +271,10 @@ def test_a_connection_closed_as_it_is_reused_is_retried_on_the_same_instance(cli
         assert [(s.calls, s.failures) for s in client.stats()] == [(3, 0)]
     finally:
         listener.close()
+
+
+def test_merge_keeps_demoted_movies_last_whatever_their_score():
+    shard_a = AIAnswer(items=(Scored(2, 0.9), Scored(4, 0.95, demoted=True)))
+    shard_b = AIAnswer(items=(Scored(1, 0.5), Scored(3, 0.99, demoted=True)))
+    merged = merge([shard_a, shard_b], 4)
+    assert [s.movie_id for s in merged.items] == [2, 1, 3, 4]

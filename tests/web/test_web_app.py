@@ -14,17 +14,17 @@ from movierec.web.db import commit, get_session
 from movierec.web.users import record_search
 
 
-def test_healthz_answers_ok_while_the_database_answers(client):
+def test_healthz_answers_ok_while_the_instance_can_serve(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
+    assert response.get_json()["status"] == "ok"
 
 
 def test_database_down_gives_503_page_and_json_not_a_traceback(make_app, dead_url):
     port = dead_url.rsplit(":", 1)[1]
     client = make_app(database_url=f"postgresql://postgres@127.0.0.1:{port}/nowhere").test_client()
 
-    assert client.get("/healthz").status_code == 503
+    assert client.get("/healthz").status_code == 200  # the instance is fine; see test_web_health
     page = client.get("/")
     text = page.get_data(as_text=True)
     assert page.status_code == 503

@@ -227,8 +227,9 @@ def _text_lines(path: Path, encoding: str, progress: ByteProgress) -> Iterator[t
 def _csv_rows(
     lines: Iterator[tuple[int, str]], name: str, header: str
 ) -> Iterator[tuple[int, list[str]]]:
-    """Rows of a CSV file with ``header``; blank lines are skipped."""
-    numbers: list[int] = [0]
+    """Rows of a CSV file with ``header``, each with the number of the line it starts on (a
+    quoted field may run over several); blank lines are skipped."""
+    numbers = [0, 0]  # the line read last, the last line of the previous record
 
     def text_only() -> Iterator[str]:
         for number, line in lines:
@@ -241,11 +242,15 @@ def _csv_rows(
         if first is None or ",".join(first) != header:
             got = "an empty file" if first is None else repr(",".join(first))
             raise BadInput(f"{name} line 1: expected the header {header}, got {got}")
+        numbers[1] = numbers[0]
         for fields in reader:
+            start, numbers[1] = numbers[1] + 1, numbers[0]
             if fields:
-                yield numbers[0], fields
+                yield start, fields
     except csv.Error as exc:
-        raise BadInput(f"{name} line {numbers[0]}: not valid CSV ({exc})") from None
+        start, end = numbers[1] + 1, numbers[0]
+        runs = f"; its quoted field runs on to line {end}" if end > start else ""
+        raise BadInput(f"{name} line {start}: not valid CSV ({exc}{runs})") from None
 
 
 def _movie_100k(line: str, name: str, number: int) -> list:

@@ -151,7 +151,7 @@ def _reauthentication_problem(password: str) -> str | None:
     )
 
 
-@bp.post("/tokens/<int:token_id>/revoke")
+@bp.post("/tokens/<id:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int) -> Response:
     if tokens.revoke_token(get_session(), current_user.id, token_id):

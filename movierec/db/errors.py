@@ -1,0 +1,102 @@
+"""The driver's errors as :class:`MovierecError`s: one table from SQLSTATE to what a caller
+can act on.
+
+A failure *of the database* (it cannot be reached, a shard behind it cannot, a lock or a
+statement outlasted its timeout, the server is shutting down or is a standby) is the kind of
+:class:`DatabaseUnavailable` its SQLSTATE says, with ``retry_after``: how long a client should
+wait before asking again (the site answers it as a 503 with a ``Retry-After`` header). A
+failure *of the statement* (a constraint, a syntax error) is not translated: its caller
+handles it, or it is a bug.
+
+Every engine :mod:`movierec.db.engines` makes raises these from any statement (its
+``handle_error`` hook), so code that runs statements outside :meth:`Database.session`, such
+as a web request's session, cannot leak a driver error as a 500.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from movierec.errors import ConfigError, DatabaseUnavailable, MovierecError
+
+NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
+DISK_FULL = "53100"
+
+
+class QueryTimeout(DatabaseUnavailable):
+    """A statement ran longer than the statement timeout and was cancelled (the server is
+    overloaded, or the query needs an index). Its transaction was rolled back."""
+
+
+class LockTimeout(DatabaseUnavailable):
+    """A row or table was locked by another transaction for longer than ``lock_timeout``
+    (a long job such as a rollback or a partition move holds it); asking again shortly
+    usually works."""
+
+    retry_after = 2
+
+
+class Conflict(DatabaseUnavailable):
+    """The transaction lost a deadlock or a serialization conflict and was rolled back;
+    running it again usually works."""
+
+    retry_after = 1
+
+
+class ShardUnavailable(DatabaseUnavailable):
+    """A foreign server (a postgres_fdw shard) holding rows the statement needs does not
+    answer; rows on the other servers are unaffected."""
+
+    retry_after = 10
+
+
+class StorageFull(DatabaseUnavailable):
+    """A disk the database writes to is full (SQLSTATE 53100): the statement's transaction
+    was rolled back and nothing stored was harmed; writes there fail until space is freed."""
+
+    retry_after = 60
+
+
+class MissingPrivilege(ConfigError):
+    """The role the app connects as lacks a privilege the statement needs (SQLSTATE 42501):
+    a setup problem (a migration not run, a URL with the wrong role), not the user's."""
+
+
+def translate(
+    exc: BaseException, role: str = "", statement_timeout_ms: int | None = None
+) -> MovierecError | None:
+    """The :class:`MovierecError` for a driver error (psycopg's, or SQLAlchemy's wrapping
+    one), or None when it is a failure of the statement rather than of the database.
+    ``role`` (the login role) and ``statement_timeout_ms`` (the connection's) go into the
+    messages."""
+    orig = getattr(exc, "orig", None) or exc
+    state = str(getattr(orig, "sqlstate", None) or "")
+    line = first_line(orig)
+    if state == NO_PRIVILEGE:
+        return MissingPrivilege(f"the database role {role or '?'} may not do this: {line}")
+    if state == "57014":
+        after = f" after {statement_timeout_ms} ms" if statement_timeout_ms else ""
+        return QueryTimeout(f"query cancelled{after} (statement_timeout): {line}")
+    if state == "55P03":
+        return LockTimeout(f"waited too long for a lock: {line}")
+    if state in ("40001", "40P01"):
+        return Conflict(f"transaction conflict, rolled back: {line}")
+    # A connection error reported *by the server* over a working connection is its own
+    # connection to a foreign server failing (libpq's own failures carry no SQLSTATE).
+    if state.startswith("08") or state == "HV00N":
+        return ShardUnavailable(f"a shard is unavailable: {line}")
+    if state == DISK_FULL:
+        return StorageFull(f"the database server's disk is full: {line}")
+    if state == "25006":
+        return DatabaseUnavailable(f"database unavailable (a standby, not the primary): {line}")
+    if state[:2] in ("53", "57", "58") or (
+        not state and isinstance(orig, psycopg.OperationalError)
+    ):
+        return DatabaseUnavailable(f"database unavailable: {line}")
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (PostgreSQL's add DETAIL and HINT lines)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
