@@ -146,11 +146,22 @@ class ClusterHome:
         """``movierec ARGS`` in a subprocess, as an operator runs it (a wide terminal)."""
         return movierec_cli(self.state_dir, *args, timeout=timeout)
 
+    def admin_cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        """``movierec ARGS`` as an admin runs it against the cluster: with the owner's URL
+        that ``cluster up`` left in a file (``export MOVIEREC_DATABASE_URL="$(cat ...)"``)
+        and the cluster's model directory."""
+        url = cluster.admin_url_file(self.settings).read_text().strip()
+        extra = {"MOVIEREC_DATABASE_URL": url, "MOVIEREC_MODEL_DIR": str(self.settings.model_dir)}
+        return movierec_cli(self.state_dir, *args, timeout=timeout, extra=extra)
 
-def movierec_cli(state_dir: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+
+def movierec_cli(
+    state_dir: Path, *args: str, timeout: float = 180, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "MOVIEREC_STATE_DIR": str(state_dir), "COLUMNS": "200", "TERM": "dumb"}
     for name in ("MOVIEREC_DATABASE_URL", "MOVIEREC_REPLICA_URL"):
         env.pop(name, None)
+    env.update(extra or {})
     return subprocess.run(
         [sys.executable, "-m", "movierec", *args],
         env=env,
