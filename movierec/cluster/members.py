@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -192,9 +193,10 @@ def _reap(pid: int | None) -> None:
         _CHILDREN.pop(pid, None)
 
 
-def reap_children() -> int:
+def reap_children(pids: Collection[int | None] | None = None) -> int:
     """Collect the exit status of children this process started that have ended (stopped by
-    ``cluster down`` run elsewhere, say); the number still running."""
+    ``cluster down`` run elsewhere, say); the number still running (of ``pids``, when given:
+    another cluster's may run meanwhile)."""
     for pid in list(_CHILDREN):
         _reap(pid)
-    return len(_CHILDREN)
+    return len(_CHILDREN if pids is None else set(_CHILDREN) & set(pids))

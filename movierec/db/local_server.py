@@ -206,8 +206,7 @@ class LocalPostgres:
         )
         self.info_file.write_text(json.dumps({"port": self.port, "socket_dir": str(socket_dir)}))
         self._wait_for_port()
-        if not any((self.data_dir / f).exists() for f in ("standby.signal", "recovery.signal")):
-            self._set_superuser_password(socket_dir)  # a standby has its primary's
+        self._set_superuser_password(socket_dir)
         return self
 
     def _write_hba(self) -> None:
@@ -226,12 +225,17 @@ class LocalPostgres:
         """Give the superuser the password kept for it, through the socket as the server's
         OS user: at every start, so that a fresh server, or one made when movierec trusted
         local connections, gets it (a psql run, some 30 ms)."""
+        # A standby, or a restored copy still replaying, is read-only and has its source's
+        # roles, passwords included: only a server that takes writes sets it.
         verifier = scram_verifier(self.passwords.get(SUPERUSER))
+        statement = (
+            "DO $$ BEGIN IF NOT pg_is_in_recovery() THEN "
+            f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}'; END IF; END $$"
+        )
         run_pg_tool(
             "psql",
             ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(socket_dir), "-p", str(self.port),
-             "-U", SUPERUSER, "-d", "postgres",
-             "-c", f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}'"],
+             "-U", SUPERUSER, "-d", "postgres", "-c", statement],
             timeout=30,
         )  # fmt: skip
 

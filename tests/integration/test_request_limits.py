@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.keys import AI_KEY
 
 from movierec.db.local_server import free_port
 from movierec.db.roles import WEB_ROLE
@@ -59,6 +60,7 @@ def test_an_overlong_request_line_is_a_json_414(settings, as_role, tmp_path):
     env = {
         "MOVIEREC_DATABASE_URL": as_role(settings.database_url, WEB_ROLE),
         "MOVIEREC_SECRET_KEY": "test-secret-key",
+        "MOVIEREC_AI_KEY": AI_KEY,
         "MOVIEREC_MODEL_DIR": str(tmp_path / "models"),
         "MOVIEREC_STATE_DIR": str(tmp_path / "state"),
     }
