@@ -68,17 +68,17 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import BigInteger, DateTime, Text, column, select, table, text
+from sqlalchemy import ARRAY, BigInteger, DateTime, Text, column, select, table, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from movierec.errors import BadInput, MovierecError, NotFound
+from movierec.db import history_rollback as engine
+from movierec.db.history_rollback import ROW_OPS, RollbackConflict
+from movierec.errors import BadInput, NotFound
 
-ROW_OPS = ("INSERT", "UPDATE", "DELETE")
+__all__ = ["ROW_OPS", "Change", "PruneReport", "RollbackConflict", "RollbackReport"]
 PREVIEW = 200  # changes a RollbackReport lists one by one; the counts cover them all
-UNDO_FAILED = "MRH01"  # SQLSTATE raised by movierec_history_undo()
 WORK_MEM = "256MB"  # for a rollback's transaction: its plan sorts every change in the window
 
 _history = table(
@@ -93,18 +93,15 @@ _history = table(
     column("changed_at", DateTime(timezone=True)),
     column("actor", Text),
     column("change_set", BigInteger),
+    column("private_changed", ARRAY(Text)),
 )
-
-
-class RollbackConflict(MovierecError):
-    """A rollback was refused: reverting would overwrite or destroy what the history does not
-    hold (a row changed outside it, a bulk load, a TRUNCATE, a row outside ``table``).
-    Nothing was changed."""
 
 
 @dataclass(frozen=True)
 class Change:
-    """One ``change_history`` row. ``key`` is the primary key; rows are ``to_jsonb`` images."""
+    """One ``change_history`` row. ``key`` is the primary key; rows are ``to_jsonb`` images
+    without the table's private columns; ``private_changed`` names those the change set or
+    changed."""
 
     id: int
     table: str
@@ -116,6 +113,7 @@ class Change:
     changed_at: datetime
     actor: str
     change_set: int | None
+    private_changed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,10 @@ class RollbackReport:
     ``changes`` counts the history rows in the window (``counts``: per table and operation;
     ``preview``: the newest :data:`PREVIEW` of them), ``rows`` the rows restored. After a real
     rollback, ``change_set`` is its change set and ``undo_to`` the id of its ``ROLLBACK``
-    marker: ``rollback(session, to_id=undo_to)`` undoes it.
+    marker: ``rollback(session, to_id=undo_to)`` undoes it. ``ignored`` counts the rows of
+    the window whose signature does not check (not written by the history's functions: a
+    forgery, or an edit of a recorded row); none of them is acted on, ``first_ignored`` is
+    the first.
     """
 
     dry_run: bool
@@ -139,6 +140,8 @@ class RollbackReport:
     rows: int | None = None
     change_set: int | None = None
     undo_to: int | None = None
+    ignored: int = 0
+    first_ignored: int | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,7 @@ def _change(row: Mapping[str, Any]) -> Change:
         changed_at=row["changed_at"],
         actor=row["actor"],
         change_set=row["change_set"],
+        private_changed=tuple(row["private_changed"] or ()),
     )
 
 
@@ -224,74 +228,55 @@ def rollback(
     only those of ``table``, in the session's transaction (the caller commits).
 
     ``through_id`` caps the window (the CLI passes the last id its dry run showed, so what
-    was confirmed is what gets reverted). Writes to the tables concerned wait until the
-    session's transaction ends; the statement timeout is lifted for it. Raises
-    :class:`BadInput` (neither or both of ``to_id``/``to_time``, a naive time, an unknown
-    table), :class:`NotFound` (no change ``to_id``) and :class:`RollbackConflict` (nothing
-    was changed).
+    was confirmed is what gets reverted). The rows to delete or update are locked until the
+    session's transaction ends (a dry run locks nothing); the statement timeout is lifted
+    for it. Raises :class:`BadInput` (neither or both of ``to_id``/``to_time``, a naive or
+    future time, an unknown table), :class:`NotFound` (no change ``to_id``) and
+    :class:`RollbackConflict` (nothing was changed).
     """
     if (to_id is None) == (to_time is None):
         raise BadInput("roll back to a change id or to a time (exactly one of them)")
     tables = tracked_tables(session)
     if table is not None:
         _check_table(session, table, tables)
-    if to_id is not None:
-        show_change(session, to_id)
     if to_time is not None:
-        to_time = _aware(to_time, "to_time")
-    # A large window outlasts a timeout meant for web requests, and sorts it in memory.
+        to_time = _not_future(session, _aware(to_time, "to_time"))
+    # A large window outlasts a timeout meant for web requests, and sorts it in memory; plans
+    # made for the values at hand let PostgreSQL prune partitions by them.
     _set_local(session, "statement_timeout", "0")
     _set_local(session, "work_mem", WORK_MEM)
-    if not dry_run:
-        # Lock before reading the window: no write to these tables can slip in between the
-        # conflict check and the revert. SHARE ROW EXCLUSIVE lets readers and FK checks in.
-        _lock(session, [table] if table else tables)
+    _set_local(session, "plan_cache_mode", "force_custom_plan")
     last = session.scalar(text("SELECT coalesce(max(id), 0) FROM change_history"))
+    if to_id is not None and to_id > last:
+        # Any id up to the last is a point in the history, even when its row was purged.
+        raise NotFound(f"no change with id {to_id} in the history")
     window = {
         "to_id": to_id,
         "to_time": to_time,
         "through_id": last if through_id is None else min(through_id, last),
         "table": table,
     }
+    engine.collect_window(session, window)
     report = _survey(session, window, dry_run)
-    _refuse_barriers(session, window)
-    _make_plan(session, window)
-    _check_conflicts(session)
+    engine.refuse_unsigned_past(session)
+    engine.refuse_barriers(session)
+    plans = engine.make_plan(session)
+    if not dry_run:
+        engine.lock_rows(session, plans)
+    engine.check_conflicts(session, plans, window["through_id"])
     if dry_run or not any(op in ROW_OPS for _, op, _ in report.counts):
         return report
-    try:
-        with session.begin_nested():  # a refusal below leaves the caller's transaction clean
-            change_set, marker = _open_rollback(session, window, report)
-            _set_local(session, "movierec.change_set", str(change_set))
-            rows = session.scalar(
-                text("SELECT movierec_history_undo('pg_temp.movierec_rollback_plan')")
-            )
-            _check_collateral(session, change_set)
-            _set_local(session, "movierec.change_set", "")
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != UNDO_FAILED:
-            raise
-        message = exc.orig.diag.message_primary
-        raise RollbackConflict(f"{message}; nothing was changed") from exc
+    with session.begin_nested():  # a refusal below leaves the caller's transaction clean
+        change_set, marker = _open_rollback(session, window, report)
+        _set_local(session, "movierec.change_set", str(change_set))
+        rows = engine.undo(session, plans)
+        engine.check_collateral(session, change_set)
+        _set_local(session, "movierec.change_set", "")
     return replace(report, rows=rows, change_set=change_set, undo_to=marker)
 
 
 def _survey(session: Session, window: dict[str, Any], dry_run: bool) -> RollbackReport:
-    counts = session.execute(
-        text(
-            "SELECT table_name, op, count(*) "
-            "FROM movierec_history_window(:to_id, :to_time, :through_id, :table) "
-            "GROUP BY table_name, op ORDER BY table_name, op"
-        ),
-        window,
-    ).all()
-    preview = session.execute(
-        text(
-            "SELECT * FROM movierec_history_window(:to_id, :to_time, :through_id, :table) "
-            "ORDER BY id DESC LIMIT :preview"
-        ),
-        {**window, "preview": PREVIEW},
-    ).mappings()
+    counts, newest, ignored, first_ignored = engine.window_survey(session, PREVIEW)
     return RollbackReport(
         dry_run=dry_run,
         to_id=window["to_id"],
@@ -300,62 +285,9 @@ def _survey(session: Session, window: dict[str, Any], dry_run: bool) -> Rollback
         through_id=window["through_id"],
         changes=sum(n for _, _, n in counts),
         counts=tuple((t, op, n) for t, op, n in counts),
-        preview=tuple(_change(row) for row in preview),
-    )
-
-
-def _refuse_barriers(session: Session, window: dict[str, Any]) -> None:
-    barrier = session.execute(
-        text(
-            "SELECT h.id, h.op, h.table_name, s.description, s.created_at "
-            "FROM movierec_history_window(:to_id, :to_time, :through_id, :table) h "
-            "LEFT JOIN change_sets s ON s.id = h.change_set "
-            "WHERE h.op IN ('BULK', 'TRUNCATE') ORDER BY h.id LIMIT 1"
-        ),
-        window,
-    ).first()
-    if barrier is None:
-        return
-    change_id, op, table_name, description, created_at = barrier
-    what = (
-        f"bulk load {description!r} of {table_name} ({created_at:%Y-%m-%d %H:%M:%S %Z})"
-        if op == "BULK"
-        else f"TRUNCATE of {table_name}"
-    )
-    raise RollbackConflict(
-        f"change {change_id} is a {what}, which has no per-row history; roll back to a point "
-        "after it, or restore a backup from before it; nothing was changed"
-    )
-
-
-def _make_plan(session: Session, window: dict[str, Any]) -> None:
-    """Materialise the window's plan (see migration 0002) in a temp table, analysed."""
-    session.execute(text("DROP TABLE IF EXISTS pg_temp.movierec_rollback_plan"))
-    session.execute(
-        text(
-            "CREATE TEMP TABLE movierec_rollback_plan ON COMMIT DROP AS SELECT * "
-            "FROM movierec_history_plan(:to_id, :to_time, :through_id, :table)"
-        ),
-        window,
-    )
-    session.execute(text("ANALYZE pg_temp.movierec_rollback_plan"))
-
-
-def _check_conflicts(session: Session) -> None:
-    conflict = session.execute(
-        text(
-            "SELECT c.*, count(*) OVER () "
-            "FROM movierec_history_conflicts('pg_temp.movierec_rollback_plan') c "
-            "ORDER BY c.conflict_change LIMIT 1"
-        )
-    ).first()
-    if conflict is None:
-        return
-    table_name, key, change_id, n = conflict
-    more = f" (and {n - 1} more rows)" if n > 1 else ""
-    raise RollbackConflict(
-        f"{table_name} {_compact(key)} is no longer as change {change_id} left it: it was "
-        f"changed outside the recorded history{more}; nothing was changed"
+        preview=tuple(_change(row) for row in newest),
+        ignored=ignored,
+        first_ignored=first_ignored,
     )
 
 
@@ -385,31 +317,22 @@ def _open_rollback(
     )
     marker = session.scalar(
         text(
-            "INSERT INTO change_history (table_name, op, new_row, change_set) "
-            "VALUES (:table, 'ROLLBACK', CAST(:details AS jsonb), :change_set) RETURNING id"
+            "SELECT movierec_history_append(:table, 'ROLLBACK', '{}', NULL, "
+            "CAST(:details AS jsonb), NULL, NULL, :change_set)"
         ),
         {"table": window["table"] or "*", "details": json.dumps(details), "change_set": change_set},
     )
     return change_set, marker
 
 
-def _check_collateral(session: Session, change_set: int) -> None:
-    """Raise if restoring changed a row outside the plan (a cascade past ``table``)."""
-    stray = session.execute(
-        text(
-            "SELECT table_name, row_key FROM change_history "
-            "WHERE change_set = :change_set AND changed_at = now() "
-            "AND op IN ('INSERT', 'UPDATE', 'DELETE') "
-            "EXCEPT SELECT table_name, row_key FROM pg_temp.movierec_rollback_plan LIMIT 1"
-        ),
-        {"change_set": change_set},
-    ).first()
-    if stray is not None:
-        table_name, key = stray
-        raise RollbackConflict(
-            f"reverting would also change {table_name} {_compact(key)}, which is outside the "
-            "rollback (a foreign key cascade); roll back every table; nothing was changed"
+def _not_future(session: Session, moment: datetime) -> datetime:
+    now = session.scalar(text("SELECT clock_timestamp()"))
+    if moment > now:
+        raise BadInput(
+            f"{moment.isoformat()} is in the future (the database's clock says "
+            f"{now.isoformat(timespec='seconds')}): there is nothing after it to roll back"
         )
+    return moment
 
 
 # -- maintenance ---------------------------------------------------------------------------
@@ -502,8 +425,8 @@ def bulk_change_set(
     )
     _run(
         target,
-        "INSERT INTO change_history (table_name, op, new_row, change_set) "
-        "SELECT t, 'BULK', %(details)s::jsonb, %(change_set)s FROM unnest(%(tables)s::text[]) t",
+        "SELECT movierec_history_append(t, 'BULK', '{}', NULL, %(details)s::jsonb, NULL, NULL, "
+        "%(change_set)s) FROM unnest(%(tables)s::text[]) t",
         {"details": payload, "change_set": change_set, "tables": list(tables)},
     )
     setting = "SELECT set_config('movierec.bulk_change_set', %(value)s, true)"
@@ -530,13 +453,6 @@ def _run(target: Any, statement: str, params: Mapping[str, Any]) -> Any:
 
 def _set_local(session: Session, name: str, value: str) -> None:
     session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
-
-
-def _lock(session: Session, tables: Sequence[str]) -> None:
-    names = sql.SQL(", ").join(sql.Identifier(t) for t in sorted(tables))
-    statement = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(names)
-    connection = session.connection()
-    connection.exec_driver_sql(statement.as_string(connection.connection.driver_connection))
 
 
 def _sql(session: Session, template: str, name: str) -> str:

@@ -26,8 +26,10 @@ from movierec.db.history import (
 from movierec.db.migrate import alembic_config, current_tables, upgrade
 from movierec.errors import BadInput, NotFound
 
+# A rollback never restores credentials (password_hash, session_generation): not compared.
 SNAPSHOTS = {
-    "users": "SELECT * FROM users ORDER BY id",
+    "users": "SELECT id, username, display_name, email, is_admin, source, source_id, created_at "
+    "FROM users ORDER BY id",
     "movies": "SELECT * FROM movies ORDER BY id",
     "ratings": "SELECT * FROM ratings ORDER BY user_id, movie_id",
     "preferences": "SELECT * FROM preferences ORDER BY user_id",
