@@ -399,6 +399,13 @@ def set_actor(target: Any, actor: str) -> None:
     _run(target, "SELECT set_config('movierec.actor', %(actor)s, true)", {"actor": actor})
 
 
+def act_as_user(target: Any, user_id: int) -> None:
+    """Blame the rest of this transaction's changes on the site's user ``user_id``
+    (``user:<id>``, the one claim the site's role may make). ``target`` as for
+    :func:`set_actor`."""
+    set_actor(target, f"user:{int(user_id)}")
+
+
 @contextmanager
 def bulk_change_set(
     target: Any, description: str, details: Mapping[str, Any] | None = None

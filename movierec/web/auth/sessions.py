@@ -26,6 +26,7 @@ from flask_login import LoginManager, UserMixin, login_user, logout_user
 from sqlalchemy import Row, Select, bindparam, select, true, update
 from werkzeug.wrappers import Response
 
+from movierec.db.history import act_as_user
 from movierec.db.schema import User
 from movierec.web import cache, changes
 from movierec.web.auth import tokens
@@ -240,6 +241,7 @@ def end_all_sessions(user_id: int) -> int:
     its copy now, so a copied cookie is refused here from the next request on.
     """
     forget_user(user_id)
+    act_as_user(get_session(), user_id)
     return get_session().scalar(
         update(User)
         .where(User.id == user_id)
