@@ -454,6 +454,26 @@ def test_cli_list_and_show(database, cli):
     assert f"change {newest}: UPDATE movies" in shown.output
 
 
+def test_cli_list_is_one_line_per_change_at_80_columns(database, db_url):
+    seed(database)
+    with database.session() as s:
+        set_actor(s, "user:12345")
+        s.execute(text("UPDATE ratings SET rating = 1 WHERE user_id = 1"))
+        s.execute(text("UPDATE users SET password_hash = 'x' WHERE id = 1"))
+    result = CliRunner().invoke(
+        main.app,
+        ["db", "history", "list", "--limit", "12"],
+        env={"MOVIEREC_DATABASE_URL": db_url, "COLUMNS": "80"},
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.rstrip("\n").splitlines()
+    assert max(len(line) for line in lines) <= 80, result.output
+    rows = [line for line in lines if line.split() and line.split()[0].isdigit()]
+    assert len(rows) == 12, result.output  # not one cut across lines
+    assert "user_id=1 movie_id=2" in result.output and "user:12345" in result.output
+    assert "UPDATE*" in result.output  # the password change, marked; its value is not there
+
+
 def test_cli_rollback_dry_run_confirm_and_yes(database, cli):
     seed(database)
     before, point = snapshot(database), last_change(database)
@@ -489,6 +509,8 @@ def test_cli_prune(database, cli):
         (("rollback", "--yes"), "give --to ID or --to-time TIME"),
         (("list", "--table", "nope"), "no history is kept for table 'nope'"),
         (("list", "--since", "soon"), "cannot read the time 'soon'"),
+        (("rollback", "--to-time", "2999-01-01T00:00:00+00:00", "--yes"), "is in the future"),
+        (("rollback", "--to-time", "2999-01-01T00:00:00+00:00", "--dry-run"), "is in the future"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_1(database, cli, args, expected):

@@ -202,9 +202,7 @@ def test_tokens_are_revoked_only_by_their_owner(client, seed, helpers, database)
         assert s.scalar(select(func.count()).select_from(ApiToken)) == 1
 
 
-def test_deleting_the_account_deletes_its_data_and_forgets_it(
-    client, seed, helpers, database
-):
+def test_deleting_the_account_deletes_its_data_and_forgets_it(client, seed, helpers, database):
     helpers.log_in(client, "ann")
     client.post("/account/genres", data={"genres": ["Drama"]})
     client.post("/account/tokens", data={"name": "t"})
