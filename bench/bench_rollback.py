@@ -2,6 +2,7 @@
 longest stall a steady writer on other rows sees while the rollback runs.
 
     .venv/bin/python bench/bench_rollback.py [--changes 1000,10000,100000] [--timeout 900]
+                                             [--shard]
 
 For each N: a fresh database on a private server (LocalPostgres, fsync off, in a temp dir)
 gets USERS users, MOVIES movies and RATINGS_PER_USER ratings per user as one bulk change set
@@ -12,6 +13,8 @@ preferences (5 %) and movie titles (5 %), all by users of the first half. Then
 transaction (timed to its commit), while a writer thread updates ratings of the second half's
 users, one autocommit statement at a time, and records the longest single write during the
 rollback. A run that outlasts ``--timeout`` seconds is cancelled and reported as such.
+``--shard`` starts a second server and places two of the four ratings partitions
+(``ratings_p1``, ``ratings_p3``) there (postgres_fdw), after the seed.
 
 The code measured is whichever ``movierec`` is imported: the "before" column of BENCHMARKS.md
 ran this script with ``PYTHONPATH=<a worktree at b64d87b>`` (the old engine; its migrations
@@ -33,6 +36,7 @@ from movierec.config import load_settings
 from movierec.db import Database, LocalPostgres, upgrade
 from movierec.db.engines import libpq_conninfo
 from movierec.db.history import bulk_change_set, rollback
+from movierec.db.partitions import add_server, place
 
 USERS = 20_000
 MOVIES = 5_000
@@ -153,8 +157,9 @@ def timed_rollback(
         return time.perf_counter() - started
 
 
-def measure(root: Path, changes: int, timeout: float) -> dict:
+def measure(root: Path, changes: int, timeout: float, sharded: bool) -> dict:
     server = LocalPostgres(root / f"pg{changes}").start()
+    shard = LocalPostgres(root / f"shard{changes}").start() if sharded else None
     try:
         url = server.create_database("bench")
         upgrade(url)
@@ -165,6 +170,11 @@ def measure(root: Path, changes: int, timeout: float) -> dict:
         )
         database = Database(settings)
         seed(url, database)
+        if shard is not None:
+            shard_url = shard.create_database("bench_shard")
+            add_server(settings, "shard1", shard_url.replace("postgresql+psycopg", "postgresql"))
+            for partition in ("ratings_p1", "ratings_p3"):
+                place(settings, partition, server="shard1")
         window = make_changes(url, changes)
         writer = Writer(url)
         writer.window = threading.Event()
@@ -180,6 +190,8 @@ def measure(root: Path, changes: int, timeout: float) -> dict:
         return {"dry": dry, "real": real, "stall": writer.longest, "writes": writer.writes}
     finally:
         server.stop()
+        if shard is not None:
+            shard.stop()
 
 
 def _seconds(value: float | None, timeout: float) -> str:
@@ -190,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", default="1000,10000,100000")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--shard", action="store_true", help="two ratings partitions remote")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="movierec-bench-rollback-"))
     root.chmod(0o755)
@@ -197,7 +210,7 @@ def main() -> None:
     try:
         for changes in (int(c) for c in args.changes.split(",")):
             print(f"{changes} changes ...", flush=True)
-            result = measure(root, changes, args.timeout)
+            result = measure(root, changes, args.timeout, args.shard)
             rows.append((changes, result))
             print(f"  {result}", flush=True)
     finally:
