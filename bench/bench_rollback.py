@@ -117,7 +117,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         with psycopg.connect(_conninfo(self.url), autocommit=True) as conn:
             user = USERS // 2
-            while not self.stop.is_set():
+            while not self.stop.is_set() and not conn.closed:
                 user = user + 1 if user < USERS else USERS // 2 + 1
                 started = time.perf_counter()
                 conn.execute("UPDATE ratings SET rating = 6 - rating WHERE user_id = %s", (user,))

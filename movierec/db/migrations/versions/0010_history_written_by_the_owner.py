@@ -79,43 +79,45 @@ TABLES = (
 
 FUNCTIONS = (
     # Whether the session's own login may rewrite the history (the owner, a superuser): only
-    # then are the settings that change what gets recorded believed.
+    # then are the settings that change what gets recorded believed. These small functions
+    # name every object with its schema instead of fixing search_path (a SET clause would
+    # stop PostgreSQL inlining them into the statements that call them, once per row).
     """
-    CREATE FUNCTION movierec_history_trusted() RETURNS boolean
-    LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
-        SELECT has_table_privilege(session_user, 'public.change_history', 'DELETE')
+    CREATE FUNCTION movierec_history_trusted() RETURNS boolean LANGUAGE sql STABLE AS $$
+        SELECT pg_catalog.has_table_privilege(session_user, 'public.change_history', 'DELETE')
     $$
     """,
     """
-    CREATE OR REPLACE FUNCTION movierec_actor() RETURNS text
-    LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
+    CREATE OR REPLACE FUNCTION movierec_actor() RETURNS text LANGUAGE sql STABLE AS $$
         SELECT CASE
-            WHEN claim IS NULL THEN session_user::text
-            WHEN claim ~ '^user:[0-9]+$' THEN claim
-            WHEN movierec_history_trusted() THEN claim
-            ELSE session_user::text || ' (claimed ' || claim || ')'
+            WHEN coalesce(pg_catalog.current_setting('movierec.actor', true), '') = ''
+                THEN session_user::text
+            WHEN pg_catalog.current_setting('movierec.actor', true) ~ '^user:[0-9]+$'
+                 OR public.movierec_history_trusted()
+                THEN pg_catalog.current_setting('movierec.actor', true)
+            ELSE session_user::text || ' (claimed '
+                 || pg_catalog.current_setting('movierec.actor', true) || ')'
         END
-        FROM (SELECT nullif(current_setting('movierec.actor', true), '') AS claim) AS setting
     $$
     """,
     """
-    CREATE FUNCTION movierec_history_change_set() RETURNS bigint
-    LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
-        SELECT CASE WHEN claim IS NOT NULL AND movierec_history_trusted()
-                    THEN CAST(claim AS bigint) END
-        FROM (SELECT nullif(current_setting('movierec.change_set', true), '') AS claim) AS s
+    CREATE FUNCTION movierec_history_change_set() RETURNS bigint LANGUAGE sql STABLE AS $$
+        SELECT CASE WHEN pg_catalog.current_setting('movierec.change_set', true) <> ''
+                         AND public.movierec_history_trusted()
+                    THEN CAST(pg_catalog.current_setting('movierec.change_set', true) AS bigint)
+               END
     $$
     """,
     # The HMAC of a history row's contents (all but the signature). changed_at goes in as
     # epoch seconds, since its text form depends on the session's time zone.
     """
     CREATE FUNCTION movierec_history_signature(h change_history) RETURNS bytea
-    LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
-        SELECT hmac(convert_to(jsonb_build_array(
+    LANGUAGE sql STABLE AS $$
+        SELECT public.hmac(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
                    h.id, h.table_name, h.op, h.row_key, h.old_row, h.new_row, h.txid,
-                   extract(epoch FROM h.changed_at), h.actor, h.change_set, h.account_id,
-                   h.private_changed)::text, 'UTF8'), s.key, 'sha256')
-          FROM history_secret s
+                   EXTRACT(epoch FROM h.changed_at), h.actor, h.change_set,
+                   h.account_id, h.private_changed)::text, 'UTF8'),
+               (SELECT s.key FROM public.history_secret s), 'sha256')
     $$
     """,
     # The one way rows get into the history: numbered, stamped and signed here.
