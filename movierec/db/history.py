@@ -6,35 +6,71 @@ What is recorded
     ``SELECT movierec_history_track('table')``). Every INSERT, DELETE and real UPDATE (one that
     changes a value) adds a ``change_history`` row: the table, the operation, the row's primary
     key as jsonb, the row before and after (``to_jsonb``), ``txid_current()``, the time the
-    transaction began (``changed_at``: a transaction is never cut in two by a time), and the
-    actor: the session setting ``movierec.actor`` (the web app sets ``user:<id>`` per request,
-    the CLI ``admin:<os user>``, both through :func:`set_actor`), else the database role. A
-    role that may not delete history rows (the site's) may claim only ``user:<id>``; another
-    claim of its is recorded as ``<role> (claimed <claim>)`` (migration 0009).
+    transaction began (``changed_at``: a transaction is never cut in two by a time), the
+    account the row belongs to (``account_id``: the user's id for ``users``, the column
+    referring to users elsewhere) and the actor.
     ``change_history`` is partitioned by month of ``changed_at``, with a DEFAULT partition so
     that no write ever fails for want of one; :func:`prune` (run it monthly) drops old months
     and creates the next ones.
 
+Who writes it (migration 0010)
+    Only the owner: the trigger function is SECURITY DEFINER (owned by the owner, with a fixed
+    search_path) and hands each row to ``movierec_history_append``, which numbers it, stamps
+    it and signs it: ``signature`` is an HMAC-SHA256 of the row's contents under a key in
+    ``history_secret``, which only the owner may read. No app role may insert, change or
+    delete history rows (:mod:`movierec.db.roles`). Markers (``BULK``, ``ROLLBACK``,
+    ``TRUNCATE``, ``FORGET``) go through the same function.
+
+Settings that change what is recorded
+    ``movierec.actor`` (the site sets ``user:<id>`` for each write it makes for a user, the
+    CLI ``admin:<os user>``, both through :func:`set_actor`), ``movierec.bulk_change_set`` and
+    ``movierec.change_set`` are believed only when the *session* user may delete history rows
+    (the owner, a superuser): inside definer functions (the trigger, the reference cascades)
+    ``current_user`` is the owner, so it is the session user that is asked. Any other session
+    may claim only ``user:<id>``; another claim of its is recorded as ``<session user>
+    (claimed <claim>)``; with no claim the actor is the session user. Its bulk and change-set
+    settings are ignored: its rows are recorded as usual, in no change set.
+
+Credentials
+    ``history_tables`` names each tracked table's private columns (``users.password_hash``,
+    ``users.session_generation``). They are left out of the row images; ``private_changed``
+    names those a change set or changed (a marker, never a value). A rollback never restores
+    them: an update leaves them as they are, a re-inserted row gets ``private_restore``
+    instead (no password; a session generation of the rollback's Unix time, above any an old
+    cookie can carry).
+
+Forgetting an account
+    :func:`movierec.db.accounts.delete_account` deletes an account and purges every history
+    row of it (``account_id``), leaving one ``FORGET`` marker with its id: no rollback brings
+    a forgotten account back.
+
 Bulk loads
-    Per-row history would make a bulk load about 15 times slower. A loader opens
+    Per-row history would make a bulk load about 15 times slower. A loader (the owner) opens
     :func:`bulk_change_set` instead: one ``change_sets`` row (kind ``bulk``) plus one ``BULK``
     marker in the history per table it names, and ``movierec.bulk_change_set`` set for its
-    transaction, which makes the triggers return at once (for a role that may delete history
-    rows anyway, such as the owner; the site's role is recorded as usual). The rows themselves
-    are not recorded, so a bulk load cannot be rolled back from the history: it is undone by
+    transaction, which makes the triggers return at once. The rows themselves are not
+    recorded, so a bulk load cannot be rolled back from the history: it is undone by
     restoring a backup to just before the change set's ``created_at`` (point-in-time recovery).
     :func:`rollback` refuses a window that contains a ``BULK`` marker rather than pretend.
 
 Rollback
     :func:`rollback` brings every row the window (changes after an id or a time, optionally of
-    one table) touched back to its state before the window, in one transaction: deletions
-    first (child tables before their parents), then updates, then re-insertions (parents
-    first). Before touching anything it checks that each row is still as the last change in
-    the window left it; a row changed in any other way (see below), or a revert that would
-    cascade into a row outside the window (``--table``), raises :class:`RollbackConflict`
-    and changes nothing. The rollback is itself recorded: a ``change_sets`` row (kind
-    ``rollback``), a ``ROLLBACK`` marker, and the restored rows as ordinary changes carrying
-    the change set's id, so rolling back to the marker undoes the rollback.
+    one table) touched back to its state before the window, in one transaction, with
+    set-based statements (:mod:`movierec.db.history_rollback`: one per step and table, joined
+    on the key and filtered by the partition column, so only the partitions holding such rows
+    are reached): deletions first (child tables before their parents), then updates, then
+    re-insertions (parents first). It acts only on rows whose signature checks: a row that
+    does not (a forgery, an edited row) is ignored and counted in the report; a window that
+    reaches back before the history was signed (migration 0010) is refused. Before touching
+    anything it locks the rows it will delete or update (nothing else: no table locks; a dry
+    run locks nothing) and checks that each row is still as the last change in the window
+    left it; a row changed in any other way (outside the history, or by a change after the
+    window), or a revert that would cascade into a row outside the window (``--table``),
+    raises :class:`RollbackConflict` and changes nothing. Changes committed while a rollback
+    runs are not in its window (even when their ids are lower); on a row it reverts they are
+    a conflict. The rollback is itself recorded: a ``change_sets`` row (kind ``rollback``), a
+    ``ROLLBACK`` marker, and the restored rows as ordinary changes carrying the change set's
+    id, so rolling back to the marker undoes the rollback.
 
 What the history does not see, and how the product copes
     * TRUNCATE fires no row triggers. The app's database role gets no TRUNCATE privilege,
@@ -46,16 +82,14 @@ What the history does not see, and how the product copes
       through the primary. Disabling triggers (``ALTER TABLE ... DISABLE TRIGGER``,
       ``session_replication_role = replica``) needs ownership or superuser, which the app
       role lacks.
-    * ``identities`` and ``searches`` are not tracked: deleting a user by rollback cascades
-      to them, and rolling that back does not bring them back.
+    * ``identities``, ``searches``, ``not_interested`` and the token tables are not tracked:
+      deleting a user by rollback cascades to them, and rolling that back does not bring
+      them back.
     Detection: the rollback's conflict check compares each row with its last recorded state,
     so a change the history missed is found (and the rollback refused) exactly when it
     matters. Rows whose table gained a column after their history was written look changed
     too (the old images lack the column): roll back across a migration with a backup.
     Primary keys are assumed never to be updated.
-
-The app role needs INSERT on ``change_history`` (the triggers run as the writer) and no
-UPDATE, DELETE or TRUNCATE on it.
 """
 
 from __future__ import annotations
