@@ -110,6 +110,8 @@ def show(ctx: typer.Context, change_id: Annotated[int, typer.Argument(metavar="I
         f"at {change.changed_at.isoformat()} by {change.actor}, txid {change.txid}, "
         f"change set {change_set}"
     )
+    if change.private_changed:
+        _say(f"private columns changed (values not kept): {', '.join(change.private_changed)}")
     for label, row in (("old row", change.old_row), ("new row", change.new_row)):
         _say(f"{label}:")
         _say(json.dumps(row, indent=2, sort_keys=True))

@@ -472,6 +472,12 @@ def test_cli_list_is_one_line_per_change_at_80_columns(database, db_url):
     assert len(rows) == 12, result.output  # not one cut across lines
     assert "user_id=1 movie_id=2" in result.output and "user:12345" in result.output
     assert "UPDATE*" in result.output  # the password change, marked; its value is not there
+    newest = last_change(database)
+    shown = CliRunner().invoke(
+        main.app, ["db", "history", "show", str(newest)], env={"MOVIEREC_DATABASE_URL": db_url}
+    )
+    assert "private columns changed (values not kept): password_hash" in shown.output
+    assert "'x'" not in shown.output and '"x"' not in shown.output
 
 
 def test_cli_rollback_dry_run_confirm_and_yes(database, cli):
