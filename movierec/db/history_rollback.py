@@ -78,7 +78,8 @@ def collect_window(session: Session, window: dict[str, Any]) -> None:
         session,
         sql.SQL(
             "CREATE TEMP TABLE movierec_rb_window ON COMMIT DROP AS SELECT h.*, "
-            "h.signature IS NOT DISTINCT FROM movierec_history_signature(h) AS authentic "
+            "h.signature IS NOT DISTINCT FROM movierec_history_signature(h, "
+            "(SELECT key FROM history_secret)) AS authentic "
             "FROM change_history h WHERE {}"
         ).format(sql.SQL(" AND ").join(sql.SQL(c) for c in conditions)),
         window,

@@ -108,43 +108,47 @@ FUNCTIONS = (
                END
     $$
     """,
-    # The HMAC of a history row's contents (all but the signature). changed_at goes in as
-    # epoch seconds, since its text form depends on the session's time zone.
+    # The HMAC of a history row's contents (all but the signature) under p_key (the key of
+    # history_secret, read once by the caller). changed_at goes in as epoch seconds, since its
+    # text form depends on the session's time zone.
     """
-    CREATE FUNCTION movierec_history_signature(h change_history) RETURNS bytea
-    LANGUAGE sql STABLE AS $$
+    CREATE FUNCTION movierec_history_signature(h change_history, p_key bytea) RETURNS bytea
+    LANGUAGE sql IMMUTABLE AS $$
         SELECT public.hmac(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
                    h.id, h.table_name, h.op, h.row_key, h.old_row, h.new_row, h.txid,
                    EXTRACT(epoch FROM h.changed_at), h.actor, h.change_set,
-                   h.account_id, h.private_changed)::text, 'UTF8'),
-               (SELECT s.key FROM public.history_secret s), 'sha256')
+                   h.account_id, h.private_changed)::text, 'UTF8'), p_key, 'sha256')
     $$
     """,
-    # The one way rows get into the history: numbered, stamped and signed here.
+    # The one way rows get into the history: numbered, stamped and signed here. Called by the
+    # definer trigger function and, for markers, by the owner; every name carries its schema
+    # (no SET search_path: it would cost each recorded row a configuration change).
     """
     CREATE FUNCTION movierec_history_append(
         p_table text, p_op text, p_key jsonb DEFAULT '{}', p_old jsonb DEFAULT NULL,
         p_new jsonb DEFAULT NULL, p_account bigint DEFAULT NULL,
         p_private text[] DEFAULT NULL,
-        p_change_set bigint DEFAULT movierec_history_change_set()
-    ) RETURNS bigint LANGUAGE plpgsql SET search_path = public, pg_temp AS $fn$
+        p_change_set bigint DEFAULT public.movierec_history_change_set()
+    ) RETURNS bigint LANGUAGE plpgsql AS $fn$
     DECLARE
-        h change_history;
+        h public.change_history;
+        v_secret bytea;
     BEGIN
-        h.id := nextval('change_history_id_seq');
+        SELECT s.key INTO STRICT v_secret FROM public.history_secret s;
+        h.id := pg_catalog.nextval('public.change_history_id_seq');
         h.table_name := p_table;
         h.op := p_op;
         h.row_key := p_key;
         h.old_row := p_old;
         h.new_row := p_new;
-        h.txid := txid_current();
-        h.changed_at := now();
-        h.actor := movierec_actor();
+        h.txid := pg_catalog.txid_current();
+        h.changed_at := pg_catalog.now();
+        h.actor := public.movierec_actor();
         h.change_set := p_change_set;
         h.account_id := p_account;
         h.private_changed := p_private;
-        h.signature := movierec_history_signature(h);
-        INSERT INTO change_history OVERRIDING SYSTEM VALUE SELECT h.*;
+        h.signature := public.movierec_history_signature(h, v_secret);
+        INSERT INTO public.change_history OVERRIDING SYSTEM VALUE SELECT h.*;
         RETURN h.id;
     END
     $fn$
@@ -298,7 +302,7 @@ NEW_FUNCTIONS = (
     "movierec_forget_account(bigint)",
     "movierec_history_account_column(text)",
     "movierec_history_append(text, text, jsonb, jsonb, jsonb, bigint, text[], bigint)",
-    "movierec_history_signature(change_history)",
+    "movierec_history_signature(change_history, bytea)",
     "movierec_history_change_set()",
     "movierec_history_trusted()",
 )
