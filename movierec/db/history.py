@@ -276,10 +276,13 @@ def rollback(
     if to_time is not None:
         to_time = _not_future(session, _aware(to_time, "to_time"))
     # A large window outlasts a timeout meant for web requests, and sorts it in memory; plans
-    # made for the values at hand let PostgreSQL prune partitions by them.
+    # made for the values at hand let PostgreSQL prune partitions by them; and a nested loop
+    # would search each partition's index for the whole list of those values once per
+    # planned row, where a hash join searches it once (10,000 changes: 8.4 s against 3.1 s).
     _set_local(session, "statement_timeout", "0")
     _set_local(session, "work_mem", WORK_MEM)
     _set_local(session, "plan_cache_mode", "force_custom_plan")
+    _set_local(session, "enable_nestloop", "off")
     last = session.scalar(text("SELECT coalesce(max(id), 0) FROM change_history"))
     if to_id is not None and to_id > last:
         # Any id up to the last is a point in the history, even when its row was purged.
