@@ -12,7 +12,9 @@ preferences (5 %) and movie titles (5 %), all by users of the first half. Then
 ``rollback(dry_run=True)`` and ``rollback()`` to the point before them, each in its own
 transaction (timed to its commit), while a writer thread updates ratings of the second half's
 users, one autocommit statement at a time, and records the longest single write during the
-rollback. A run that outlasts ``--timeout`` seconds is cancelled and reported as such.
+rollback. It also prints how fast the N changes were recorded (the history trigger's cost,
+with the reference and notification triggers). A run that outlasts ``--timeout`` seconds is
+cancelled and reported as such.
 ``--shard`` starts a second server and places two of the four ratings partitions
 (``ratings_p1``, ``ratings_p3``) there (postgres_fdw), after the seed.
 
@@ -175,7 +177,9 @@ def measure(root: Path, changes: int, timeout: float, sharded: bool) -> dict:
             add_server(settings, "shard1", shard_url.replace("postgresql+psycopg", "postgresql"))
             for partition in ("ratings_p1", "ratings_p3"):
                 place(settings, partition, server="shard1")
+        started = time.perf_counter()
         window = make_changes(url, changes)
+        recording = time.perf_counter() - started
         writer = Writer(url)
         writer.window = threading.Event()
         writer.start()
@@ -187,7 +191,13 @@ def measure(root: Path, changes: int, timeout: float, sharded: bool) -> dict:
         writer.stop.set()
         writer.join(10)
         database.dispose()
-        return {"dry": dry, "real": real, "stall": writer.longest, "writes": writer.writes}
+        return {
+            "dry": dry,
+            "real": real,
+            "stall": writer.longest,
+            "writes": writer.writes,
+            "recorded_per_s": changes / recording,
+        }
     finally:
         server.stop()
         if shard is not None:
@@ -215,12 +225,16 @@ def main() -> None:
             print(f"  {result}", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print("\n| changes | dry run (s) | rollback (s) | longest write stall during it (s) | writes |")
-    print("|---:|---:|---:|---:|---:|")
+    print(
+        "\n| changes | dry run (s) | rollback (s) | longest write stall during it (s) | "
+        "writes during it | changes recorded/s |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
     for changes, r in rows:
         print(
             f"| {changes:,} | {_seconds(r['dry'], args.timeout)} | "
-            f"{_seconds(r['real'], args.timeout)} | {r['stall']:.3f} | {r['writes']} |"
+            f"{_seconds(r['real'], args.timeout)} | {r['stall']:.3f} | {r['writes']} | "
+            f"{r['recorded_per_s']:,.0f} |"
         )
 
 
