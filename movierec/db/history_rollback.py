@@ -5,11 +5,19 @@ Why set-based: reverting change by change made PostgreSQL look up each row throu
 ``jsonb_populate_record`` lateral join it could not prune, so every changed row cost a probe
 of every partition, and a scan of every remote one (issue 24: 2,863 changes took 17
 minutes). Here each table's planned rows become a typed temp table (its key columns as real
-columns); every statement joins it to the table on those columns and also filters
-``<partition column> = ANY(<the plan's values of it>)``: PostgreSQL prunes the partitions
-that hold none of those values at plan time (each statement is planned for its values), and
-postgres_fdw sends the filter to each remaining shard, which answers from its index. Planning
-with a large array costs time (about 0.6 s for 100,000 values), paid once per statement.
+columns), and every statement joins it to the table on those columns, partition column
+first. How partitions are pruned:
+
+* A table with foreign partitions (shards): every statement also filters ``<partition
+  column> = ANY(<the plan's values of it>)``, planned for those values, so PostgreSQL skips
+  the partitions that hold none of them and postgres_fdw sends the filter to each shard
+  that remains (one remote query per statement, answered from the shard's index), and the
+  join is a hash join (a nested loop would ask the shard once per row).
+* Local partitions: the same filter when the plan names at most :data:`FEW_KEYS` values;
+  past that, none, and the planner's choice of join: a nested loop probes each row's key,
+  PostgreSQL prunes to the one partition that can hold it at each probe (run-time
+  pruning), and a nested loop over a long value list would search each index for the whole
+  list once per row.
 
 Locks: the rows a rollback will delete or update are locked (``FOR UPDATE``, in key order)
 before their state is checked, and nothing else: no table locks, so the site keeps writing
@@ -36,6 +44,7 @@ from sqlalchemy.orm import Session
 from movierec.errors import MovierecError
 
 ROW_OPS = ("INSERT", "UPDATE", "DELETE")
+FEW_KEYS = 64  # partition-key values a statement on local partitions names for plan-time pruning
 # Temp tables of a rollback's transaction: the window's rows, the plan (one row per key).
 WINDOW = "movierec_rb_window"
 PLAN = "movierec_rb_plan"
@@ -55,6 +64,7 @@ class TablePlan:
     temp: str  # the temp table of its planned rows, with the key columns typed
     key: tuple[str, ...]
     partition_column: str | None
+    remote: bool  # some of its partitions are foreign tables (on a shard)
     columns: tuple[str, ...]  # the columns a statement may write (not generated ones)
     private: dict[str, str]  # private column -> the SQL expression a re-inserted row gets
     rank: int  # how deep under the tables it refers to (parents are put back first)
@@ -227,11 +237,19 @@ def _table_plan(session: Session, table: str, temp: str, sample_key: str) -> Tab
         {"t": table},
     ).all()
     rank = session.scalar(text("SELECT movierec_history_table_rank(:t)"), {"t": table})
+    remote = session.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_partition_tree(to_regclass(quote_ident(:t))) p "
+            "JOIN pg_class c ON c.oid = p.relid WHERE c.relkind = 'f')"
+        ),
+        {"t": table},
+    )
     return TablePlan(
         table=table,
         temp=temp,
         key=key,
         partition_column=partition_column,
+        remote=bool(remote),
         columns=tuple(columns),
         private=dict(private),
         rank=rank or 0,
@@ -454,7 +472,9 @@ def _pruned(
     session: Session, plan: TablePlan, steps: Sequence[str] | None
 ) -> tuple[sql.Composable, dict[str, Any]]:
     """`` AND t.<partition column> = ANY(:pruned)`` with the plan's values of that column
-    (of ``steps``' rows, all rows when None); nothing for a table that is not partitioned."""
+    (of ``steps``' rows, all rows when None), and the join method to go with it (see the
+    module docstring); nothing for a table that is not partitioned."""
+    _join_method(session, plan)
     if plan.partition_column is None:
         return sql.SQL(""), {}
     column = sql.Identifier(plan.partition_column)
@@ -466,9 +486,17 @@ def _pruned(
         ),
         {"steps": list(steps or ())},
     ).scalar_one()
-    if values is None:
+    if values is None or (not plan.remote and len(values) > FEW_KEYS):
         return sql.SQL(""), {}
     return sql.SQL(" AND t.{} = ANY(:pruned)").format(column), {"pruned": values}
+
+
+def _join_method(session: Session, plan: TablePlan) -> None:
+    """Hash joins for a table with foreign partitions, the planner's choice otherwise."""
+    nested_loops = "off" if plan.remote else "on"
+    session.execute(
+        text("SELECT set_config('enable_nestloop', :value, true)"), {"value": nested_loops}
+    )
 
 
 def _execute(session: Session, statement: sql.Composable, params: dict[str, Any] | None = None):
