@@ -12,9 +12,10 @@ preferences (5 %) and movie titles (5 %), all by users of the first half. Then
 ``rollback(dry_run=True)`` and ``rollback()`` to the point before them, each in its own
 transaction (timed to its commit), while a writer thread updates ratings of the second half's
 users, one autocommit statement at a time, and records the longest single write during the
-rollback. It also prints how fast the N changes were recorded (the history trigger's cost,
-with the reference and notification triggers). A run that outlasts ``--timeout`` seconds is
-cancelled and reported as such.
+rollback. It also prints how fast the N changes were recorded, and (on the smallest N's
+database, before its changes) what the history trigger adds to each inserted and updated
+rating row: 2,000-row statements with and without it, rolled back. A run that outlasts
+``--timeout`` seconds is cancelled and reported as such.
 ``--shard`` starts a second server and places two of the four ratings partitions
 (``ratings_p1``, ``ratings_p3``) there (postgres_fdw), after the seed.
 
@@ -108,6 +109,40 @@ def make_changes(url: str, total: int) -> tuple[int, int]:
     return point, last
 
 
+TRIGGER_ROWS = 2000
+TRIGGER_STATEMENTS = (
+    "INSERT INTO ratings (user_id, movie_id, rating) "
+    "SELECT u, %(movie)s, 3 FROM generate_series(1, %(rows)s) u",
+    "UPDATE ratings SET rating = 4 WHERE movie_id = %(movie)s",
+)
+
+
+def trigger_cost(url: str, rounds: int = 3) -> tuple[float, float]:
+    """Microseconds the history trigger adds to an inserted and to an updated rating row: the
+    same statements with it and without it (ALTER TABLE ... DISABLE TRIGGER, rolled back),
+    best of ``rounds``."""
+    best = {True: [float("inf")] * 2, False: [float("inf")] * 2}
+    with psycopg.connect(_conninfo(url)) as conn:
+        for _ in range(rounds):
+            for recorded in (True, False):
+                with conn.transaction(force_rollback=True):
+                    conn.execute(
+                        "INSERT INTO movies (id, title) VALUES (%s, 'unrated')", (MOVIES + 1,)
+                    )
+                    if not recorded:
+                        conn.execute(
+                            "ALTER TABLE ratings DISABLE TRIGGER movierec_history, "
+                            "DISABLE TRIGGER movierec_history_update"
+                        )
+                    for i, statement in enumerate(TRIGGER_STATEMENTS):
+                        started = time.perf_counter()
+                        conn.execute(statement, {"movie": MOVIES + 1, "rows": TRIGGER_ROWS})
+                        took = time.perf_counter() - started
+                        best[recorded][i] = min(best[recorded][i], took)
+    on, off = best[True], best[False]
+    return tuple((on[i] - off[i]) / TRIGGER_ROWS * 1e6 for i in range(2))
+
+
 class Writer(threading.Thread):
     """Updates ratings of the second half's users, one autocommit statement at a time."""
 
@@ -172,6 +207,7 @@ def measure(root: Path, changes: int, timeout: float, sharded: bool) -> dict:
         )
         database = Database(settings)
         seed(url, database)
+        trigger = trigger_cost(url) if changes == min(ARGS_CHANGES) else None
         if shard is not None:
             shard_url = shard.create_database("bench_shard")
             add_server(settings, "shard1", shard_url.replace("postgresql+psycopg", "postgresql"))
@@ -197,11 +233,15 @@ def measure(root: Path, changes: int, timeout: float, sharded: bool) -> dict:
             "stall": writer.longest,
             "writes": writer.writes,
             "recorded_per_s": changes / recording,
+            "trigger_us": trigger,
         }
     finally:
         server.stop()
         if shard is not None:
             shard.stop()
+
+
+ARGS_CHANGES: list[int] = []  # the run's sizes: the trigger cost is measured on the smallest
 
 
 def _seconds(value: float | None, timeout: float) -> str:
@@ -214,6 +254,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--shard", action="store_true", help="two ratings partitions remote")
     args = parser.parse_args()
+    ARGS_CHANGES.extend(int(c) for c in args.changes.split(","))
     root = Path(tempfile.mkdtemp(prefix="movierec-bench-rollback-"))
     root.chmod(0o755)
     rows = []
@@ -236,6 +277,13 @@ def main() -> None:
             f"{_seconds(r['real'], args.timeout)} | {r['stall']:.3f} | {r['writes']} | "
             f"{r['recorded_per_s']:,.0f} |"
         )
+    for _, r in rows:
+        if r["trigger_us"] is not None:
+            insert_us, update_us = r["trigger_us"]
+            print(
+                f"\nhistory trigger: {insert_us:.0f} us per inserted rating, "
+                f"{update_us:.0f} us per updated rating ({TRIGGER_ROWS} rows, best of 3)"
+            )
 
 
 if __name__ == "__main__":
