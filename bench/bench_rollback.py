@@ -144,24 +144,34 @@ def trigger_cost(url: str, rounds: int = 3) -> tuple[float, float]:
 
 
 class Writer(threading.Thread):
-    """Updates ratings of the second half's users, one autocommit statement at a time."""
+    """Updates ratings of the second half's users, one autocommit statement at a time, and
+    keeps when each write started and ended."""
 
     def __init__(self, url: str):
         super().__init__(daemon=True)
-        self.url, self.stop, self.window = url, threading.Event(), None
-        self.longest, self.writes = 0.0, 0
+        self.url, self.stop = url, threading.Event()
+        self.writes: list[tuple[float, float]] = []
 
     def run(self) -> None:
         with psycopg.connect(_conninfo(self.url), autocommit=True) as conn:
             user = USERS // 2
-            while not self.stop.is_set() and not conn.closed:
+            while not self.stop.is_set():
                 user = user + 1 if user < USERS else USERS // 2 + 1
                 started = time.perf_counter()
-                conn.execute("UPDATE ratings SET rating = 6 - rating WHERE user_id = %s", (user,))
-                took = time.perf_counter() - started
-                if self.window is not None and self.window.is_set():
-                    self.longest, self.writes = max(self.longest, took), self.writes + 1
+                try:
+                    conn.execute(
+                        "UPDATE ratings SET rating = 6 - rating WHERE user_id = %s", (user,)
+                    )
+                except psycopg.OperationalError:  # the server stops at the end of a run
+                    return
+                self.writes.append((started, time.perf_counter()))
                 time.sleep(0.005)
+
+    def during(self, start: float, end: float) -> tuple[float, int]:
+        """The longest write that overlapped [start, end] (a write blocked by the rollback
+        ends after it), and how many overlapped."""
+        overlapping = [e - s for s, e in self.writes if s < end and e > start]
+        return max(overlapping, default=0.0), len(overlapping)
 
 
 def timed_rollback(
@@ -217,21 +227,22 @@ def measure(root: Path, changes: int, timeout: float, sharded: bool) -> dict:
         window = make_changes(url, changes)
         recording = time.perf_counter() - started
         writer = Writer(url)
-        writer.window = threading.Event()
         writer.start()
         time.sleep(0.5)
         dry = timed_rollback(database, url, window, True, timeout)
-        writer.window.set()
+        started = time.perf_counter()
         real = timed_rollback(database, url, window, False, timeout)
-        writer.window.clear()
+        ended = time.perf_counter()
+        time.sleep(0.5)  # a write the rollback held up ends after it
         writer.stop.set()
         writer.join(10)
+        stall, writes = writer.during(started, ended)
         database.dispose()
         return {
             "dry": dry,
             "real": real,
-            "stall": writer.longest,
-            "writes": writer.writes,
+            "stall": stall,
+            "writes": writes,
             "recorded_per_s": changes / recording,
             "trigger_us": trigger,
         }
