@@ -111,7 +111,11 @@ from movierec.db import history_rollback as engine
 from movierec.db.history_rollback import ROW_OPS, RollbackConflict
 from movierec.errors import BadInput, NotFound
 
-__all__ = ["ROW_OPS", "Change", "PruneReport", "RollbackConflict", "RollbackReport"]
+__all__ = [
+    "ROW_OPS", "Change", "PruneReport", "RollbackConflict", "RollbackReport", "act_as_user",
+    "bulk_change_set", "ensure_partitions", "list_changes", "prune", "rollback", "set_actor",
+    "show_change", "tracked_tables",
+]  # fmt: skip
 PREVIEW = 200  # changes a RollbackReport lists one by one; the counts cover them all
 WORK_MEM = "256MB"  # for a rollback's transaction: its plan sorts every change in the window
 
