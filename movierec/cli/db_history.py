@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
@@ -109,6 +110,8 @@ def show(ctx: typer.Context, change_id: Annotated[int, typer.Argument(metavar="I
         f"at {change.changed_at.isoformat()} by {change.actor}, txid {change.txid}, "
         f"change set {change_set}"
     )
+    if change.private_changed:
+        _say(f"private columns changed (values not kept): {', '.join(change.private_changed)}")
     for label, row in (("old row", change.old_row), ("new row", change.new_row)):
         _say(f"{label}:")
         _say(json.dumps(row, indent=2, sort_keys=True))
@@ -179,24 +182,44 @@ def _print_preview(report: RollbackReport) -> None:
         console.print(_changes_table(report.preview[:SHOWN]))
     if report.changes > SHOWN:
         _say(f"... and {report.changes - SHOWN} more")
+    if report.ignored:
+        _say(
+            f"ignored: {report.ignored} history rows whose signature does not check (not "
+            f"written by the history's trigger), the first is change {report.first_ignored}"
+        )
 
 
 def _changes_table(changes: list[Change] | tuple[Change, ...]) -> Table:
-    grid = Table()
-    for name in ("id", "changed at", "actor", "table", "op"):
-        grid.add_column(name, no_wrap=True)
+    """One line per change at 80 columns for the usual actors and keys: no box, the time
+    without its year (the header says it), the key as ``column=value``, the change set column
+    only when a change has one; a long actor or key wraps within its own column."""
+    years = {c.changed_at.astimezone().year for c in changes}
+    at = f"at ({years.pop()})" if len(years) == 1 else "at"
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    grid.add_column("id", no_wrap=True, justify="right")
+    grid.add_column(at, no_wrap=True)
+    grid.add_column("actor", overflow="fold")
+    grid.add_column("table", no_wrap=True)
+    grid.add_column("op", no_wrap=True)
     grid.add_column("key", overflow="fold")
-    grid.add_column("set", no_wrap=True)
+    if any(c.private_changed for c in changes):
+        grid.caption = "op*: private columns (credentials) changed; their values are not kept"
+    with_sets = any(c.change_set is not None for c in changes)
+    if with_sets:
+        grid.add_column("set", no_wrap=True)
     for change in changes:
-        grid.add_row(
+        moment = change.changed_at.astimezone()
+        row = [
             str(change.id),
-            change.changed_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            moment.strftime("%m-%d %H:%M:%S" if at != "at" else "%Y-%m-%d %H:%M:%S"),
             Text(change.actor),
             change.table,
-            change.op,
-            Text(_compact(change.key)),
-            "" if change.change_set is None else str(change.change_set),
-        )
+            change.op + ("*" if change.private_changed else ""),
+            Text(" ".join(f"{k}={v}" for k, v in change.key.items())),
+        ]
+        if with_sets:
+            row.append("" if change.change_set is None else str(change.change_set))
+        grid.add_row(*row)
     return grid
 
 

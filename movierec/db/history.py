@@ -6,35 +6,71 @@ What is recorded
     ``SELECT movierec_history_track('table')``). Every INSERT, DELETE and real UPDATE (one that
     changes a value) adds a ``change_history`` row: the table, the operation, the row's primary
     key as jsonb, the row before and after (``to_jsonb``), ``txid_current()``, the time the
-    transaction began (``changed_at``: a transaction is never cut in two by a time), and the
-    actor: the session setting ``movierec.actor`` (the web app sets ``user:<id>`` per request,
-    the CLI ``admin:<os user>``, both through :func:`set_actor`), else the database role. A
-    role that may not delete history rows (the site's) may claim only ``user:<id>``; another
-    claim of its is recorded as ``<role> (claimed <claim>)`` (migration 0009).
+    transaction began (``changed_at``: a transaction is never cut in two by a time), the
+    account the row belongs to (``account_id``: the user's id for ``users``, the column
+    referring to users elsewhere) and the actor.
     ``change_history`` is partitioned by month of ``changed_at``, with a DEFAULT partition so
     that no write ever fails for want of one; :func:`prune` (run it monthly) drops old months
     and creates the next ones.
 
+Who writes it (migration 0010)
+    Only the owner: the trigger function is SECURITY DEFINER (owned by the owner, with a fixed
+    search_path) and hands each row to ``movierec_history_append``, which numbers it, stamps
+    it and signs it: ``signature`` is an HMAC-SHA256 of the row's contents under a key in
+    ``history_secret``, which only the owner may read. No app role may insert, change or
+    delete history rows (:mod:`movierec.db.roles`). Markers (``BULK``, ``ROLLBACK``,
+    ``TRUNCATE``, ``FORGET``) go through the same function.
+
+Settings that change what is recorded
+    ``movierec.actor`` (the site sets ``user:<id>`` for each write it makes for a user, the
+    CLI ``admin:<os user>``, both through :func:`set_actor`), ``movierec.bulk_change_set`` and
+    ``movierec.change_set`` are believed only when the *session* user may delete history rows
+    (the owner, a superuser): inside definer functions (the trigger, the reference cascades)
+    ``current_user`` is the owner, so it is the session user that is asked. Any other session
+    may claim only ``user:<id>``; another claim of its is recorded as ``<session user>
+    (claimed <claim>)``; with no claim the actor is the session user. Its bulk and change-set
+    settings are ignored: its rows are recorded as usual, in no change set.
+
+Credentials
+    ``history_tables`` names each tracked table's private columns (``users.password_hash``,
+    ``users.session_generation``). They are left out of the row images; ``private_changed``
+    names those a change set or changed (a marker, never a value). A rollback never restores
+    them: an update leaves them as they are, a re-inserted row gets ``private_restore``
+    instead (no password; a session generation of the rollback's Unix time, above any an old
+    cookie can carry).
+
+Forgetting an account
+    :func:`movierec.db.accounts.delete_account` deletes an account and purges every history
+    row of it (``account_id``), leaving one ``FORGET`` marker with its id: no rollback brings
+    a forgotten account back.
+
 Bulk loads
-    Per-row history would make a bulk load about 15 times slower. A loader opens
+    Per-row history would make a bulk load about 15 times slower. A loader (the owner) opens
     :func:`bulk_change_set` instead: one ``change_sets`` row (kind ``bulk``) plus one ``BULK``
     marker in the history per table it names, and ``movierec.bulk_change_set`` set for its
-    transaction, which makes the triggers return at once (for a role that may delete history
-    rows anyway, such as the owner; the site's role is recorded as usual). The rows themselves
-    are not recorded, so a bulk load cannot be rolled back from the history: it is undone by
+    transaction, which makes the triggers return at once. The rows themselves are not
+    recorded, so a bulk load cannot be rolled back from the history: it is undone by
     restoring a backup to just before the change set's ``created_at`` (point-in-time recovery).
     :func:`rollback` refuses a window that contains a ``BULK`` marker rather than pretend.
 
 Rollback
     :func:`rollback` brings every row the window (changes after an id or a time, optionally of
-    one table) touched back to its state before the window, in one transaction: deletions
-    first (child tables before their parents), then updates, then re-insertions (parents
-    first). Before touching anything it checks that each row is still as the last change in
-    the window left it; a row changed in any other way (see below), or a revert that would
-    cascade into a row outside the window (``--table``), raises :class:`RollbackConflict`
-    and changes nothing. The rollback is itself recorded: a ``change_sets`` row (kind
-    ``rollback``), a ``ROLLBACK`` marker, and the restored rows as ordinary changes carrying
-    the change set's id, so rolling back to the marker undoes the rollback.
+    one table) touched back to its state before the window, in one transaction, with
+    set-based statements (:mod:`movierec.db.history_rollback`: one per step and table, joined
+    on the key and filtered by the partition column, so only the partitions holding such rows
+    are reached): deletions first (child tables before their parents), then updates, then
+    re-insertions (parents first). It acts only on rows whose signature checks: a row that
+    does not (a forgery, an edited row) is ignored and counted in the report; a window that
+    reaches back before the history was signed (migration 0010) is refused. Before touching
+    anything it locks the rows it will delete or update (nothing else: no table locks; a dry
+    run locks nothing) and checks that each row is still as the last change in the window
+    left it; a row changed in any other way (outside the history, or by a change after the
+    window), or a revert that would cascade into a row outside the window (``--table``),
+    raises :class:`RollbackConflict` and changes nothing. Changes committed while a rollback
+    runs are not in its window (even when their ids are lower); on a row it reverts they are
+    a conflict. The rollback is itself recorded: a ``change_sets`` row (kind ``rollback``), a
+    ``ROLLBACK`` marker, and the restored rows as ordinary changes carrying the change set's
+    id, so rolling back to the marker undoes the rollback.
 
 What the history does not see, and how the product copes
     * TRUNCATE fires no row triggers. The app's database role gets no TRUNCATE privilege,
@@ -46,16 +82,14 @@ What the history does not see, and how the product copes
       through the primary. Disabling triggers (``ALTER TABLE ... DISABLE TRIGGER``,
       ``session_replication_role = replica``) needs ownership or superuser, which the app
       role lacks.
-    * ``identities`` and ``searches`` are not tracked: deleting a user by rollback cascades
-      to them, and rolling that back does not bring them back.
+    * ``identities``, ``searches``, ``not_interested`` and the token tables are not tracked:
+      deleting a user by rollback cascades to them, and rolling that back does not bring
+      them back.
     Detection: the rollback's conflict check compares each row with its last recorded state,
     so a change the history missed is found (and the rollback refused) exactly when it
     matters. Rows whose table gained a column after their history was written look changed
     too (the old images lack the column): roll back across a migration with a backup.
     Primary keys are assumed never to be updated.
-
-The app role needs INSERT on ``change_history`` (the triggers run as the writer) and no
-UPDATE, DELETE or TRUNCATE on it.
 """
 
 from __future__ import annotations
@@ -68,17 +102,21 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import BigInteger, DateTime, Text, column, select, table, text
+from sqlalchemy import ARRAY, BigInteger, DateTime, Text, column, select, table, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from movierec.errors import BadInput, MovierecError, NotFound
+from movierec.db import history_rollback as engine
+from movierec.db.history_rollback import ROW_OPS, RollbackConflict
+from movierec.errors import BadInput, NotFound
 
-ROW_OPS = ("INSERT", "UPDATE", "DELETE")
+__all__ = [
+    "ROW_OPS", "Change", "PruneReport", "RollbackConflict", "RollbackReport", "act_as_user",
+    "bulk_change_set", "ensure_partitions", "list_changes", "prune", "rollback", "set_actor",
+    "show_change", "tracked_tables",
+]  # fmt: skip
 PREVIEW = 200  # changes a RollbackReport lists one by one; the counts cover them all
-UNDO_FAILED = "MRH01"  # SQLSTATE raised by movierec_history_undo()
 WORK_MEM = "256MB"  # for a rollback's transaction: its plan sorts every change in the window
 
 _history = table(
@@ -93,18 +131,15 @@ _history = table(
     column("changed_at", DateTime(timezone=True)),
     column("actor", Text),
     column("change_set", BigInteger),
+    column("private_changed", ARRAY(Text)),
 )
-
-
-class RollbackConflict(MovierecError):
-    """A rollback was refused: reverting would overwrite or destroy what the history does not
-    hold (a row changed outside it, a bulk load, a TRUNCATE, a row outside ``table``).
-    Nothing was changed."""
 
 
 @dataclass(frozen=True)
 class Change:
-    """One ``change_history`` row. ``key`` is the primary key; rows are ``to_jsonb`` images."""
+    """One ``change_history`` row. ``key`` is the primary key; rows are ``to_jsonb`` images
+    without the table's private columns; ``private_changed`` names those the change set or
+    changed."""
 
     id: int
     table: str
@@ -116,6 +151,7 @@ class Change:
     changed_at: datetime
     actor: str
     change_set: int | None
+    private_changed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +161,10 @@ class RollbackReport:
     ``changes`` counts the history rows in the window (``counts``: per table and operation;
     ``preview``: the newest :data:`PREVIEW` of them), ``rows`` the rows restored. After a real
     rollback, ``change_set`` is its change set and ``undo_to`` the id of its ``ROLLBACK``
-    marker: ``rollback(session, to_id=undo_to)`` undoes it.
+    marker: ``rollback(session, to_id=undo_to)`` undoes it. ``ignored`` counts the rows of
+    the window whose signature does not check (not written by the history's functions: a
+    forgery, or an edit of a recorded row); none of them is acted on, ``first_ignored`` is
+    the first.
     """
 
     dry_run: bool
@@ -139,6 +178,8 @@ class RollbackReport:
     rows: int | None = None
     change_set: int | None = None
     undo_to: int | None = None
+    ignored: int = 0
+    first_ignored: int | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +247,7 @@ def _change(row: Mapping[str, Any]) -> Change:
         changed_at=row["changed_at"],
         actor=row["actor"],
         change_set=row["change_set"],
+        private_changed=tuple(row["private_changed"] or ()),
     )
 
 
@@ -224,74 +266,58 @@ def rollback(
     only those of ``table``, in the session's transaction (the caller commits).
 
     ``through_id`` caps the window (the CLI passes the last id its dry run showed, so what
-    was confirmed is what gets reverted). Writes to the tables concerned wait until the
-    session's transaction ends; the statement timeout is lifted for it. Raises
-    :class:`BadInput` (neither or both of ``to_id``/``to_time``, a naive time, an unknown
-    table), :class:`NotFound` (no change ``to_id``) and :class:`RollbackConflict` (nothing
-    was changed).
+    was confirmed is what gets reverted). The rows to delete or update are locked until the
+    session's transaction ends (a dry run locks nothing). For the rest of that transaction
+    the statement timeout is lifted and ``work_mem``, ``plan_cache_mode`` and
+    ``enable_nestloop`` are set as the rollback needs them (:mod:`.history_rollback`).
+
+    Raises :class:`BadInput` (neither or both of ``to_id``/``to_time``, a naive or future
+    time, an unknown table), :class:`NotFound` (``to_id`` after the last change) and
+    :class:`RollbackConflict` (nothing was changed).
     """
     if (to_id is None) == (to_time is None):
         raise BadInput("roll back to a change id or to a time (exactly one of them)")
     tables = tracked_tables(session)
     if table is not None:
         _check_table(session, table, tables)
-    if to_id is not None:
-        show_change(session, to_id)
     if to_time is not None:
-        to_time = _aware(to_time, "to_time")
-    # A large window outlasts a timeout meant for web requests, and sorts it in memory.
+        to_time = _not_future(session, _aware(to_time, "to_time"))
+    # A large window outlasts a timeout meant for web requests, and sorts it in memory; plans
+    # made for the values at hand let PostgreSQL prune partitions by them.
     _set_local(session, "statement_timeout", "0")
     _set_local(session, "work_mem", WORK_MEM)
-    if not dry_run:
-        # Lock before reading the window: no write to these tables can slip in between the
-        # conflict check and the revert. SHARE ROW EXCLUSIVE lets readers and FK checks in.
-        _lock(session, [table] if table else tables)
+    _set_local(session, "plan_cache_mode", "force_custom_plan")
     last = session.scalar(text("SELECT coalesce(max(id), 0) FROM change_history"))
+    if to_id is not None and to_id > last:
+        # Any id up to the last is a point in the history, even when its row was purged.
+        raise NotFound(f"no change with id {to_id} in the history")
     window = {
         "to_id": to_id,
         "to_time": to_time,
         "through_id": last if through_id is None else min(through_id, last),
         "table": table,
     }
+    engine.collect_window(session, window)
     report = _survey(session, window, dry_run)
-    _refuse_barriers(session, window)
-    _make_plan(session, window)
-    _check_conflicts(session)
+    engine.refuse_unsigned_past(session)
+    engine.refuse_barriers(session)
+    plans = engine.make_plan(session)
+    if not dry_run:
+        engine.lock_rows(session, plans)
+    engine.check_conflicts(session, plans, window["through_id"])
     if dry_run or not any(op in ROW_OPS for _, op, _ in report.counts):
         return report
-    try:
-        with session.begin_nested():  # a refusal below leaves the caller's transaction clean
-            change_set, marker = _open_rollback(session, window, report)
-            _set_local(session, "movierec.change_set", str(change_set))
-            rows = session.scalar(
-                text("SELECT movierec_history_undo('pg_temp.movierec_rollback_plan')")
-            )
-            _check_collateral(session, change_set)
-            _set_local(session, "movierec.change_set", "")
-    except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != UNDO_FAILED:
-            raise
-        message = exc.orig.diag.message_primary
-        raise RollbackConflict(f"{message}; nothing was changed") from exc
+    with session.begin_nested():  # a refusal below leaves the caller's transaction clean
+        change_set, marker = _open_rollback(session, window, report)
+        _set_local(session, "movierec.change_set", str(change_set))
+        rows = engine.undo(session, plans)
+        engine.check_collateral(session, change_set)
+        _set_local(session, "movierec.change_set", "")
     return replace(report, rows=rows, change_set=change_set, undo_to=marker)
 
 
 def _survey(session: Session, window: dict[str, Any], dry_run: bool) -> RollbackReport:
-    counts = session.execute(
-        text(
-            "SELECT table_name, op, count(*) "
-            "FROM movierec_history_window(:to_id, :to_time, :through_id, :table) "
-            "GROUP BY table_name, op ORDER BY table_name, op"
-        ),
-        window,
-    ).all()
-    preview = session.execute(
-        text(
-            "SELECT * FROM movierec_history_window(:to_id, :to_time, :through_id, :table) "
-            "ORDER BY id DESC LIMIT :preview"
-        ),
-        {**window, "preview": PREVIEW},
-    ).mappings()
+    counts, newest, ignored, first_ignored = engine.window_survey(session, PREVIEW)
     return RollbackReport(
         dry_run=dry_run,
         to_id=window["to_id"],
@@ -300,62 +326,9 @@ def _survey(session: Session, window: dict[str, Any], dry_run: bool) -> Rollback
         through_id=window["through_id"],
         changes=sum(n for _, _, n in counts),
         counts=tuple((t, op, n) for t, op, n in counts),
-        preview=tuple(_change(row) for row in preview),
-    )
-
-
-def _refuse_barriers(session: Session, window: dict[str, Any]) -> None:
-    barrier = session.execute(
-        text(
-            "SELECT h.id, h.op, h.table_name, s.description, s.created_at "
-            "FROM movierec_history_window(:to_id, :to_time, :through_id, :table) h "
-            "LEFT JOIN change_sets s ON s.id = h.change_set "
-            "WHERE h.op IN ('BULK', 'TRUNCATE') ORDER BY h.id LIMIT 1"
-        ),
-        window,
-    ).first()
-    if barrier is None:
-        return
-    change_id, op, table_name, description, created_at = barrier
-    what = (
-        f"bulk load {description!r} of {table_name} ({created_at:%Y-%m-%d %H:%M:%S %Z})"
-        if op == "BULK"
-        else f"TRUNCATE of {table_name}"
-    )
-    raise RollbackConflict(
-        f"change {change_id} is a {what}, which has no per-row history; roll back to a point "
-        "after it, or restore a backup from before it; nothing was changed"
-    )
-
-
-def _make_plan(session: Session, window: dict[str, Any]) -> None:
-    """Materialise the window's plan (see migration 0002) in a temp table, analysed."""
-    session.execute(text("DROP TABLE IF EXISTS pg_temp.movierec_rollback_plan"))
-    session.execute(
-        text(
-            "CREATE TEMP TABLE movierec_rollback_plan ON COMMIT DROP AS SELECT * "
-            "FROM movierec_history_plan(:to_id, :to_time, :through_id, :table)"
-        ),
-        window,
-    )
-    session.execute(text("ANALYZE pg_temp.movierec_rollback_plan"))
-
-
-def _check_conflicts(session: Session) -> None:
-    conflict = session.execute(
-        text(
-            "SELECT c.*, count(*) OVER () "
-            "FROM movierec_history_conflicts('pg_temp.movierec_rollback_plan') c "
-            "ORDER BY c.conflict_change LIMIT 1"
-        )
-    ).first()
-    if conflict is None:
-        return
-    table_name, key, change_id, n = conflict
-    more = f" (and {n - 1} more rows)" if n > 1 else ""
-    raise RollbackConflict(
-        f"{table_name} {_compact(key)} is no longer as change {change_id} left it: it was "
-        f"changed outside the recorded history{more}; nothing was changed"
+        preview=tuple(_change(row) for row in newest),
+        ignored=ignored,
+        first_ignored=first_ignored,
     )
 
 
@@ -385,31 +358,22 @@ def _open_rollback(
     )
     marker = session.scalar(
         text(
-            "INSERT INTO change_history (table_name, op, new_row, change_set) "
-            "VALUES (:table, 'ROLLBACK', CAST(:details AS jsonb), :change_set) RETURNING id"
+            "SELECT movierec_history_append(:table, 'ROLLBACK', '{}', NULL, "
+            "CAST(:details AS jsonb), NULL, NULL, :change_set)"
         ),
         {"table": window["table"] or "*", "details": json.dumps(details), "change_set": change_set},
     )
     return change_set, marker
 
 
-def _check_collateral(session: Session, change_set: int) -> None:
-    """Raise if restoring changed a row outside the plan (a cascade past ``table``)."""
-    stray = session.execute(
-        text(
-            "SELECT table_name, row_key FROM change_history "
-            "WHERE change_set = :change_set AND changed_at = now() "
-            "AND op IN ('INSERT', 'UPDATE', 'DELETE') "
-            "EXCEPT SELECT table_name, row_key FROM pg_temp.movierec_rollback_plan LIMIT 1"
-        ),
-        {"change_set": change_set},
-    ).first()
-    if stray is not None:
-        table_name, key = stray
-        raise RollbackConflict(
-            f"reverting would also change {table_name} {_compact(key)}, which is outside the "
-            "rollback (a foreign key cascade); roll back every table; nothing was changed"
+def _not_future(session: Session, moment: datetime) -> datetime:
+    now = session.scalar(text("SELECT clock_timestamp()"))
+    if moment > now:
+        raise BadInput(
+            f"{moment.isoformat()} is in the future (the database's clock says "
+            f"{now.isoformat(timespec='seconds')}): there is nothing after it to roll back"
         )
+    return moment
 
 
 # -- maintenance ---------------------------------------------------------------------------
@@ -476,6 +440,13 @@ def set_actor(target: Any, actor: str) -> None:
     _run(target, "SELECT set_config('movierec.actor', %(actor)s, true)", {"actor": actor})
 
 
+def act_as_user(target: Any, user_id: int) -> None:
+    """Blame the rest of this transaction's changes on the site's user ``user_id``
+    (``user:<id>``, the one claim the site's role may make). ``target`` as for
+    :func:`set_actor`."""
+    set_actor(target, f"user:{int(user_id)}")
+
+
 @contextmanager
 def bulk_change_set(
     target: Any, description: str, details: Mapping[str, Any] | None = None
@@ -502,8 +473,8 @@ def bulk_change_set(
     )
     _run(
         target,
-        "INSERT INTO change_history (table_name, op, new_row, change_set) "
-        "SELECT t, 'BULK', %(details)s::jsonb, %(change_set)s FROM unnest(%(tables)s::text[]) t",
+        "SELECT movierec_history_append(t, 'BULK', '{}', NULL, %(details)s::jsonb, NULL, NULL, "
+        "%(change_set)s) FROM unnest(%(tables)s::text[]) t",
         {"details": payload, "change_set": change_set, "tables": list(tables)},
     )
     setting = "SELECT set_config('movierec.bulk_change_set', %(value)s, true)"
@@ -530,13 +501,6 @@ def _run(target: Any, statement: str, params: Mapping[str, Any]) -> Any:
 
 def _set_local(session: Session, name: str, value: str) -> None:
     session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
-
-
-def _lock(session: Session, tables: Sequence[str]) -> None:
-    names = sql.SQL(", ").join(sql.Identifier(t) for t in sorted(tables))
-    statement = sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(names)
-    connection = session.connection()
-    connection.exec_driver_sql(statement.as_string(connection.connection.driver_connection))
 
 
 def _sql(session: Session, template: str, name: str) -> str:

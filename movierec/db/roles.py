@@ -2,8 +2,22 @@
 
 * The owner (the URL migrations and the admin CLI use) owns every table.
 * :data:`WEB_ROLE` (the site): reads and writes users' rows, reads movies; no DDL, no
-  TRUNCATE, no changes to movies, the partition registry or the history.
+  TRUNCATE, no changes to movies or the partition registry.
 * :data:`AI_ROLE` (the recommender servers): reads users' ratings, preferences and searches.
+
+What each may do to the change history (:mod:`movierec.db.history`, migration 0010):
+
+* The owner writes it (through the definer functions that sign each row), reads it, rolls
+  back, prunes, and may switch per-row recording off for a bulk load.
+* :data:`WEB_ROLE` may not read, insert, change or delete a history row. Its writes to the
+  tracked tables are recorded by the trigger, which runs as the owner; it may name the site
+  user it writes for (``movierec.actor = user:<id>``) and nothing else (another claim is
+  recorded as a claim; a bulk or change-set setting is ignored). It may execute
+  ``movierec_forget_account`` (:func:`movierec.db.accounts.delete_account`): delete an
+  account and purge that account's rows from the history, which is what "delete my account"
+  on the site does. The site could already delete any account; forgetting makes that
+  deletion one no rollback undoes (a backup still can).
+* :data:`AI_ROLE` has no access to the history.
 
 The roles are made without a password. On a server movierec runs (the local cluster, the
 tests), :meth:`movierec.db.local_server.LocalPostgres.give_passwords` sets generated ones and

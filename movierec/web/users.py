@@ -1,5 +1,9 @@
 """What the site stores about a user: the account, ratings, searches, preferred genres and the
-movies they are not interested in."""
+movies they are not interested in.
+
+Each function that writes for a user first names that user as the actor of the transaction
+(:func:`movierec.db.history.act_as_user`), so the change history records the write as
+``user:<id>`` whichever page or API call made it."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from sqlalchemy import ScalarSelect, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.orm import Session
 
+from movierec.db.history import act_as_user
 from movierec.db.partitions.rows import delete_rows, upsert
 from movierec.db.schema import Movie, NotInterested, Preference, Rating, Search, User
 from movierec.web.catalog import SearchQuery
@@ -47,13 +52,20 @@ class PastSearch:
 
 def create_user(session: Session, username: str, password_hash: str) -> int | None:
     """The new user's id, or None when ``username`` is taken (also by a concurrent sign-up)."""
+    user_id = new_user_id(session)  # known before the insert: the history blames the new user
+    act_as_user(session, user_id)
     stmt = (
         insert(User)
-        .values(username=username, password_hash=password_hash)
+        .values(id=user_id, username=username, password_hash=password_hash)
         .on_conflict_do_nothing(index_elements=[User.username])
         .returning(User.id)
     )
     return session.scalar(stmt)
+
+
+def new_user_id(session: Session) -> int:
+    """An id for an account about to be made (from the users' own sequence)."""
+    return session.scalar(select(func.nextval(func.pg_get_serial_sequence("users", "id"))))
 
 
 def user_by_name(session: Session, username: str) -> User | None:
@@ -61,17 +73,20 @@ def user_by_name(session: Session, username: str) -> User | None:
 
 
 def set_password_hash(session: Session, user_id: int, password_hash: str) -> None:
+    act_as_user(session, user_id)
     session.get_one(User, user_id).password_hash = password_hash
 
 
 def rate(session: Session, user_id: int, movie_id: int, rating: float) -> None:
     """Set (or replace) the user's rating of the movie."""
+    act_as_user(session, user_id)
     key = {"user_id": user_id, "movie_id": movie_id}
     upsert(session, Rating, key, {"rating": rating, "rated_at": func.now()})
 
 
 def unrate(session: Session, user_id: int, movie_id: int) -> bool:
     """Remove the user's rating of the movie; False when there was none."""
+    act_as_user(session, user_id)
     return bool(delete_rows(session, Rating, {"user_id": user_id, "movie_id": movie_id}))
 
 
@@ -96,6 +111,7 @@ def ratings_of(session: Session, user_id: int, page: int = 1) -> tuple[list[Rate
 
 
 def record_search(session: Session, user_id: int, query: SearchQuery) -> None:
+    act_as_user(session, user_id)
     session.add(Search(user_id=user_id, query=query.q, genre=query.genre, year=query.year))
 
 
@@ -115,12 +131,14 @@ def preferred_genres(session: Session, user_id: int) -> list[str]:
 
 
 def save_preferred_genres(session: Session, user_id: int, genres: Sequence[str]) -> None:
+    act_as_user(session, user_id)
     values = {"genres": list(genres), "updated_at": func.now()}
     upsert(session, Preference, {"user_id": user_id}, values)
 
 
 def dismiss(session: Session, user_id: int, movie_id: int) -> bool:
     """Mark the movie "not interested" for the user; False when it already was."""
+    act_as_user(session, user_id)
     stmt = (
         insert(NotInterested)
         .values(user_id=user_id, movie_id=movie_id)
@@ -131,6 +149,7 @@ def dismiss(session: Session, user_id: int, movie_id: int) -> bool:
 
 def undismiss(session: Session, user_id: int, movie_id: int) -> bool:
     """Take back a "not interested"; False when there was none."""
+    act_as_user(session, user_id)
     result = session.execute(
         delete(NotInterested).where(
             NotInterested.user_id == user_id, NotInterested.movie_id == movie_id

@@ -26,8 +26,10 @@ from movierec.db.history import (
 from movierec.db.migrate import alembic_config, current_tables, upgrade
 from movierec.errors import BadInput, NotFound
 
+# A rollback never restores credentials (password_hash, session_generation): not compared.
 SNAPSHOTS = {
-    "users": "SELECT * FROM users ORDER BY id",
+    "users": "SELECT id, username, display_name, email, is_admin, source, source_id, created_at "
+    "FROM users ORDER BY id",
     "movies": "SELECT * FROM movies ORDER BY id",
     "ratings": "SELECT * FROM ratings ORDER BY user_id, movie_id",
     "preferences": "SELECT * FROM preferences ORDER BY user_id",
@@ -452,6 +454,32 @@ def test_cli_list_and_show(database, cli):
     assert f"change {newest}: UPDATE movies" in shown.output
 
 
+def test_cli_list_is_one_line_per_change_at_80_columns(database, db_url):
+    seed(database)
+    with database.session() as s:
+        set_actor(s, "user:12345")
+        s.execute(text("UPDATE ratings SET rating = 1 WHERE user_id = 1"))
+        s.execute(text("UPDATE users SET password_hash = 'x' WHERE id = 1"))
+    result = CliRunner().invoke(
+        main.app,
+        ["db", "history", "list", "--limit", "12"],
+        env={"MOVIEREC_DATABASE_URL": db_url, "COLUMNS": "80"},
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.rstrip("\n").splitlines()
+    assert max(len(line) for line in lines) <= 80, result.output
+    rows = [line for line in lines if line.split() and line.split()[0].isdigit()]
+    assert len(rows) == 12, result.output  # not one cut across lines
+    assert "user_id=1 movie_id=2" in result.output and "user:12345" in result.output
+    assert "UPDATE*" in result.output  # the password change, marked; its value is not there
+    newest = last_change(database)
+    shown = CliRunner().invoke(
+        main.app, ["db", "history", "show", str(newest)], env={"MOVIEREC_DATABASE_URL": db_url}
+    )
+    assert "private columns changed (values not kept): password_hash" in shown.output
+    assert "'x'" not in shown.output and '"x"' not in shown.output
+
+
 def test_cli_rollback_dry_run_confirm_and_yes(database, cli):
     seed(database)
     before, point = snapshot(database), last_change(database)
@@ -487,6 +515,8 @@ def test_cli_prune(database, cli):
         (("rollback", "--yes"), "give --to ID or --to-time TIME"),
         (("list", "--table", "nope"), "no history is kept for table 'nope'"),
         (("list", "--since", "soon"), "cannot read the time 'soon'"),
+        (("rollback", "--to-time", "2999-01-01T00:00:00+00:00", "--yes"), "is in the future"),
+        (("rollback", "--to-time", "2999-01-01T00:00:00+00:00", "--dry-run"), "is in the future"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_1(database, cli, args, expected):

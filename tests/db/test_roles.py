@@ -12,23 +12,10 @@ from psycopg.errors import InsufficientPrivilege
 from sqlalchemy import text
 
 from movierec.db import Database
-from movierec.db.engines import libpq_conninfo
 from movierec.db.errors import MissingPrivilege
 from movierec.db.migrate import alembic_config
 from movierec.db.roles import AI_ROLE, WEB_ROLE
 from movierec.errors import ConfigError
-
-
-@pytest.fixture
-def connect(as_role):
-    """``connect(db_url, role=None)``: an autocommit connection as ``role`` (the owner when
-    None)."""
-
-    def connect(db_url: str, role: str | None = None) -> psycopg.Connection:
-        url = as_role(db_url, role) if role else db_url
-        return psycopg.connect(libpq_conninfo(url, "test_roles"), autocommit=True)
-
-    return connect
 
 
 @pytest.fixture
@@ -99,6 +86,8 @@ def test_the_site_may_blame_a_user_but_not_claim_to_be_an_admin(seeded, connect)
     [
         "UPDATE movies SET title = 'x'",
         "DELETE FROM change_history",
+        "INSERT INTO change_history (table_name, op) VALUES ('ratings', 'TRUNCATE')",
+        "SELECT movierec_history_append('movies', 'UPDATE')",
         "UPDATE change_history SET actor = 'x'",
         "SELECT count(*) FROM change_history",
         "TRUNCATE ratings",

@@ -18,10 +18,11 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from movierec.db.partitions.rows import plan_for_values
+from movierec.db import accounts
 from movierec.db.schema import Identity, OAuthToken, User
 from movierec.errors import BadInput
 from movierec.web.auth.providers import Profile
+from movierec.web.users import new_user_id
 
 try:  # the change history (migration 0002) names who made each change
     from movierec.db.history import set_actor as _set_actor
@@ -76,11 +77,13 @@ def create_account(session: Session, provider: str, profile: Profile) -> User:
 
     The username comes from the provider (their login or email name), made unique.
     """
-    user_id = None
+    user_id, inserted = new_user_id(session), None
+    blame(session, user_id)  # before the insert, which the history records as the user's
     for username in _username_candidates(provider, profile):
-        user_id = session.scalar(
+        inserted = session.scalar(
             insert(User)
             .values(
+                id=user_id,
                 username=username,
                 display_name=(profile.name or "")[:128] or None,
                 email=profile.verified_email,
@@ -88,10 +91,9 @@ def create_account(session: Session, provider: str, profile: Profile) -> User:
             .on_conflict_do_nothing(index_elements=[User.username])
             .returning(User.id)
         )
-        if user_id is not None:
+        if inserted is not None:
             break
-    assert user_id is not None  # the last candidate is random
-    blame(session, user_id)
+    assert inserted is not None  # the last candidate is random
     _add_identity(session, user_id, provider, profile)
     return session.get_one(User, user_id)
 
@@ -131,10 +133,10 @@ def unlink(session: Session, user_id: int, provider: str) -> None:
 
 def delete_account(session: Session, user_id: int) -> None:
     """Delete the user and, by cascade, everything of theirs (ratings, searches, preferences,
-    identities, tokens). The change history records it as the user's own doing."""
+    identities, tokens), and purge it from the change history
+    (:func:`movierec.db.accounts.delete_account`), as the user's own doing."""
     blame(session, user_id)
-    plan_for_values(session)  # the cascade deletes from partitioned tables
-    session.execute(delete(User).where(User.id == user_id))
+    accounts.delete_account(session, user_id)
 
 
 def _add_identity(session: Session, user_id: int, provider: str, profile: Profile) -> None:

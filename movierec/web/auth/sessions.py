@@ -43,6 +43,7 @@ from sqlalchemy import Row, Select, bindparam, delete, exists, func, select, tru
 from sqlalchemy.dialects.postgresql import insert
 from werkzeug.wrappers import Response
 
+from movierec.db.history import act_as_user
 from movierec.db.schema import ApiToken, EndedSession, User
 from movierec.web import cache, changes
 from movierec.web.auth import tokens
@@ -325,6 +326,7 @@ def end_all_sessions(user_id: int) -> int:
     """
     forget_user(user_id)
     db = get_session()
+    act_as_user(db, user_id)
     db.execute(delete(ApiToken).where(ApiToken.user_id == user_id))
     return db.scalar(
         update(User)

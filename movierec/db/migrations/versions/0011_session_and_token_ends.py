@@ -1,7 +1,7 @@
 """sessions and tokens end: logged-out session ids, and an expiry on every API token
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 
 * ``ended_sessions``: the id of each login session that was logged out, kept until the
   session could no longer be used anyway (its absolute lifetime, ``expires_at``). The site's
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
