@@ -102,3 +102,26 @@ def test_parallel_failures_on_several_workers_run_no_more_checks_than_the_limits
     requests.get(f"{base_other}/healthz", timeout=5)
     codes = _parallel_failures(base_other, 48, addresses=True)
     assert set(codes) <= {200, 429} and codes.count(200) <= 5 + 2, codes
+
+
+def test_a_stolen_session_cannot_guess_the_password_on_the_account_forms(make_app, seed, helpers):
+    """The token and password-change forms ask for the password: each guess there is counted
+    like a login attempt, before the check (before, they ran unlimited password checks for
+    whoever held the session)."""
+    app = make_app(ratelimit_login="6 per hour", login_free_failures=3)
+    thief = app.test_client()
+    assert attempt(thief, helpers.password, "10.9.9.9").status_code == 302  # the session
+    codes = []
+    for n in range(8):
+        form = {"name": f"t{n}", "password": f"guess {n}"}
+        answer = thief.post("/account/tokens", data=form, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+        codes.append(answer.status_code)
+    for n in range(4):
+        new = "a new password 123"
+        form = {"current": f"guess {n}", "password": new, "confirm": new}
+        answer = thief.post(
+            "/account/password", data=form, environ_base={"REMOTE_ADDR": "10.9.9.9"}
+        )
+        codes.append(answer.status_code)
+    assert codes.count(429) >= 6, codes  # 6 attempts an hour from one address, logins included
+    assert 429 in codes[:8] and set(codes[8:]) == {429}, codes

@@ -81,17 +81,10 @@ def login() -> Response | str:
     form = LoginForm()
     target = safe_next(request.args.get("next"))
     if form.validate_on_submit():
-        account = form.username.data.strip().lower()[:64]
-        address = request.remote_addr or ""
-        guard = cast(LoginThrottle, current_app.extensions[THROTTLE])
-        known = throttle.device_knows(account) or guard.known_address(account, address)
-        # Counted before the password is checked: parallel guesses cannot overtake the count.
-        wait = guard.admit(account, address, known)
-        if wait > 0:
-            raise TooManyRequests(TOO_MANY, retry_after=math.ceil(wait))
+        account, address = _attempt(form.username.data)
         user = check_password(form.username.data, form.password.data)
         if user is not None:
-            guard.succeeded(account, address)
+            _guard().succeeded(account, address)
             start_session(user)
             response = redirect(target or url_for("movies.index"))
             throttle.remember_device(response, account)
@@ -108,6 +101,35 @@ def logout() -> Response:
     end_session()
     flash("You are logged out.", "info")
     return redirect(url_for("movies.index"))
+
+
+def check_current_password(username: str, stored: str, password: str) -> bool:
+    """Whether ``password`` is the logged-in user's (``stored`` hash), counted as a login
+    attempt: a stolen session must not become a way to guess the password without limits
+    (the password change and token forms ask for it). Raises :class:`TooManyRequests`."""
+    account, address = _attempt(username)
+    if not passwords().verify(stored, password):
+        return False
+    _guard().succeeded(account, address)
+    return True
+
+
+def _attempt(username: str) -> tuple[str, str]:
+    """Count a password attempt on ``username``'s account from this client, before the
+    password is checked (parallel guesses cannot overtake the count); the account and
+    address it was counted as. Raises :class:`TooManyRequests` when it must wait."""
+    account = username.strip().lower()[:64]
+    address = request.remote_addr or ""
+    guard = _guard()
+    known = throttle.device_knows(account) or guard.known_address(account, address)
+    wait = guard.admit(account, address, known)
+    if wait > 0:
+        raise TooManyRequests(TOO_MANY, retry_after=math.ceil(wait))
+    return account, address
+
+
+def _guard() -> LoginThrottle:
+    return cast(LoginThrottle, current_app.extensions[THROTTLE])
 
 
 def check_password(username: str, password: str) -> CurrentUser | None:

@@ -15,7 +15,7 @@ from movierec.db.schema import User
 from movierec.errors import BadInput
 from movierec.web.auth import linking, oauth, tokens
 from movierec.web.auth.forms import DeleteAccountForm, PasswordForm, TokenForm
-from movierec.web.auth.password import passwords
+from movierec.web.auth.password import check_current_password, passwords
 from movierec.web.auth.policy import password_problems
 from movierec.web.auth.sessions import (
     end_all_sessions,
@@ -73,7 +73,9 @@ def password() -> Response:
         _flash_errors(form.errors)
         return redirect(url_for("account.index"))
     had_password = user.password_hash is not None
-    if had_password and not hashing.verify(user.password_hash, form.current.data or ""):
+    if had_password and not check_current_password(
+        user.username, user.password_hash, form.current.data or ""
+    ):
         flash("Your current password is not right.", "error")
         return redirect(url_for("account.index"))
     problems = password_problems(form.password.data, user.username)
@@ -136,9 +138,9 @@ def create_token() -> Response | str:
 def _reauthentication_problem(password: str) -> str | None:
     """Why the logged-in user has not shown just now that they are themselves; None when
     they have."""
-    stored = get_session().get_one(User, current_user.id).password_hash
-    if stored is not None:
-        if passwords().verify(stored, password):
+    user = get_session().get_one(User, current_user.id)
+    if user.password_hash is not None:
+        if check_current_password(user.username, user.password_hash, password):
             return None
         return "Your password is not right: a token needs your password."
     logged_in = logged_in_at()
