@@ -223,8 +223,8 @@ def _model() -> Recommender:
 
 def _posted_context() -> UserContext:
     body = request.get_json(silent=True)
-    if not isinstance(body, dict) or "context" not in body:
-        raise BadInput('a POST body must be the JSON object {"context": {...}}')
+    if not isinstance(body, dict) or set(body) != {"context"}:
+        raise BadInput('a POST body must be the JSON object {"context": {...}} and no more')
     return from_json(body["context"])
 
 

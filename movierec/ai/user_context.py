@@ -100,6 +100,9 @@ def from_json(body: object) -> UserContext:
     missing = [name for name in (*RATING_COLUMNS, *OTHER_COLUMNS) if name not in body]
     if missing:
         raise BadInput(f"context lacks {', '.join(missing)}")
+    unknown = sorted(set(body) - {*RATING_COLUMNS, *OTHER_COLUMNS})
+    if unknown:  # the document's object is closed: a typo must not pass as an empty field
+        raise BadInput(f"context has unknown fields: {', '.join(map(repr, unknown))[:200]}")
     movie_ids = _listed(body, "movie_ids", int, MAX_RATINGS)
     stars = _listed(body, "stars", float, MAX_RATINGS)
     if len(stars) != len(movie_ids):
