@@ -26,17 +26,19 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from movierec.config import Settings
-from movierec.errors import ConfigError, DatabaseUnavailable
+from movierec.errors import ConfigError, DatabaseUnavailable, MovierecError
 
 QUERY_CANCELED = "57014"  # SQLSTATE of a statement cancelled by statement_timeout
 # SQLSTATE class 08 sent by the server itself (a client-side failure has no SQLSTATE): its
 # postgres_fdw could not reach, or lost, a shard server.
 CONNECTION_EXCEPTION = "08"
 NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
+# SQLSTATE read_only_sql_transaction: a write reached a server in recovery (a replica).
+READ_ONLY_TRANSACTION = "25006"
 POOL_SIZE = 10  # connections per engine and process (make_engine)
 PING_AFTER_IDLE = 1.0  # seconds in the pool after which a connection is pinged before use
 # psycopg prepares a statement once a connection has run it five times. For such a statement
@@ -191,22 +193,36 @@ class Database:
     def _translated_errors(self) -> Iterator[None]:
         try:
             yield
-        except OperationalError as exc:
-            sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        except DBAPIError as exc:
+            translated = self.translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def translate(self, exc: DBAPIError) -> MovierecError | None:
+        """What a driver error means for movierec: :class:`QueryTimeout`,
+        :class:`ShardUnavailable`, :class:`DatabaseUnavailable` (the server is gone, or is a
+        replica now: a write reached a member a switchover just demoted, SQLSTATE 25006),
+        :class:`MissingPrivilege`; None for an error that is a bug. The one rule for
+        statements in :meth:`session` and for those a caller runs later on its connection
+        (the site's request session)."""
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        if isinstance(exc, OperationalError):
             if sqlstate == QUERY_CANCELED:
-                raise QueryTimeout(
+                return QueryTimeout(
                     f"query cancelled after {self.settings.statement_timeout_ms} ms "
                     f"(statement_timeout): {_first_line(exc)}"
-                ) from exc
+                )
             if sqlstate.startswith(CONNECTION_EXCEPTION):
-                raise ShardUnavailable(f"a shard is unavailable: {_first_line(exc)}") from exc
-            raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from exc
-        except ProgrammingError as exc:
-            if getattr(exc.orig, "sqlstate", None) != NO_PRIVILEGE:
-                raise
-            raise MissingPrivilege(
+                return ShardUnavailable(f"a shard is unavailable: {_first_line(exc)}")
+            return DatabaseUnavailable(f"database unavailable: {_first_line(exc)}")
+        if sqlstate == READ_ONLY_TRANSACTION:
+            return DatabaseUnavailable(f"the primary is changing: {_first_line(exc)}")
+        if isinstance(exc, ProgrammingError) and sqlstate == NO_PRIVILEGE:
+            return MissingPrivilege(
                 f"the database role {self.role} may not do this: {_first_line(exc)}"
-            ) from exc
+            )
+        return None
 
     @cached_property
     def role(self) -> str:
