@@ -21,7 +21,7 @@ import psycopg
 import requests
 
 from movierec import director
-from movierec.cluster import layout
+from movierec.cluster import ha, layout
 from movierec.cluster.members import (
     _CHILDREN,
     ClusterRecord,
@@ -36,9 +36,8 @@ from movierec.cluster.members import (
 from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.db import Database, LocalPostgres, upgrade
-from movierec.db.replicas import create_replica, start_server, stop_server
 from movierec.db.roles import AI_ROLE, APP_ROLES, WEB_ROLE
-from movierec.db.topology import PRIMARY_DIR, load_topology, server_url
+from movierec.db.topology import PRIMARY_DIR
 from movierec.director.haproxy import haproxy_binary
 from movierec.errors import MovierecError, NotFound, OpsCommandFailed
 from movierec.processes import Child
@@ -46,7 +45,7 @@ from movierec.processes import Child
 DIRECTOR_NAME = "cluster"
 DATABASE = "movierec"
 HEALTH_TIMEOUT = 90.0
-DATABASE_ROLES = ("primary", "replica", "shard")
+DATABASE_ROLES = ("primary", "replica", "shard", *ha.HA_ROLES)
 
 Say = Callable[[str], None]
 Prepare = Callable[[Database, Settings], None]
@@ -120,12 +119,16 @@ def _start_database(
     settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say
 ) -> Settings:
     state = settings.state_dir.resolve()
-    server = LocalPostgres(state / PRIMARY_DIR)
-    was_running = server.is_running()
-    say(f"PostgreSQL: {'using the running' if was_running else 'starting a'} server in "
-        f"{server.state_dir}")  # fmt: skip
-    server.start()
-    record.members.append(_postgres_member("postgres", "primary", server, not was_running))
+    if spec.replicas:  # replicas are Patroni's: the clients reach the group through the switch
+        group = ha.start_main_group(state, spec.base_port, record.members, say)
+        server = ha.frontend(group)
+    else:
+        server = LocalPostgres(state / PRIMARY_DIR)
+        was_running = server.is_running()
+        say(f"PostgreSQL: {'using the running' if was_running else 'starting a'} server in "
+            f"{server.state_dir}")  # fmt: skip
+        server.start()
+        record.members.append(_postgres_member("postgres", "primary", server, not was_running))
     url = server.create_database(DATABASE)
     upgrade(url)
     server.give_passwords(*APP_ROLES)  # the roles the migrations made
@@ -137,22 +140,8 @@ def _start_database(
         state_dir=state,
         replica_url=None,
     )
-    for index in range(spec.replicas):
-        name = f"r{index + 1}"
-        topology = load_topology(settings)
-        if name in topology:
-            local = topology.get(name).local
-            owned = local is None or not local.is_running()
-            entry = start_server(settings, name)
-        else:
-            say(f"PostgreSQL: creating replica {name} (pg_basebackup)")
-            entry, owned = create_replica(settings, name), True
-        local = LocalPostgres(entry.state_dir) if entry.state_dir else None
-        if local is not None:
-            local.port = entry.live_port()
-            record.members.append(_postgres_member(f"replica-{name}", "replica", local, owned))
-        if index == 0:
-            settings = settings.replace(replica_url=server_url(settings, entry, False))
+    if spec.replicas:  # reads go to the switch's read frontend (the replicas)
+        settings = settings.replace(replica_url=ha.frontend(group, reads=True).url(DATABASE))
     return settings
 
 
@@ -166,6 +155,8 @@ def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, 
         layout.register_shards(settings, [(n, s) for n, s, _ in shards], DATABASE, say)
     if spec.tablespace:
         layout.add_disk2(settings, say)
+    if spec.replicas:  # after the tablespace: each replica maps it to a directory of its own
+        ha.add_replicas(settings.state_dir, spec.replicas, record.members, say)
     if spec.backup:
         layout.setup_backups(settings, say)
         for i, member in enumerate(record.members):
@@ -309,7 +300,8 @@ def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
     stopped: list[str] = []
     problems: list[MovierecError] = []
     # The director first (no new requests reach the instances), the databases last.
-    order = {"director": 0, "web": 1, "ai": 2, "replica": 3, "shard": 4, "primary": 5}
+    order = {"director": 0, "web": 1, "ai": 2, "replica": 3, "shard": 4, "primary": 5,
+             "patroni": 6, "dbswitch": 7, "etcd": 8}  # fmt: skip
     for member in sorted(reversed(record.members), key=lambda m: order.get(m.role, 6)):
         if not member.owned:
             continue
@@ -318,12 +310,11 @@ def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
                 done = director.stop(settings, record.director)
             elif member.role in ("web", "ai"):
                 done = stop_group(member)
-            elif member.role == "replica":
-                done = is_running(member)
-                stop_server(settings, member.name.removeprefix("replica-"))
-            elif member.role in ("primary", "shard"):
+            elif member.role in ("primary", "replica", "shard"):
                 done = is_running(member)
                 LocalPostgres(Path(member.state_dir or "")).stop()
+            elif member.role in ha.HA_ROLES:
+                done = bool(ha.stop(settings.state_dir, member))
             else:
                 continue
         except MovierecError as exc:
@@ -354,6 +345,7 @@ def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
     if record is None:
         raise NotFound(f"no cluster here: {record_path(state)} does not exist")
     report = []
+    patroni_details = ha.details(state)
     for member in record.members:
         running = is_running(member)
         health = "ok" if running else "down"
@@ -362,6 +354,7 @@ def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
             health = _health(member.health_url)
         elif member.role in DATABASE_ROLES and running and member.state_dir:
             health = _pg_health(LocalPostgres(Path(member.state_dir), port=member.port))
+        detail = patroni_details.get(member.name, detail)
         if member.role == "web" and health == "ok":
             hit_rate, detail = _hit_rate(member.port)
         if member.role == "director" and running and record.director:

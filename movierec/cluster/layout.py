@@ -17,6 +17,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from movierec.cluster import ha
 from movierec.config import Settings
 from movierec.db import backup
 from movierec.db.local_server import LocalPostgres
@@ -115,10 +116,13 @@ def add_disk2(settings: Settings, say: Say) -> None:
     with primary(settings) as conn:
         exists = any(t.name == TABLESPACE for t in list_tablespaces(conn))
     if not exists:
-        directory = settings.state_dir.resolve() / "tablespaces" / TABLESPACE
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.parent.chmod(0o755)
-        give_to_server_user(directory)
+        # Under Patroni the primary's own directory (each member has one); else a shared one.
+        directory = ha.tablespace_location(settings.state_dir.resolve(), TABLESPACE)
+        if directory is None:
+            directory = settings.state_dir.resolve() / "tablespaces" / TABLESPACE
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.parent.chmod(0o755)
+            give_to_server_user(directory)
         add_tablespace(settings, TABLESPACE, directory)
         say(f"partitions: tablespace {TABLESPACE} in {directory}")
     part = next(p for p in list_partitions(settings) if p.name == TABLESPACE_PARTITION)

@@ -122,6 +122,11 @@ class ClusterSpec:
             cores = len(os.sched_getaffinity(0))
         return max(1, cores // len(self.web_ports))
 
+    @property
+    def base_port(self) -> int:
+        """The port the others are counted from (the director's, used or not)."""
+        return self.web_ports[0] - 1
+
     def ports(self) -> list[int]:
         extra = [self.director_port] if self.director_port is not None else []
         return [*extra, *self.web_ports, *self.ai_ports]

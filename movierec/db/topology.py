@@ -15,11 +15,10 @@ them, and only host and port differ.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +30,7 @@ from movierec.config import Settings
 from movierec.db.engines import libpq_conninfo
 from movierec.db.local_server import LocalPostgres
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
-from movierec.files import write_atomically
+from movierec.files import exclusive_lock, write_atomically
 
 TOPOLOGY_FILE = "servers.json"
 PRIMARY_DIR = "postgres"  # what `movierec db start-local` uses under state_dir
@@ -206,17 +205,9 @@ def recorded_shards(settings: Settings) -> tuple[Server, ...]:
     return load_topology(settings).shards if has_topology(settings) else ()
 
 
-@contextmanager
-def topology_lock(settings: Settings) -> Iterator[None]:
+def topology_lock(settings: Settings) -> AbstractContextManager[None]:
     """Hold an exclusive lock so two commands never change the cluster at the same time."""
-    root = state_root(settings)
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / "servers.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive_lock(state_root(settings) / "servers.lock")
 
 
 def _bootstrap_primary(settings: Settings) -> Server:

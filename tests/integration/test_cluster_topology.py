@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
+from support.commands import movierec
 from typer.testing import CliRunner
 
 from movierec import cluster
@@ -79,19 +78,6 @@ def free_base_port() -> int:
         if all(port_free(p) for p in (base + 1, base + 101)):
             return base
     raise AssertionError("no free ports")
-
-
-def movierec(state_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MOVIEREC_STATE_DIR": str(state_dir), "COLUMNS": "200", "TERM": "dumb"}
-    for name in ("MOVIEREC_DATABASE_URL", "MOVIEREC_REPLICA_URL"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "movierec", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture

@@ -1,0 +1,102 @@
+"""The local cluster's etcd: one member on loopback, the DCS every Patroni group of the
+cluster keeps its leader lock and configuration in (each group under a scope of its own).
+
+One member is no quorum of machines, but on one machine it is what there is: it gives the
+Patroni groups the same leader election, TTLs and watch semantics a three-member etcd gives
+them in production. Its data lives in ``state_dir/etcd``; Debian's ``etcd-server`` package
+provides the binary (``ops/install-system.sh``). ``cluster up`` starts it before any Patroni
+member and ``cluster down`` stops it after the last one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from movierec.cluster.daemon import Daemon
+from movierec.errors import OpsCommandFailed
+
+ETCD_CANDIDATES = ("/usr/bin/etcd", "/usr/local/bin/etcd")
+MEMBER_NAME = "movierec"
+
+
+def etcd_binary() -> str:
+    """The etcd executable. Raises :class:`OpsCommandFailed` when it is not installed."""
+    for candidate in (*ETCD_CANDIDATES, shutil.which("etcd")):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise OpsCommandFailed("etcd not found; install the Debian package etcd-server")
+
+
+@dataclass(frozen=True)
+class LocalEtcd:
+    """A one-member etcd under ``state_dir/etcd``, clients on ``client_port``."""
+
+    root: Path  # state_dir/etcd
+    client_port: int
+    peer_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon("etcd", self.root / "etcd.pid", self.root / "etcd.log")
+
+    def argv(self) -> list[str]:
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        return [
+            etcd_binary(),
+            "--name", MEMBER_NAME,
+            "--data-dir", str(self.root / "data"),
+            "--listen-client-urls", self.url,
+            "--advertise-client-urls", self.url,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{MEMBER_NAME}={peer}",
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"movierec-{self.client_port}",
+            # Patroni's etcd3 client talks to the gRPC gateway's JSON API (v3).
+            "--enable-v2=false",
+            "--log-level", "warn",
+            "--logger", "zap",
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 30.0) -> bool:
+        """Start etcd unless it runs; wait until it is healthy. True when started here.
+
+        Raises :class:`OpsCommandFailed` when it does not become healthy within ``timeout``.
+        """
+        if self.daemon.running():
+            self.wait_healthy(timeout)
+            return False
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.daemon.start(self.argv())
+        self.wait_healthy(timeout)
+        return True
+
+    def healthy(self) -> bool:
+        try:
+            answer = requests.get(f"{self.url}/health", timeout=1)
+        except requests.RequestException:
+            return False
+        return answer.status_code == 200 and answer.json().get("health") == "true"
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            if not self.daemon.running():
+                raise OpsCommandFailed(f"etcd exited: {self.daemon.log_tail()}")
+            time.sleep(0.1)
+        raise OpsCommandFailed(f"etcd not healthy on {self.url} after {timeout:.0f} s")
+
+    def stop(self) -> bool:
+        """Stop etcd; False when it did not run. Raises :class:`OpsCommandFailed`."""
+        return self.daemon.stop()
