@@ -45,7 +45,8 @@ from movierec.processes import Child
 DIRECTOR_NAME = "cluster"
 DATABASE = "movierec"
 HEALTH_TIMEOUT = 90.0
-DATABASE_ROLES = ("primary", "replica", "shard", *ha.HA_ROLES)
+PLAIN_DATABASE_ROLES = ("primary", "replica", "shard")  # servers movierec runs itself
+DATABASE_ROLES = (*PLAIN_DATABASE_ROLES, *ha.HA_ROLES)
 
 Say = Callable[[str], None]
 Prepare = Callable[[Database, Settings], None]
@@ -120,7 +121,8 @@ def _start_database(
 ) -> Settings:
     state = settings.state_dir.resolve()
     if spec.replicas:  # replicas are Patroni's: the clients reach the group through the switch
-        group = ha.start_main_group(state, spec.base_port, record.members, say)
+        archiving = layout.archive_settings(settings) if spec.backup else {}
+        group = ha.start_main_group(state, spec.base_port, record.members, say, archiving)
         server = ha.frontend(group)
     else:
         server = LocalPostgres(state / PRIMARY_DIR)
@@ -160,7 +162,7 @@ def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, 
     if spec.backup:
         layout.setup_backups(settings, say)
         for i, member in enumerate(record.members):
-            if member.role in DATABASE_ROLES and member.state_dir:
+            if member.role in PLAIN_DATABASE_ROLES and member.state_dir:
                 server = LocalPostgres(Path(member.state_dir), port=member.port)
                 fresh = _postgres_member(member.name, member.role, server, member.owned)
                 record.members[i] = fresh

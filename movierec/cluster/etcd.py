@@ -10,6 +10,7 @@ member and ``cluster down`` stops it after the last one.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import time
 from dataclasses import dataclass
@@ -100,3 +101,27 @@ class LocalEtcd:
     def stop(self) -> bool:
         """Stop etcd; False when it did not run. Raises :class:`OpsCommandFailed`."""
         return self.daemon.stop()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def delete_keys(url: str, prefix: str, keep: tuple[str, ...] = ()) -> list[str]:
+    """Delete every key under ``prefix`` but those ending with one of ``keep``; the keys
+    deleted. Uses etcd's v3 JSON gateway. Raises :class:`OpsCommandFailed`."""
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    try:
+        found = requests.post(
+            f"{url}/v3/kv/range",
+            json={"key": _b64(prefix), "range_end": _b64(end), "keys_only": True},
+            timeout=5,
+        )
+        found.raise_for_status()
+        keys = [base64.b64decode(kv["key"]).decode() for kv in found.json().get("kvs", [])]
+        deleted = [key for key in keys if not key.endswith(keep)]
+        for key in deleted:
+            requests.post(f"{url}/v3/kv/deleterange", json={"key": _b64(key)}, timeout=5)
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        raise OpsCommandFailed(f"etcd at {url}: cannot delete {prefix}*: {exc}") from exc
+    return deleted

@@ -15,15 +15,18 @@ REST API).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from movierec.cluster import patroni
-from movierec.cluster.etcd import LocalEtcd
+from movierec.cluster.etcd import LocalEtcd, delete_keys
 from movierec.cluster.members import Member, start_time
 from movierec.db.local_server import LocalPostgres
 from movierec.db.patroni import Group, cluster_view, is_group, load_group, reinitialize
 from movierec.db.patroni import Member as GroupMember
+from movierec.db.pgbackrest import BackupConfig
+from movierec.db.restore import RestoredServer, RestorePlan, run_restore
 from movierec.director import database as switch
 from movierec.errors import DatabaseUnavailable, MovierecError
 
@@ -60,9 +63,16 @@ def main_group(state: Path) -> Group | None:
     return load_group(root) if is_group(root) else None
 
 
-def start_main_group(state: Path, base_port: int, record_members: list[Member], say: Say) -> Group:
-    """etcd, the main group's existing members (its first one when it is new) and the
-    switch; each recorded in ``record_members``. Returns once the group has a primary."""
+def start_main_group(
+    state: Path,
+    base_port: int,
+    record_members: list[Member],
+    say: Say,
+    settings: dict[str, str] | None = None,
+) -> Group:
+    """etcd, the main group's existing members (its first one when it is new, made with the
+    PostgreSQL parameters ``settings``) and the switch; each recorded in ``record_members``.
+    Returns once the group has a primary."""
     etcd = etcd_for(state, base_port)
     started = etcd.start()
     say(f"etcd: {etcd.url} ({'started' if started else 'already running'})")
@@ -77,7 +87,7 @@ def start_main_group(state: Path, base_port: int, record_members: list[Member], 
     new = not is_group(root)
     say(f"PostgreSQL: {'bootstrapping' if new else 'starting'} group {MAIN_SCOPE} under "
         f"Patroni in {root}")  # fmt: skip
-    group, _ = patroni.open_group(root, MAIN_SCOPE, etcd.url, first, rw, ro)
+    group, _ = patroni.open_group(root, MAIN_SCOPE, etcd.url, first, rw, ro, settings=settings)
     record_patroni(group, record_members)
     start_switch(state, [group], record_members, say)
     return group
@@ -244,3 +254,52 @@ def rejoin(state: Path, name: str, scope: str = MAIN_SCOPE) -> str:
         how = "rebuilt from the primary (Patroni reinit)"
     patroni.wait_until(group, patroni.streams(member), "streaming", patroni.CLONE_TIMEOUT, member)
     return how
+
+
+# --- restore ---------------------------------------------------------------------------------
+
+
+def restore_in_place(
+    state: Path, config: BackupConfig, plan: RestorePlan, progress=None
+) -> list[RestoredServer]:
+    """Restore in place where Patroni runs groups: stop each group, restore its primary's
+    data directory (as :func:`movierec.db.restore.run_restore` does for a plain server),
+    then bring the group back from it alone: Patroni's state in etcd is reset (the restored
+    primary starts a new history), and every other member is re-made from the restored
+    primary (its old data is deleted before it starts, so no reader ever sees pre-restore
+    rows). Raises as :func:`run_restore`."""
+    groups = [load_group(item.server.state_dir.parent) for item in plan.items if item.managed]
+    for group in groups:
+        patroni.stop_group(group)
+    restored = run_restore(config, plan, progress)
+    for group, item in zip(groups, [i for i in plan.items if i.managed], strict=True):
+        _restart_from(group, group_member(group, item.server.state_dir))
+    if groups:
+        switch.apply(state, all_groups(state))
+    return restored
+
+
+def group_member(group: Group, state_dir: Path) -> GroupMember:
+    return next(m for m in group.members if m.state_dir.resolve() == state_dir.resolve())
+
+
+def _restart_from(group: Group, primary: GroupMember) -> None:
+    """Start ``group`` again with ``primary`` (a restored, promoted data directory run
+    without Patroni until now) as its leader and every other member cloned from it."""
+    primary.local.stop()
+    delete_keys(group.etcd_url, f"/movierec/{group.scope}/", keep=("/config",))
+    for member in group.members:
+        if member.name != primary.name:
+            shutil.rmtree(member.local.data_dir, ignore_errors=True)
+            for name in group.tablespaces:
+                shutil.rmtree(group.tablespace_dir(member, name), ignore_errors=True)
+    patroni.start_member(group, primary)
+    patroni.wait_until(group, patroni.has_running_leader, "led by the restored primary",
+                       patroni.BOOTSTRAP_TIMEOUT, primary)  # fmt: skip
+    for member in group.members:
+        if member.name != primary.name:
+            patroni.start_member(group, member)
+    for member in group.members:
+        if member.name != primary.name:
+            patroni.wait_until(group, patroni.streams(member), f"streaming to {member.name}",
+                               patroni.CLONE_TIMEOUT, member)  # fmt: skip

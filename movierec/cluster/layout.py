@@ -24,6 +24,7 @@ from movierec.db.local_server import LocalPostgres
 from movierec.db.partitions import Placement, add_server, add_tablespace, list_partitions, place
 from movierec.db.partitions.catalog import primary
 from movierec.db.partitions.servers import get_server, list_servers, list_tablespaces
+from movierec.db.patroni import MEMBER_DATA_DIR
 from movierec.db.tools import give_to_server_user
 from movierec.db.topology import (
     Role,
@@ -129,6 +130,13 @@ def add_disk2(settings: Settings, say: Say) -> None:
     if part.placement is not Placement.TABLESPACE or part.where != TABLESPACE:
         report = place(settings, part.name, tablespace=TABLESPACE)
         say(f"partitions: {part.name} -> tablespace {TABLESPACE} ({report.rows:,} rows)")
+
+
+def archive_settings(settings: Settings) -> dict[str, str]:
+    """What a new Patroni group is made with when the cluster backs up: it archives from the
+    start, so turning backups on needs no restart."""
+    config = backup.backup_config(settings)
+    return backup.archive_settings(config, backup.PRIMARY_STANZA, MEMBER_DATA_DIR)
 
 
 def setup_backups(settings: Settings, say: Say) -> list[str]:

@@ -147,6 +147,7 @@ def open_group(
     replica_port: int,
     synchronous: bool = True,
     timing: Timing | None = None,
+    settings: dict[str, str] | None = None,
 ) -> tuple[Group, bool]:
     """The group under ``root``, bootstrapping it with one member when it is new; its
     members that were stopped are started again. ``(group, started_here)``; returns once it
@@ -167,6 +168,7 @@ def open_group(
             group = Group(
                 scope, root.resolve(), etcd_url, (new_member(root.resolve(), first_port, 0),),
                 primary_port, replica_port, synchronous, timing or Timing(),
+                settings=dict(settings or {}),
             )  # fmt: skip
             save_group(group)
         started = [start_member(group, m) for m in group.members]

@@ -37,6 +37,9 @@ REST_USER = "patroni"
 REPLICATION_USER = "replicator"
 REWIND_USER = "rewinder"
 REST_TIMEOUT = 5.0
+# In a group's settings, stands for each member's own data directory (an archive_command
+# names it: pgBackRest checks that it runs in the stanza's pg1-path).
+MEMBER_DATA_DIR = "@member_data_dir@"
 # Settings every member runs with. Durable: a group worth replicating is one whose data
 # matters, and pg_rewind needs full_page_writes. Commits wait for the synchronous standby
 # (synchronous_commit = on) when the group's synchronous_mode names one.
@@ -134,6 +137,11 @@ class Group:
         """Where tablespace ``name`` lives on ``member``: a directory of its own, never
         one another member uses."""
         return member.state_dir / "tablespaces" / name
+
+    def settings_for(self, member: Member) -> dict[str, str]:
+        """The group's extra PostgreSQL parameters as ``member`` runs them."""
+        own = str(member.local.data_dir)
+        return {key: value.replace(MEMBER_DATA_DIR, own) for key, value in self.settings.items()}
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -234,7 +242,7 @@ def render_config(group: Group, member: Member, socket_dir: Path) -> str:
         log_directory=str(member.state_dir),
         log_filename="postgres.log",
         log_file_mode="0600",
-        **group.settings,
+        **group.settings_for(member),
     )
     pg_hba = [line for line in HBA.splitlines() if line and not line.startswith("#")]
     values = {
@@ -418,6 +426,29 @@ def restart(group: Group, name: str) -> str:
     """Restart member ``name``'s PostgreSQL through Patroni (to apply a setting that needs
     it). Raises :class:`PatroniRefused`."""
     return _post(group, group.member(name), "/restart", {})
+
+
+def apply_settings(group: Group, settings: dict[str, str]) -> Group:
+    """Give every member the PostgreSQL parameters ``settings`` (kept in the group's record,
+    rendered into each member's configuration): Patroni reloads them, then each member that
+    runs is restarted through Patroni, replicas first and the primary last (archive_mode, say,
+    needs a restart). Returns the group as recorded. Raises :class:`PatroniRefused`,
+    :class:`DatabaseUnavailable`."""
+    wanted = {**group.settings, **settings}
+    if wanted == group.settings:
+        return group
+    group = replace(group, settings=wanted)
+    save_group(group)
+    for member in group.members:
+        write_config(group, member)
+    views = {v.name: v for v in cluster_view(group)}
+    running = [m for m in group.members if m.name in views and views[m.name].state != "stopped"]
+    running.sort(key=lambda m: views[m.name].is_leader)
+    for member in running:
+        _post(group, member, "/reload", {})
+    for member in running:
+        _post(group, member, "/restart", {})
+    return group
 
 
 def patch_config(group: Group, patch: dict[str, Any]) -> dict[str, Any]:

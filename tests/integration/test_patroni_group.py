@@ -1,13 +1,15 @@
 """A cluster with a replica runs its database under Patroni (with etcd) behind the database
 switch, and everything follows the primary by itself.
 
-One cluster for the module (``movierec cluster up --replicas 1 --tablespace``, a small
-catalogue), the site on its director: the tablespace is apart on each member, ``cluster
-status`` shows roles and timelines, the primary's postmaster is killed under a steady writer
-through the site (Patroni promotes the synchronous standby, the site takes writes again
-without a restart of any web or AI server, no acknowledged write is lost, the old primary
-rejoins), and a planned switchover under load fails no request beyond a 503 with
-Retry-After.
+One cluster for the module (``movierec cluster up --replicas 1 --tablespace --backup``, a
+small catalogue), the site on its director, the tests in order: the tablespace is apart on
+each member, ``cluster status`` shows roles and timelines; the primary's postmaster is killed
+under a steady writer through the site (Patroni promotes the synchronous standby, the site
+takes writes again without a restart of any web or AI server, no acknowledged write is lost,
+the old primary rejoins); a planned switchover under load fails no request beyond a 503 with
+Retry-After; with etcd killed the site keeps taking writes (failsafe mode); after the
+failover a backup works, and a point-in-time restore brings every deleted row back on every
+member.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from support.commands import movierec
 from support.writer import SteadyWriter, make_writers, movie_ids
@@ -32,6 +36,7 @@ from movierec import cluster
 from movierec.cluster.members import is_running
 from movierec.config import Settings, load_settings
 from movierec.db import Database
+from movierec.db.engines import libpq_conninfo
 from movierec.db.patroni import Group, cluster_view, leader, load_group
 from movierec.ports import port_free
 
@@ -105,7 +110,7 @@ def ha_cluster():
     up = movierec(
         state,
         "cluster", "up", "--web", "1", "--ai", "1", "--port", str(base),
-        "--replicas", "1", "--tablespace",
+        "--replicas", "1", "--tablespace", "--backup",
         "--movies", "200", "--users", "150", "--ratings", "5000",
     )  # fmt: skip
     try:
@@ -234,3 +239,74 @@ def test_switchover_under_load_fails_no_request_beyond_a_503(ha_cluster):
     assert {o.status for o in writer.failed()} <= {503}
     assert all(o.retry_after for o in writer.failed())
     database.dispose()
+
+
+def test_with_etcd_killed_the_primary_keeps_taking_writes(ha_cluster):
+    """Patroni's failsafe_mode: without the DCS, a leader that every member's REST API still
+    calls the leader keeps its role past the lock's TTL, instead of demoting itself."""
+    database = Database(ha_cluster.settings)
+    ha_cluster.wait(ha_cluster.healthy, "healthy")
+    etcd = cluster_etcd(ha_cluster)
+    writer = SteadyWriter(
+        ha_cluster.site, make_writers(database, 4, "noetcd_"), movie_ids(database),
+        max_seconds=60, pause=0.1,
+    ).start()  # fmt: skip
+    try:
+        time.sleep(1)
+        os.kill(etcd.daemon.pid(), signal.SIGKILL)
+        killed = time.monotonic()
+        time.sleep(ha_cluster.group().timing.ttl + 8)  # past the leader lock's TTL
+    finally:
+        writer.stop()
+        etcd.start()
+    after = [o for o in writer.outcomes if o.at > killed]
+    print(f"etcd down: {len(after)} writes through the site, {len(writer.failed())} failed")
+    assert len(after) > 50
+    assert writer.failed() == []
+    assert writer.lost(database) == set()
+    ha_cluster.wait(ha_cluster.healthy, "healthy with etcd back")
+    database.dispose()
+
+
+def cluster_etcd(ha_cluster: HACluster):
+    from movierec.cluster.ha import etcd_for
+
+    return etcd_for(ha_cluster.state, ha_cluster.base)
+
+
+def test_after_a_failover_backup_and_restore_bring_every_row_back_on_every_member(ha_cluster):
+    ha_cluster.wait(ha_cluster.healthy, "healthy")
+    backed_up = movierec(ha_cluster.state, "backup", "create", "--type", "full")
+    assert backed_up.returncode == 0, backed_up.stdout + backed_up.stderr
+
+    def counts(conninfo: str) -> tuple[int, int, bool]:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            return conn.execute(
+                "SELECT (SELECT count(*) FROM ratings_p0), (SELECT count(*) FROM ratings_p1),"
+                " pg_is_in_recovery()"
+            ).fetchone()
+
+    group = ha_cluster.group()
+    before = counts(group.members[0].local.admin_conninfo("movierec"))[:2]
+    assert min(before) > 100  # ratings_p0 lives in the tablespace
+    time.sleep(1.5)
+    target = datetime.now(UTC).isoformat()
+    time.sleep(1.5)
+    admin = libpq_conninfo(ha_cluster.url, "test")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")  # no history rows for this
+        assert conn.execute("DELETE FROM ratings WHERE movie_id % 4 <> 0").rowcount > 0
+    restored = movierec(ha_cluster.state, "backup", "restore", "--time", target, "--yes")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    views = ha_cluster.wait(ha_cluster.healthy, "healthy after the restore", 120)
+    group = ha_cluster.group()
+    for member in group.members:
+        got = counts(member.local.admin_conninfo("movierec"))
+        assert got[:2] == before, (member.name, got, before)
+        is_leader = next(v for v in views if v.name == member.name).is_leader
+        assert got[2] is not is_leader  # the replica serves the restored rows, read-only
+    # The site's read frontend (the replica) has them too.
+    reads = libpq_conninfo(ha_cluster.url, "test").replace(
+        f"port={group.primary_port}", f"port={group.replica_port}"
+    )
+    assert counts(reads)[:2] == before
