@@ -150,7 +150,13 @@ def _start_database(
 def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
     """Shards, the tablespace and backups (after the data is loaded, so partitions move with
     their rows). Backup setup may restart servers: their members get the new pids."""
-    if spec.shards:
+    if spec.shards and spec.shard_replicas:  # each shard a Patroni group of its own
+        groups = layout.start_shard_groups(
+            settings, spec.shards, spec.shard_replicas, spec.base_port, DATABASE,
+            record.members, say, spec.backup,
+        )  # fmt: skip
+        layout.register_shards(settings, groups, DATABASE, say)
+    elif spec.shards:
         shards = layout.start_shards(settings, spec.shards, DATABASE, say)
         for name, server, owned in shards:
             record.members.append(_postgres_member(name, "shard", server, owned))

@@ -73,23 +73,46 @@ def start_main_group(
     """etcd, the main group's existing members (its first one when it is new, made with the
     PostgreSQL parameters ``settings``) and the switch; each recorded in ``record_members``.
     Returns once the group has a primary."""
+    start_etcd(state, base_port, record_members, say)
+    group = start_group(state, base_port, 0, record_members, say, settings)
+    start_switch(state, [group], record_members, say)
+    return group
+
+
+def start_etcd(state: Path, base_port: int, record_members: list[Member], say: Say) -> None:
+    """The cluster's etcd, started unless it runs, recorded once in ``record_members``."""
+    if any(m.role == "etcd" for m in record_members):
+        return
     etcd = etcd_for(state, base_port)
     started = etcd.start()
     say(f"etcd: {etcd.url} ({'started' if started else 'already running'})")
-    health = f"{etcd.url}/health"
-    pid = etcd.daemon.pid()
+    health, log = f"{etcd.url}/health", etcd.daemon.log_file
     entry = _daemon_member(
-        "etcd", "etcd", etcd.client_port, pid, started, health, etcd.daemon.log_file
+        "etcd", "etcd", etcd.client_port, etcd.daemon.pid(), started, health, log
     )
     record_members.append(entry)
-    first, rw, ro = group_ports(base_port, 0)
-    root = state / GROUP_DIR
+
+
+def start_group(
+    state: Path,
+    base_port: int,
+    index: int,
+    record_members: list[Member],
+    say: Say,
+    settings: dict[str, str] | None = None,
+) -> Group:
+    """Group ``index`` (0: main, k: shard k) in the cluster's etcd: bootstrapped when new,
+    its stopped members started; recorded in ``record_members``. Etcd must run."""
+    scope = MAIN_SCOPE if index == 0 else f"shard{index}"
+    root = group_root(state, scope)
+    first, rw, ro = group_ports(base_port, index)
     new = not is_group(root)
-    say(f"PostgreSQL: {'bootstrapping' if new else 'starting'} group {MAIN_SCOPE} under "
-        f"Patroni in {root}")  # fmt: skip
-    group, _ = patroni.open_group(root, MAIN_SCOPE, etcd.url, first, rw, ro, settings=settings)
+    say(f"PostgreSQL: {'bootstrapping' if new else 'starting'} group {scope} under Patroni "
+        f"in {root}")  # fmt: skip
+    start_etcd(state, base_port, record_members, say)
+    etcd_url = etcd_for(state, base_port).url
+    group, _ = patroni.open_group(root, scope, etcd_url, first, rw, ro, settings=settings)
     record_patroni(group, record_members)
-    start_switch(state, [group], record_members, say)
     return group
 
 
@@ -143,10 +166,12 @@ def frontend(group: Group, reads: bool = False) -> LocalPostgres:
     return LocalPostgres(group.root, port=group.replica_port if reads else group.primary_port)
 
 
-def add_replicas(state: Path, count: int, record_members: list[Member], say: Say) -> Group:
-    """Clone members until the main group has ``count`` replicas; reload the switch with
-    them."""
-    root = state / GROUP_DIR
+def add_replicas(
+    state: Path, count: int, record_members: list[Member], say: Say, scope: str = MAIN_SCOPE
+) -> Group:
+    """Clone members until group ``scope`` has ``count`` replicas; reload the switch with
+    every group."""
+    root = group_root(state, scope)
     group = load_group(root)
     while len(group.members) < count + 1:
         say(f"PostgreSQL: Patroni clones a replica of group {group.scope} (pg_basebackup)")
@@ -154,7 +179,7 @@ def add_replicas(state: Path, count: int, record_members: list[Member], say: Say
         group = load_group(root)
         say(f"PostgreSQL: {member.name} streams from the primary ({member.pg_port})")
     record_patroni(group, record_members)
-    switch.apply(state, [group])
+    switch.apply(state, all_groups(state))
     return group
 
 
@@ -188,21 +213,19 @@ def stop(state: Path, member: Member) -> bool | None:
 
 
 def details(state: Path) -> dict[str, str]:
-    """``{record name: "leader, timeline 2, lag 0 B"}`` for the Patroni members, from the
-    REST API; empty when no group answers."""
-    group = main_group(state)
-    if group is None:
-        return {}
-    try:
-        views = cluster_view(group)
-    except MovierecError:
-        return {}
+    """``{record name: "leader running, timeline 2"}`` for the members of every Patroni
+    group, from their REST APIs; a group that does not answer is left out."""
     shown = {}
-    for view in views:
-        lag = "" if view.is_leader else f", lag {'?' if view.lag is None else view.lag} B"
-        shown[f"{group.scope}-{view.name}"] = (
-            f"{view.role} {view.state}, timeline {view.timeline or '?'}{lag}"
-        )
+    for group in all_groups(state):
+        try:
+            views = cluster_view(group)
+        except MovierecError:
+            continue
+        for view in views:
+            lag = "" if view.is_leader else f", lag {'?' if view.lag is None else view.lag} B"
+            shown[f"{group.scope}-{view.name}"] = (
+                f"{view.role} {view.state}, timeline {view.timeline or '?'}{lag}"
+            )
     return shown
 
 

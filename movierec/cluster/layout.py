@@ -18,6 +18,7 @@ from pathlib import Path
 from psycopg import sql
 
 from movierec.cluster import ha
+from movierec.cluster.members import Member
 from movierec.config import Settings
 from movierec.db import backup
 from movierec.db.local_server import LocalPostgres
@@ -56,6 +57,45 @@ def _last_port(server: LocalPostgres) -> int:
         return int(json.loads(server.info_file.read_text())["port"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def start_shard_groups(
+    settings: Settings,
+    count: int,
+    replicas: int,
+    base_port: int,
+    database: str,
+    record_members: list[Member],
+    say: Say,
+    backup_on: bool,
+) -> list[tuple[str, LocalPostgres]]:
+    """Shards 1..``count`` as Patroni groups of their own (scope ``shard<k>`` in the
+    cluster's etcd), each with ``replicas`` replicas, recorded in ``record_members`` and in
+    the topology; ``(name, server)`` each, the server being the group's primary frontend on
+    the database switch (the postgres_fdw server of the primary points there, so it follows
+    the shard's failovers)."""
+    state = settings.state_dir.resolve()
+    found = []
+    for index in range(1, count + 1):
+        name = shard_name(index)
+        archiving = {}
+        if backup_on:
+            config = backup.backup_config(settings)
+            archiving = backup.archive_settings(config, name, MEMBER_DATA_DIR)
+        group = ha.start_group(state, base_port, index, record_members, say, archiving)
+        ha.add_replicas(state, replicas, record_members, say, scope=group.scope)
+        server = ha.frontend(group)
+        server.create_database(database)
+        found.append((name, server))
+    ha.start_switch(state, ha.all_groups(state), record_members, say)
+    with topology_lock(settings):
+        topology = load_topology(settings)
+        for name, server in found:
+            # state_dir: the group's directory, which `movierec backup` recognises as a group
+            entry = Server(name, Role.SHARD, "127.0.0.1", server.port, server.state_dir)
+            topology = topology.with_shard(entry)
+        save_topology(settings, topology)
+    return found
 
 
 def start_shards(

@@ -12,6 +12,7 @@ From CLI options or a ``cluster.toml``::
     ai_workers = 1
     topology = "full"  # "demo" (default) or "full": replicas 1, shards 2, tablespace, backup
     shards = 2       # shard servers (postgres_fdw); shard k gets partition p(4-shards+k-1)
+    shard_replicas = 0  # > 0: each shard is a Patroni group with this many replicas
     tablespace = true  # a second tablespace (state_dir/tablespaces/disk2) holding ratings_p0
     backup = true    # a pgBackRest repository with one stanza per server (primary, shards)
 
@@ -51,6 +52,7 @@ class ClusterSpec:
     shards: int = 0
     tablespace: bool = False
     backup: bool = False
+    shard_replicas: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -62,6 +64,8 @@ class ClusterSpec:
             problems.append(f"replicas must be 0 to 3, not {self.replicas}")
         if not 0 <= self.shards <= MAX_SHARDS:
             problems.append(f"shards must be 0 to {MAX_SHARDS}, not {self.shards}")
+        if not 0 <= self.shard_replicas <= 3:
+            problems.append(f"shard_replicas must be 0 to 3, not {self.shard_replicas}")
         ports = [*self.web_ports, *self.ai_ports]
         if self.director_port is not None:
             ports.append(self.director_port)
@@ -88,6 +92,7 @@ class ClusterSpec:
         shards: int = 0,
         tablespace: bool = False,
         backup: bool = False,
+        shard_replicas: int = 0,
     ) -> ClusterSpec:
         """The director on ``port``, web instances on the next ports, AI instances from
         ``port + 101``. Raises :class:`BadInput`."""
@@ -103,6 +108,7 @@ class ClusterSpec:
             shards=shards,
             tablespace=tablespace,
             backup=backup,
+            shard_replicas=shard_replicas,
         )
 
     def workers_per_web(self, cores: int | None = None) -> int:
@@ -143,7 +149,7 @@ class ClusterSpec:
 
 _KEYS = {
     "web", "ai", "replicas", "port", "director", "web_workers", "ai_workers",
-    "topology", "shards", "tablespace", "backup",
+    "topology", "shards", "tablespace", "backup", "shard_replicas",
 }  # fmt: skip
 
 

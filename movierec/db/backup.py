@@ -72,7 +72,9 @@ def local_servers(settings: Settings) -> list[BackupServer]:
     else:
         servers = [BackupServer(PRIMARY_STANZA, LocalPostgres(settings.state_dir / "postgres"))]
     for shard in recorded_shards(settings):
-        if shard.local is not None and shard.name != PRIMARY_STANZA:
+        if shard.state_dir is not None and is_group(shard.state_dir):
+            servers.append(group_server(shard.name, load_group(shard.state_dir)))
+        elif shard.local is not None and shard.name != PRIMARY_STANZA:
             servers.append(BackupServer(shard.name, shard.local))
     return servers
 

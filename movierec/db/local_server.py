@@ -179,6 +179,11 @@ class LocalPostgres:
         give_to_server_user(socket_dir)
         self._write_conf(socket_dir)
         self._write_hba()
+        # Looked at before the start: a restored copy may finish its recovery (and delete
+        # recovery.signal) before pg_ctl returns, while it still refuses writes.
+        recovering = any(
+            (self.data_dir / f).exists() for f in ("standby.signal", "recovery.signal")
+        )
         run_pg_tool(
             "pg_ctl",
             ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60"],
@@ -186,8 +191,8 @@ class LocalPostgres:
         )
         self.info_file.write_text(json.dumps({"port": self.port, "socket_dir": str(socket_dir)}))
         self._wait_for_port()
-        if not any((self.data_dir / f).exists() for f in ("standby.signal", "recovery.signal")):
-            self._set_superuser_password(socket_dir)  # a standby has its primary's
+        if not recovering:
+            self._set_superuser_password(socket_dir)  # a standby (or a copy) has its own
         return self
 
     def _write_hba(self) -> None:

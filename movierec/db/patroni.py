@@ -278,9 +278,9 @@ def write_config(group: Group, member: Member) -> Path:
     pgBackRest look for them (``server.json``). Returns the file."""
     member.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     give_to_server_user(member.state_dir)
-    group.passwords_owner.passwords.copy_to(member.state_dir)  # LocalPostgres.url() reads it
     socket_dir = _socket_dir(member)
-    text = render_config(group, member, socket_dir)
+    text = render_config(group, member, socket_dir)  # makes the passwords the group lacks
+    group.passwords_owner.passwords.copy_to(member.state_dir)  # LocalPostgres.url() reads it
     fd = os.open(member.config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)

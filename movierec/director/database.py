@@ -107,14 +107,36 @@ def apply(state_dir: Path, groups: list[Group]) -> bool:
         before = _worker_pid(files)
         os.kill(pid, signal.SIGUSR2)
         _wait_for_worker(files, lambda worker: worker is not None and worker != before)
-        return False
-    files.stats_socket.unlink(missing_ok=True)
-    run_haproxy(
-        ["-W", "-D", "-f", str(files.config), "-p", str(files.pid_file)],
-        what="starting the database switch",
-    )
-    _wait_for_worker(files, lambda worker: worker is not None)
-    return True
+    else:
+        files.stats_socket.unlink(missing_ok=True)
+        run_haproxy(
+            ["-W", "-D", "-f", str(files.config), "-p", str(files.pid_file)],
+            what="starting the database switch",
+        )
+        _wait_for_worker(files, lambda worker: worker is not None)
+    _wait_for_primaries(state_dir, groups)
+    return pid is None
+
+
+def _wait_for_primaries(state_dir: Path, groups: list[Group], timeout: float = 15.0) -> None:
+    """Until a fresh worker's checks have found each group's primary: before that, a client
+    could be turned away (or, while every server still counts as up, sent to a replica)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = backend_status(state_dir)
+        waiting = [
+            g.scope
+            for g in groups
+            if [s for s in seen.get(f"{g.scope}_primary", {}).values() if s == "UP"] != ["UP"]
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise OpsCommandFailed(
+                f"the database switch sees no single primary of {', '.join(waiting)} "
+                f"after {timeout:.0f} s ({seen})"
+            )
+        time.sleep(0.1)
 
 
 def _worker_pid(files: SwitchFiles) -> int | None:

@@ -47,7 +47,7 @@ FAILOVER_GOAL_S = 15.0  # with Patroni's default ttl 30 / loop_wait 10
 def free_base_port() -> int:
     """A port P with the cluster's ports (site, web, AI, database layer) free."""
     for _ in range(50):
-        base = int(np.random.default_rng().integers(20_000, 40_000))
+        base = int(np.random.default_rng().integers(20_000, 32_000))  # below the ephemeral ports
         database_layer = (base + 190, base + 191, *range(base + 200, base + 222))
         wanted = (base, base + 1, base + 101, *database_layer)
         if all(port_free(p) for p in wanted):
