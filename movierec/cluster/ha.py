@@ -206,9 +206,10 @@ def stop(state: Path, member: Member) -> bool | None:
     if member.role == "dbswitch":
         return switch.stop(state)
     if member.role == "patroni" and member.state_dir:
+        # The whole group, replicas first: stopping its leader first would make Patroni
+        # promote a replica only to stop it a moment later.
         directory = Path(member.state_dir)
-        group = load_group(directory.parent)
-        return patroni.stop_member(group.member(directory.name))
+        return directory.name in patroni.stop_group(load_group(directory.parent))
     return None
 
 

@@ -1,15 +1,16 @@
-"""Streaming replicas of the primary: create, remove, watch, make synchronous.
+"""Streaming replicas of a plain primary (one movierec runs without Patroni): create, watch,
+make synchronous; and the replication status ``movierec db status`` shows of any primary.
 
-A replica is a :class:`LocalPostgres` under ``state_dir/replica-<name>``, cloned from the
-primary with pg_basebackup. It streams WAL through a physical replication slot named after it
-(``replica_<name>``), so the primary keeps WAL the replica has not received yet, and it
-connects with ``application_name=<name>``, the name ``synchronous_standby_names`` and
-``pg_stat_replication`` know it by. Promotion lives in :mod:`movierec.db.promotion`.
+The local cluster's replicas are Patroni's (:mod:`movierec.db.patroni`): Patroni creates,
+promotes, rewinds and rebuilds them. What is left here serves ``bench/bench_replica_lag.py``
+and ``db status``. A replica is a :class:`LocalPostgres` under ``state_dir/replica-<name>``,
+cloned from the primary with pg_basebackup. It streams WAL through a physical replication slot
+named after it (``replica_<name>``), and it connects with ``application_name=<name>``, the
+name ``synchronous_standby_names`` and ``pg_stat_replication`` know it by.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import time
@@ -193,37 +194,6 @@ def _write_pgpass(target: Path, primary: Server, user: str | None, password: str
     return path
 
 
-def start_server(settings: Settings, name: str) -> Server:
-    """Start local server ``name`` (after a reboot, or a stop) on its recorded port.
-
-    Keeping the port matters: standbys reach their primary by it. A fenced former primary
-    comes up read-only. Raises :class:`NotFound` for an unknown name, :class:`BadInput` for a
-    server movierec does not run and :class:`OpsCommandFailed` when it does not start.
-    """
-    with topology_lock(settings):
-        topology = load_topology(settings)
-        server = _local_entry(topology, name)
-        started = _local_server(server.state_dir, server.live_port()).start()
-        server = dataclasses.replace(server, port=started.port)
-        save_topology(settings, topology.with_server(server))
-    return server
-
-
-def stop_server(settings: Settings, name: str) -> Server:
-    """Stop local server ``name`` (fast shutdown). Raises like :func:`start_server`."""
-    with topology_lock(settings):
-        server = _local_entry(load_topology(settings), name)
-        server.local.stop()
-    return server
-
-
-def _local_entry(topology: Topology, name: str) -> Server:
-    server = topology.get(name)
-    if server.local is None:
-        raise BadInput(f"{name} ({server.address}) is not run by movierec on this machine")
-    return server
-
-
 def _discard(settings: Settings, primary: Server, slot: str, target: Path) -> None:
     """Undo a failed create: a leftover slot would make the primary keep WAL forever."""
     local = LocalPostgres(target)
@@ -265,29 +235,6 @@ def drop_slot(settings: Settings, primary: Server, slot: str, wait: float = 10.0
         if time.monotonic() > deadline:
             raise ReplicationError(f"slot {slot} on {primary.name} stays active; drop it by hand")
         time.sleep(0.1)
-
-
-def remove_replica(settings: Settings, name: str) -> bool:
-    """Stop replica ``name``, drop its slot, delete its files and forget it.
-
-    Also forgets a former primary. Returns False when its slot could not be dropped because
-    the primary is unreachable. Raises :class:`NotFound` for an unknown name and
-    :class:`BadInput` for the primary.
-    """
-    with topology_lock(settings):
-        topology = load_topology(settings)
-        server = topology.get(name)
-        if server.role is Role.PRIMARY:
-            raise BadInput(f"{name} is the primary; promote another server before removing it")
-        if server.local is not None:
-            server.local.stop()
-        dropped = True
-        if server.slot and server.upstream in topology:
-            dropped = drop_slot(settings, topology.get(server.upstream), server.slot)
-        if server.state_dir is not None:
-            shutil.rmtree(server.state_dir, ignore_errors=True)
-        save_topology(settings, topology.without(name))
-    return dropped
 
 
 # --- status ------------------------------------------------------------------------------------

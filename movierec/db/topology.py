@@ -42,10 +42,6 @@ class ReplicationError(MovierecError):
     """Replication did not reach the expected state (not streaming, not promoted, ...)."""
 
 
-class PromotionRefused(ReplicationError):
-    """Promoting would risk two writable primaries or lost commits, so nothing was changed."""
-
-
 class Role(StrEnum):
     PRIMARY = "primary"
     STANDBY = "standby"
@@ -245,22 +241,6 @@ def server_url(settings: Settings, server: Server, hide_password: bool = True) -
     settings.require("database_url")
     url = make_url(settings.database_url).set(host=server.host, port=server.live_port())
     return url.render_as_string(hide_password=hide_password)
-
-
-def stale_database_url(settings: Settings) -> str | None:
-    """The primary's URL when ``settings.database_url`` points at another server, else None.
-
-    After a promotion the recorded topology knows the new primary before the admin has
-    changed MOVIEREC_DATABASE_URL; the replica commands follow the topology, everything else
-    follows the setting, so the CLI says what to set.
-    """
-    if not settings.database_url or not has_topology(settings):
-        return None
-    url = make_url(settings.database_url)
-    primary = load_topology(settings).primary()
-    if (url.host, url.port or 5432) == (primary.host, primary.live_port()):
-        return None
-    return server_url(settings, primary)
 
 
 def conninfo(settings: Settings, server: Server, timeout: float = 3.0) -> str:
