@@ -9,6 +9,7 @@ for the web and AI servers).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -96,6 +97,7 @@ class Daemon:
 
         if not stop_pid(pid, running, ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0))):
             raise OpsCommandFailed(f"{self.name} (pid {pid}) survived SIGKILL")
+        _reap(pid)  # it may have turned into a zombie after the last look
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -105,6 +107,14 @@ class Daemon:
         except OSError:
             return "(no log)"
         return " | ".join(text[-lines:]) or "(empty log)"
+
+
+@atexit.register
+def _reap_all() -> None:
+    """At exit, collect the daemons that ended meanwhile (stopped by another command, say):
+    a handle never asked would report them as still running."""
+    for pid in list(_STARTED):
+        _reap(pid)
 
 
 def _reap(pid: int) -> None:
