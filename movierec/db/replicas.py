@@ -25,8 +25,10 @@ from sqlalchemy.engine import make_url
 
 from movierec.config import Settings
 from movierec.db.local_server import SERVER_SETTINGS, LocalPostgres
+from movierec.db.patroni import Group, cluster_view, is_group, load_group
 from movierec.db.tools import check_server_user_can_enter, give_to_server_user, run_pg_tool
 from movierec.db.topology import (
+    PRIMARY_DIR,
     ReplicationError,
     Role,
     Server,
@@ -264,6 +266,9 @@ def replication_status(settings: Settings) -> list[ReplicaStatus]:
     primary but unknown to the topology are listed too. Raises :class:`ConfigError` when
     there is neither a topology nor a database URL; unreachable servers are shown as down.
     """
+    group_dir = state_root(settings) / PRIMARY_DIR
+    if is_group(group_dir):
+        return _patroni_status(load_group(group_dir))
     topology = load_topology(settings)
     primary = topology.primary()
     attached: dict[str, tuple] = {}
@@ -316,6 +321,32 @@ def _server_status(settings: Settings, server: Server, attached: tuple | None) -
         server.name, str(server.role), state, server.address,
         lag_bytes, lag_seconds, sync_state, server.slot,
     )  # fmt: skip
+
+
+def _patroni_status(group: Group) -> list[ReplicaStatus]:
+    """The members of the Patroni group as Patroni reports them (a member down is shown
+    down; the group not answering at all raises :class:`DatabaseUnavailable`)."""
+    found = []
+    for view in cluster_view(group):
+        state = _PATRONI_STATES.get(view.state, ServerState.DISCONNECTED)
+        if view.is_leader and view.state == "running":
+            state = ServerState.UP
+        sync = "sync" if view.role == "sync_standby" else (None if view.is_leader else "async")
+        role = "primary" if view.is_leader else "standby"
+        lag_bytes = None if view.is_leader else view.lag
+        found.append(
+            ReplicaStatus(view.name, role, state, f"{view.host}:{view.port}", lag_bytes, None, sync)
+        )
+    return found
+
+
+_PATRONI_STATES = {
+    "streaming": ServerState.STREAMING,
+    "running": ServerState.READ_ONLY,  # a replica that runs but does not stream (yet)
+    "starting": ServerState.STARTUP,
+    "stopped": ServerState.DOWN,
+    "stopping": ServerState.STOPPING,
+}
 
 
 def _state(value: str | None) -> ServerState:
