@@ -95,6 +95,9 @@ def up(
             "`movierec cluster down` stops it"
         )
     spec.check_ports_free()
+    if spec.replicas or spec.shard_replicas:
+        groups = 1 + (spec.shards if spec.shard_replicas else 0)
+        ha.check_ports_free(state, spec.base_port, groups)
     record = ClusterRecord(url="")
     try:
         settings = _start_database(settings, spec, record, say)

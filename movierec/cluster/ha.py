@@ -28,7 +28,8 @@ from movierec.db.patroni import Member as GroupMember
 from movierec.db.pgbackrest import BackupConfig
 from movierec.db.restore import RestoredServer, RestorePlan, run_restore
 from movierec.director import database as switch
-from movierec.errors import DatabaseUnavailable, MovierecError
+from movierec.errors import BadInput, DatabaseUnavailable, MovierecError
+from movierec.ports import port_free
 
 MAIN_SCOPE = "main"
 GROUP_DIR = "postgres"  # the main group lives where the plain primary would
@@ -55,6 +56,19 @@ def ports(base_port: int, groups: int) -> list[int]:
         first, rw, ro = group_ports(base_port, index)
         found += [rw, ro, *range(first, first + 2 * patroni.MAX_MEMBERS)]
     return found
+
+
+def check_ports_free(state: Path, base_port: int, groups: int) -> None:
+    """Raise :class:`BadInput` naming the database layer's ports something else listens on
+    (when this cluster's own etcd runs, its layer is up already and holds them)."""
+    if etcd_for(state, base_port).daemon.running():
+        return
+    taken = [port for port in ports(base_port, groups) if not port_free(port)]
+    if taken:
+        raise BadInput(
+            f"port(s) {', '.join(map(str, taken))} on 127.0.0.1 (etcd, Patroni, the database "
+            "switch) are in use; pick another --port or stop what listens there"
+        )
 
 
 def main_group(state: Path) -> Group | None:

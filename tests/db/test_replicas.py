@@ -82,7 +82,7 @@ class HAGroup:
 def free_base() -> int:
     for _ in range(50):
         base = int(np.random.default_rng().integers(20_000, 32_000))  # below the ephemeral ports
-        if all(port_free(p) for p in (base + 190, base + 191, *range(base + 200, base + 222))):
+        if all(port_free(p) for p in ha.ports(base, 1)):
             return base
     raise AssertionError("no free ports")
 

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,11 +34,13 @@ from support.commands import movierec
 from support.writer import SteadyWriter, make_writers, movie_ids
 
 from movierec import cluster
+from movierec.cluster import ha
 from movierec.cluster.members import is_running
 from movierec.config import Settings, load_settings
 from movierec.db import Database
 from movierec.db.engines import libpq_conninfo
 from movierec.db.patroni import Group, cluster_view, leader, load_group
+from movierec.errors import BadInput
 from movierec.ports import port_free
 
 pytestmark = pytest.mark.integration
@@ -48,8 +51,7 @@ def free_base_port() -> int:
     """A port P with the cluster's ports (site, web, AI, database layer) free."""
     for _ in range(50):
         base = int(np.random.default_rng().integers(20_000, 32_000))  # below the ephemeral ports
-        database_layer = (base + 190, base + 191, *range(base + 200, base + 222))
-        wanted = (base, base + 1, base + 101, *database_layer)
+        wanted = (base, base + 1, base + 101, *ha.ports(base, 1))
         if all(port_free(p) for p in wanted):
             return base
     raise AssertionError("no free ports")
@@ -310,3 +312,15 @@ def test_after_a_failover_backup_and_restore_bring_every_row_back_on_every_membe
         f"port={group.primary_port}", f"port={group.replica_port}"
     )
     assert counts(reads)[:2] == before
+
+
+def test_up_refuses_a_taken_database_switch_port_before_starting_anything(tmp_path):
+    base = free_base_port()
+    spec = cluster.ClusterSpec.on_port(base, web=1, ai=1, replicas=1)
+    settings = load_settings(environ={}, toml_path=None, overrides={"state_dir": tmp_path})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 200))
+        taken.listen()
+        with pytest.raises(BadInput, match=rf"port\(s\) {base + 200} .*database switch"):
+            cluster.up(settings, spec, lambda _text: None)
+    assert not (tmp_path / "etcd").exists() and not (tmp_path / "postgres").exists()

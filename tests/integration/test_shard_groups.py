@@ -20,6 +20,7 @@ import pytest
 from support.commands import movierec
 
 from movierec import cluster
+from movierec.cluster import ha
 from movierec.db.engines import libpq_conninfo
 from movierec.db.patroni import cluster_view, leader, load_group
 from movierec.director.haproxy import process_alive
@@ -34,7 +35,7 @@ def test_each_shard_is_a_patroni_group_and_its_failover_is_followed(tmp_path):
     state = root / "state"
     base = next(
         b for b in range(int(np.random.default_rng().integers(200, 260)) * 100, 32_000, 300)
-        if all(port_free(p) for p in (b, b + 1, b + 101, b + 190, *range(b + 200, b + 232)))
+        if all(port_free(p) for p in (b, b + 1, b + 101, *ha.ports(b, 2)))
     )  # fmt: skip
     try:
         up = movierec(
