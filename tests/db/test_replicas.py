@@ -267,3 +267,12 @@ def test_sync_off_and_on_change_patronis_synchronous_mode(ha_group):
     assert on.exit_code == 0, on.output
     assert becomes(True)
     ha_group.wait_healthy()
+
+
+@pytest.mark.parametrize("args", [("create",), ("status",), ("promote", "pg2", "--yes")])
+def test_without_a_patroni_group_the_replica_commands_say_how_to_get_one(tmp_path, args):
+    env = {"MOVIEREC_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
+    result = CliRunner().invoke(app, ["db", "replica", *args], env=env)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1, result.output
+    assert "no Patroni group" in result.output and "--replicas" in result.output
