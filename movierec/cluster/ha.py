@@ -20,10 +20,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from movierec.cluster import patroni
-from movierec.cluster.etcd import LocalEtcd, delete_keys
+from movierec.cluster.etcd import LocalEtcd
 from movierec.cluster.members import Member, start_time
 from movierec.db.local_server import LocalPostgres
-from movierec.db.patroni import Group, cluster_view, is_group, load_group, reinitialize
+from movierec.db.patroni import (
+    ETCD_USER_KEY,
+    Group,
+    cluster_view,
+    etcd_user,
+    is_group,
+    load_group,
+    reinitialize,
+)
 from movierec.db.patroni import Member as GroupMember
 from movierec.db.pgbackrest import BackupConfig
 from movierec.db.restore import RestoredServer, RestorePlan, run_restore
@@ -124,7 +132,11 @@ def start_group(
     say(f"PostgreSQL: {'bootstrapping' if new else 'starting'} group {scope} under Patroni "
         f"in {root}")  # fmt: skip
     start_etcd(state, base_port, record_members, say)
-    etcd_url = etcd_for(state, base_port).url
+    etcd = etcd_for(state, base_port)
+    # Patroni's own etcd user, allowed its group's keys alone (passwords made on first use).
+    etcd_password = LocalPostgres(root).passwords.get(ETCD_USER_KEY)
+    etcd.grant_prefix(etcd_user(scope), etcd_password, f"/movierec/{scope}/")
+    etcd_url = etcd.url
     group, _ = patroni.open_group(root, scope, etcd_url, first, rw, ro, settings=settings)
     record_patroni(group, record_members)
     return group
@@ -311,7 +323,7 @@ def restore_in_place(
         patroni.stop_group(group)
     restored = run_restore(config, plan, progress)
     for group, item in zip(groups, [i for i in plan.items if i.managed], strict=True):
-        _restart_from(group, group_member(group, item.server.state_dir))
+        _restart_from(state, group, group_member(group, item.server.state_dir))
     if groups:
         switch.apply(state, all_groups(state))
     return restored
@@ -321,11 +333,12 @@ def group_member(group: Group, state_dir: Path) -> GroupMember:
     return next(m for m in group.members if m.state_dir.resolve() == state_dir.resolve())
 
 
-def _restart_from(group: Group, primary: GroupMember) -> None:
+def _restart_from(state: Path, group: Group, primary: GroupMember) -> None:
     """Start ``group`` again with ``primary`` (a restored, promoted data directory run
     without Patroni until now) as its leader and every other member cloned from it."""
     primary.local.stop()
-    delete_keys(group.etcd_url, f"/movierec/{group.scope}/", keep=("/config",))
+    etcd = LocalEtcd(state / "etcd", int(group.etcd_url.rpartition(":")[2]), 0)
+    etcd.delete_keys(f"/movierec/{group.scope}/", keep=("/config",))
     for member in group.members:
         if member.name != primary.name:
             shutil.rmtree(member.local.data_dir, ignore_errors=True)

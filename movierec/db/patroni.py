@@ -37,6 +37,7 @@ REST_USER = "patroni"
 REPLICATION_USER = "replicator"
 REWIND_USER = "rewinder"
 REST_TIMEOUT = 5.0
+ETCD_USER_KEY = "etcd"  # the group's etcd password, in its passwords.json
 # In a group's settings, stands for each member's own data directory (an archive_command
 # names it: pgBackRest checks that it runs in the stanza's pg1-path).
 MEMBER_DATA_DIR = "@member_data_dir@"
@@ -53,6 +54,11 @@ DCS_PARAMETERS = {
     "max_connections": 200,
     **DURABLE,
 }
+
+
+def etcd_user(scope: str) -> str:
+    """The etcd user the Patroni members of group ``scope`` log in as."""
+    return f"patroni-{scope}"
 
 
 class PatroniRefused(MovierecError):
@@ -252,6 +258,8 @@ def render_config(group: Group, member: Member, socket_dir: Path) -> str:
         "rest_user": REST_USER,
         "rest_password": json.dumps(passwords.get(REST_USER)),
         "etcd_hosts": json.dumps([group.etcd_url.removeprefix("http://")]),
+        "etcd_user": etcd_user(group.scope),
+        "etcd_password": json.dumps(passwords.get(ETCD_USER_KEY)),
         "ttl": group.timing.ttl,
         "loop_wait": group.timing.loop_wait,
         "retry_timeout": group.timing.retry_timeout,

@@ -9,6 +9,7 @@ running leader and a streaming replica.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import stat
@@ -29,7 +30,7 @@ from movierec.cli.main import app
 from movierec.cluster import ha
 from movierec.cluster import patroni as members
 from movierec.cluster.members import Member
-from movierec.db.patroni import Group, cluster_view, leader, load_group
+from movierec.db.patroni import Group, cluster_view, etcd_user, leader, load_group
 from movierec.director import database as switch
 from movierec.ports import port_free
 
@@ -276,3 +277,31 @@ def test_without_a_patroni_group_the_replica_commands_say_how_to_get_one(tmp_pat
     assert result.exit_code == 1
     assert result.output.count("\n") == 1, result.output
     assert "no Patroni group" in result.output and "--replicas" in result.output
+
+
+def test_etcd_wants_a_password_and_each_group_reaches_only_its_own_keys(ha_group):
+    etcd = ha.etcd_for(ha_group.state, ha_group.base)
+
+    def keys(prefix: str, token: str | None = None) -> requests.Response:
+        body = {"key": base64.b64encode(prefix.encode()).decode(), "range_end": "AA=="}
+        headers = {"Authorization": token} if token else {}
+        return requests.post(f"{etcd.url}/v3/kv/range", json=body, headers=headers, timeout=5)
+
+    anonymous = keys("/movierec/")
+    assert anonymous.status_code != 200 and "user name is empty" in anonymous.text
+    group = ha_group.group()
+    login = {"name": etcd_user("main"), "password": group.passwords_owner.passwords.get("etcd")}
+    token = requests.post(f"{etcd.url}/v3/auth/authenticate", json=login, timeout=5).json()
+    own = requests.post(
+        f"{etcd.url}/v3/kv/range",
+        json={"key": base64.b64encode(b"/movierec/main/leader").decode()},
+        headers={"Authorization": token["token"]},
+        timeout=5,
+    )
+    assert own.status_code == 200 and own.json().get("kvs"), own.text
+    other = keys("/movierec/shard1/", token["token"])
+    assert other.status_code != 200 and "permission denied" in other.text
+    wrong = requests.post(
+        f"{etcd.url}/v3/auth/authenticate", json={**login, "password": "guess"}, timeout=5
+    )
+    assert wrong.status_code != 200
