@@ -222,6 +222,11 @@ def test_promote_is_a_switchover_that_keeps_every_row_and_refuses_the_leader(ha_
 def test_rejoin_starts_a_stopped_member_and_rebuilds_a_running_one(ha_group):
     ha_group.wait_healthy()
     group = ha_group.group()
+    # What Patroni refuses is refused in one line, with Patroni's reason.
+    refused = ha_group.cli("rejoin", leader(group))
+    assert refused.exit_code == 1
+    assert refused.output.count("\n") == 1, refused.output
+    assert "Patroni refused reinitialize" in refused.output and "leader" in refused.output
     replica = next(m for m in group.members if m.name != leader(group))
     assert members.stop_member(replica)
     missed = write_note(ha_group)  # written while it was away
