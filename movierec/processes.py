@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +78,23 @@ class Child:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout)
+
+
+def stop_pid(
+    pid: int,
+    alive: Callable[[], bool],
+    steps: tuple[tuple[signal.Signals, float], ...],
+) -> bool:
+    """Send ``pid`` each signal of ``steps`` in turn, waiting up to its seconds for
+    ``alive()`` to turn False; whether it is gone at the end."""
+    for sig, wait in steps:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not alive():
+            break
+    return not alive()

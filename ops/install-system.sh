@@ -3,7 +3,7 @@
 # Usage: ops/install-system.sh [package ...]   (default: what the core and the tests need)
 set -euo pipefail
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(postgresql-15 postgresql-contrib pgbackrest haproxy redis-server python3.11-venv python3.11-dev)
+[ ${#want[@]} -gt 0 ] || want=(postgresql-15 postgresql-contrib pgbackrest haproxy redis-server etcd-server python3.11-venv python3.11-dev)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

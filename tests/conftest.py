@@ -26,6 +26,19 @@ from movierec.db.roles import APP_ROLES
 pytest_plugins = ["support.browser", "support.oidc"]
 
 TEMPLATE = "movierec_template"
+DRILLS = os.environ.get("MOVIEREC_DRILLS") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow fault drills (marker ``drill_slow``) run only with MOVIEREC_DRILLS=1."""
+    if DRILLS:
+        return
+    skip = pytest.mark.skip(reason="a slow drill: set MOVIEREC_DRILLS=1 to run it")
+    for item in items:
+        if "drill_slow" in item.keywords:
+            item.add_marker(skip)
+
+
 MOVIELENS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens"
 
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from movierec.cli.common import console, err_console, human_bytes, progress_bar, settings_from
+from movierec.cluster import ha
 from movierec.db import backup as lib
 from movierec.db.backup_drill import drill as run_drill
 from movierec.db.restore import plan_restore, run_restore
@@ -165,7 +166,10 @@ def restore(
         if typer.prompt("Type 'restore' to go on", default="", show_default=False) != "restore":
             raise BadInput("restore cancelled: nothing changed")
     with progress_bar(f"restore to {plan.target}") as update:
-        restored = run_restore(config, plan, update)
+        if any(item.managed for item in plan.items):
+            restored = ha.restore_in_place(settings.state_dir.resolve(), config, plan, update)
+        else:
+            restored = run_restore(config, plan, update)
     for server in restored:
         where = f"(passwords in {server.state_dir}/passwords.json)"
         console.print(

@@ -45,6 +45,10 @@ def up(
         int | None,
         typer.Option(help="Shard servers holding the last partitions of ratings, ... [0]."),
     ] = None,
+    shard_replicas: Annotated[
+        int | None,
+        typer.Option(help="Replicas per shard: each shard becomes a Patroni group [0]."),
+    ] = None,
     tablespace: Annotated[
         bool | None,
         typer.Option(
@@ -87,6 +91,7 @@ def up(
         "web": web, "ai": ai, "replicas": replicas, "port": port, "director": director,
         "directors": directors,
         "shards": shards, "tablespace": tablespace, "backup": backup, "topology": topology,
+        "shard_replicas": shard_replicas,
     }  # fmt: skip
     options.update({k: v for k, v in given.items() if v is not None})
     spec = cluster.ClusterSpec.on_port(**cluster.with_topology(options))

@@ -22,7 +22,7 @@ import psycopg
 import requests
 
 from movierec import director
-from movierec.cluster import layout
+from movierec.cluster import ha, layout
 from movierec.cluster.launch import Launch, start_instance
 from movierec.cluster.member_control import (
     HEALTH_TIMEOUT,
@@ -46,14 +46,15 @@ from movierec.cluster.redis_server import start_redis
 from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.db import Database, LocalPostgres, upgrade
-from movierec.db.replicas import create_replica, start_server
 from movierec.db.roles import AI_ROLE, APP_ROLES, WEB_ROLE
-from movierec.db.topology import PRIMARY_DIR, load_topology, server_url
+from movierec.db.topology import PRIMARY_DIR
 from movierec.director.haproxy import haproxy_binary
 from movierec.errors import MovierecError, NotFound, OpsCommandFailed
 from movierec.processes import Child
 
 DATABASE = "movierec"
+# Servers of every kind the cluster runs PostgreSQL in: movierec's own, and Patroni's.
+ALL_DATABASE_ROLES = (*DATABASE_ROLES, *ha.HA_ROLES)
 
 Say = Callable[[str], None]
 Prepare = Callable[[Database, Settings], None]
@@ -79,7 +80,7 @@ def _running_record(state: Path) -> ClusterRecord | None:
     record = load_record(state)
     if record is None:
         return None
-    if any(is_running(m) for m in record.members if m.role not in DATABASE_ROLES):
+    if any(is_running(m) for m in record.members if m.role not in ALL_DATABASE_ROLES):
         return record
     return None
 
@@ -102,6 +103,9 @@ def up(
             "`movierec cluster restart` starts its missing members, `cluster down` stops it"
         )
     spec.check_ports_free()
+    if spec.replicas or spec.shard_replicas:
+        groups = 1 + (spec.shards if spec.shard_replicas else 0)
+        ha.check_ports_free(state, spec.base_port, groups)
     record = ClusterRecord(url="")
     try:
         settings = _start_database(settings, spec, record, say)
@@ -128,12 +132,17 @@ def _start_database(
     settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say
 ) -> Settings:
     state = settings.state_dir.resolve()
-    server = layout.cluster_server(state / PRIMARY_DIR)
-    was_running = server.is_running()
-    say(f"PostgreSQL: {'using the running' if was_running else 'starting a'} server in "
-        f"{server.state_dir}")  # fmt: skip
-    server.start()
-    record.members.append(postgres_member("postgres", "primary", server, not was_running))
+    if spec.replicas:  # replicas are Patroni's: the clients reach the group through the switch
+        archiving = layout.archive_settings(settings) if spec.backup else {}
+        group = ha.start_main_group(state, spec.base_port, record.members, say, archiving)
+        server = ha.frontend(group)
+    else:
+        server = layout.cluster_server(state / PRIMARY_DIR)
+        was_running = server.is_running()
+        say(f"PostgreSQL: {'using the running' if was_running else 'starting a'} server in "
+            f"{server.state_dir}")  # fmt: skip
+        server.start()
+        record.members.append(postgres_member("postgres", "primary", server, not was_running))
     url = server.create_database(DATABASE)
     upgrade(url)
     server.give_passwords(*APP_ROLES)  # the roles the migrations made
@@ -146,35 +155,29 @@ def _start_database(
         state_dir=state,
         replica_url=None,
     )
-    for index in range(spec.replicas):
-        name = f"r{index + 1}"
-        topology = load_topology(settings)
-        if name in topology:
-            local = topology.get(name).local
-            owned = local is None or not local.is_running()
-            entry = start_server(settings, name)
-        else:
-            say(f"PostgreSQL: creating replica {name} (pg_basebackup)")
-            entry, owned = create_replica(settings, name), True
-        local = LocalPostgres(entry.state_dir) if entry.state_dir else None
-        if local is not None:
-            local.port = entry.live_port()
-            record.members.append(postgres_member(f"replica-{name}", "replica", local, owned))
-        if index == 0:
-            settings = settings.replace(replica_url=server_url(settings, entry, False))
+    if spec.replicas:  # reads go to the switch's read frontend (the replicas)
+        settings = settings.replace(replica_url=ha.frontend(group, reads=True).url(DATABASE))
     return settings
 
 
 def _start_layout(settings: Settings, spec: ClusterSpec, record: ClusterRecord, say: Say) -> None:
     """Shards, the tablespace and backups (after the data is loaded, so partitions move with
     their rows). Backup setup may restart servers: their members get the new pids."""
-    if spec.shards:
+    if spec.shards and spec.shard_replicas:  # each shard a Patroni group of its own
+        groups = layout.start_shard_groups(
+            settings, spec.shards, spec.shard_replicas, spec.base_port, DATABASE,
+            record.members, say, spec.backup,
+        )  # fmt: skip
+        layout.register_shards(settings, groups, DATABASE, say)
+    elif spec.shards:
         shards = layout.start_shards(settings, spec.shards, DATABASE, say)
         for name, server, owned in shards:
             record.members.append(postgres_member(name, "shard", server, owned))
         layout.register_shards(settings, [(n, s) for n, s, _ in shards], DATABASE, say)
     if spec.tablespace:
         layout.add_disk2(settings, say)
+    if spec.replicas:  # after the tablespace: each replica maps it to a directory of its own
+        ha.add_replicas(settings.state_dir, spec.replicas, record.members, say)
     if spec.backup:
         layout.setup_backups(settings, say)
         for i, member in enumerate(record.members):
@@ -295,7 +298,8 @@ def _stop(settings: Settings, record: ClusterRecord, say: Say) -> list[str]:
     stopped: list[str] = []
     problems: list[MovierecError] = []
     # The director first (no new requests reach the instances), the databases last.
-    order = {"director": 0, "web": 1, "ai": 2, "redis": 2, "replica": 3, "shard": 4, "primary": 5}
+    order = {"director": 0, "web": 1, "ai": 2, "redis": 2, "replica": 3, "shard": 4, "primary": 5,
+             "patroni": 6, "dbswitch": 7, "etcd": 8}  # fmt: skip
     for member in sorted(reversed(record.members), key=lambda m: order.get(m.role, 6)):
         if not member.owned or member.role not in order:
             continue
@@ -329,6 +333,7 @@ def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
     if record is None:
         raise NotFound(f"no cluster here: {record_path(state)} does not exist")
     report = []
+    patroni_details = ha.details(state)
     for member in record.members:
         # Ok only when the member's own process runs and answers: a server someone started
         # by hand on its port answers too, but `down` and `restart` do not know it as ours.
@@ -341,6 +346,7 @@ def status(settings: Settings) -> tuple[ClusterRecord, list[MemberStatus]]:
             health = _health(member.health_url)
         elif member.role in DATABASE_ROLES and member.state_dir:
             health = _pg_health(LocalPostgres(Path(member.state_dir), port=member.port))
+        detail = patroni_details.get(member.name, detail)
         if member.role == "web" and health == "ok":
             hit_rate, detail = _hit_rate(member.port)
         if member.role == "director" and running:

@@ -16,12 +16,15 @@ from pathlib import Path
 
 from psycopg import sql
 
+from movierec.cluster import ha
+from movierec.cluster.members import Member
 from movierec.config import Settings
 from movierec.db import backup
 from movierec.db.local_server import LocalPostgres
 from movierec.db.partitions import Placement, add_server, add_tablespace, list_partitions, place
 from movierec.db.partitions.catalog import primary
 from movierec.db.partitions.servers import get_server, list_servers, list_tablespaces
+from movierec.db.patroni import MEMBER_DATA_DIR
 from movierec.db.tools import give_to_server_user
 from movierec.db.topology import (
     Role,
@@ -54,6 +57,45 @@ def shard_name(index: int) -> str:
 
 def shard_dir(state: Path, index: int) -> Path:
     return state / f"shard-{index}"
+
+
+def start_shard_groups(
+    settings: Settings,
+    count: int,
+    replicas: int,
+    base_port: int,
+    database: str,
+    record_members: list[Member],
+    say: Say,
+    backup_on: bool,
+) -> list[tuple[str, LocalPostgres]]:
+    """Shards 1..``count`` as Patroni groups of their own (scope ``shard<k>`` in the
+    cluster's etcd), each with ``replicas`` replicas, recorded in ``record_members`` and in
+    the topology; ``(name, server)`` each, the server being the group's primary frontend on
+    the database switch (the postgres_fdw server of the primary points there, so it follows
+    the shard's failovers)."""
+    state = settings.state_dir.resolve()
+    found = []
+    for index in range(1, count + 1):
+        name = shard_name(index)
+        archiving = {}
+        if backup_on:
+            config = backup.backup_config(settings)
+            archiving = backup.archive_settings(config, name, MEMBER_DATA_DIR)
+        group = ha.start_group(state, base_port, index, record_members, say, archiving)
+        ha.add_replicas(state, replicas, record_members, say, scope=group.scope)
+        server = ha.frontend(group)
+        server.create_database(database)
+        found.append((name, server))
+    ha.start_switch(state, ha.all_groups(state), record_members, say)
+    with topology_lock(settings):
+        topology = load_topology(settings)
+        for name, server in found:
+            # state_dir: the group's directory, which `movierec backup` recognises as a group
+            entry = Server(name, Role.SHARD, "127.0.0.1", server.port, server.state_dir)
+            topology = topology.with_shard(entry)
+        save_topology(settings, topology)
+    return found
 
 
 def start_shards(
@@ -115,16 +157,26 @@ def add_disk2(settings: Settings, say: Say) -> None:
     with primary(settings) as conn:
         exists = any(t.name == TABLESPACE for t in list_tablespaces(conn))
     if not exists:
-        directory = settings.state_dir.resolve() / "tablespaces" / TABLESPACE
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.parent.chmod(0o755)
-        give_to_server_user(directory)
+        # Under Patroni the primary's own directory (each member has one); else a shared one.
+        directory = ha.tablespace_location(settings.state_dir.resolve(), TABLESPACE)
+        if directory is None:
+            directory = settings.state_dir.resolve() / "tablespaces" / TABLESPACE
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.parent.chmod(0o755)
+            give_to_server_user(directory)
         add_tablespace(settings, TABLESPACE, directory)
         say(f"partitions: tablespace {TABLESPACE} in {directory}")
     part = next(p for p in list_partitions(settings) if p.name == TABLESPACE_PARTITION)
     if part.placement is not Placement.TABLESPACE or part.where != TABLESPACE:
         report = place(settings, part.name, tablespace=TABLESPACE)
         say(f"partitions: {part.name} -> tablespace {TABLESPACE} ({report.rows:,} rows)")
+
+
+def archive_settings(settings: Settings) -> dict[str, str]:
+    """What a new Patroni group is made with when the cluster backs up: it archives from the
+    start, so turning backups on needs no restart."""
+    config = backup.backup_config(settings)
+    return backup.archive_settings(config, backup.PRIMARY_STANZA, MEMBER_DATA_DIR)
 
 
 def setup_backups(settings: Settings, say: Say) -> list[str]:

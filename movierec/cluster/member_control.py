@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 from movierec import director
+from movierec.cluster import ha
 from movierec.cluster.launch import load_launch, start_instance
 from movierec.cluster.layout import cluster_server
 from movierec.cluster.members import (
@@ -37,13 +38,17 @@ DIRECTOR_TIMEOUT = 20.0
 Say = Callable[[str], None]
 
 
-def stop_member(settings: Settings, record: ClusterRecord, member: Member, say: Say) -> bool:
+def stop_member(
+    settings: Settings, record: ClusterRecord, member: Member, say: Say, alone: bool = False
+) -> bool:
     """Stop whatever runs as ``member``; False when nothing did. Raises
     :class:`OpsCommandFailed` when a process survives SIGKILL."""
     if member.role == "director":
         return director.stop(settings, record.director_name(member))
     if member.role == REDIS:
         return stop_group(member)
+    if member.role in ha.HA_ROLES:
+        return bool(ha.stop(settings.state_dir, member, alone))
     if member.role in ("web", "ai"):
         done = stop_group(member)
         stray = find_stray(member)
@@ -77,6 +82,8 @@ def start_member(settings: Settings, record: ClusterRecord, member: Member) -> M
     if member.role == REDIS:
         _check_port_free(member)
         return restart_redis(settings, member)
+    if member.role in ha.HA_ROLES:
+        return ha.restart(settings.state_dir, member)
     if member.role in ("web", "ai"):
         _check_port_free(member)
         launch = load_launch(settings.state_dir, member.name)

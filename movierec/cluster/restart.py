@@ -17,7 +17,10 @@ from movierec.config import Settings
 from movierec.errors import NotFound
 
 Say = Callable[[str], None]
-START_ORDER = {"primary": 0, "shard": 1, "replica": 2, "redis": 3, "ai": 3, "web": 4, "director": 5}
+START_ORDER = {
+    "etcd": 0, "patroni": 1, "primary": 1, "shard": 2, "replica": 3, "dbswitch": 3, "redis": 4,
+    "ai": 4, "web": 5, "director": 6,
+}  # fmt: skip
 
 
 def restart(settings: Settings, say: Say, names: Sequence[str] = ()) -> list[str]:
@@ -46,7 +49,7 @@ def restart(settings: Settings, say: Say, names: Sequence[str] = ()) -> list[str
         if not member.owned:
             say(f"{member.name}: not started by `cluster up`; start it the way it was started")
             continue
-        stop_member(settings, record, member, say)
+        stop_member(settings, record, member, say, alone=True)  # its group keeps serving
         record.members[index] = fresh = start_member(settings, record, member)
         save_record(state, record)
         restarted.append(member.name)

@@ -13,6 +13,7 @@ From CLI options or a ``cluster.toml``::
     ai_workers = 1
     topology = "full"  # "demo" (default) or "full": replicas 1, shards 2, tablespace, backup
     shards = 2       # shard servers (postgres_fdw); shard k gets partition p(4-shards+k-1)
+    shard_replicas = 0  # > 0: each shard is a Patroni group with this many replicas
     tablespace = true  # a second tablespace (state_dir/tablespaces/disk2) holding ratings_p0
     backup = true    # a pgBackRest repository with one stanza per server (primary, shards)
 
@@ -54,6 +55,7 @@ class ClusterSpec:
     shards: int = 0
     tablespace: bool = False
     backup: bool = False
+    shard_replicas: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,6 +70,8 @@ class ClusterSpec:
         if len(self.director_ports) > MAX_DIRECTORS:
             problems.append(f"at most {MAX_DIRECTORS} directors")
         ports = [*self.director_ports, *self.web_ports, *self.ai_ports]
+        if not 0 <= self.shard_replicas <= 3:
+            problems.append(f"shard_replicas must be 0 to 3, not {self.shard_replicas}")
         problems += [f"port {p} is out of range 1-65535" for p in ports if not 0 < p < 65536]
         if len(set(ports)) != len(ports):
             problems.append("two servers would share a port")
@@ -92,6 +96,7 @@ class ClusterSpec:
         shards: int = 0,
         tablespace: bool = False,
         backup: bool = False,
+        shard_replicas: int = 0,
     ) -> ClusterSpec:
         """The directors on ``port`` and ``port + 100``, web instances on the ports after
         ``port``, AI instances from ``port + 101``. Raises :class:`BadInput`."""
@@ -110,6 +115,7 @@ class ClusterSpec:
             shards=shards,
             tablespace=tablespace,
             backup=backup,
+            shard_replicas=shard_replicas,
         )
 
     def workers_per_web(self, cores: int | None = None) -> int:
@@ -134,6 +140,11 @@ class ClusterSpec:
         """The first director's port: the site's address (None without a director)."""
         return self.director_ports[0] if self.director_ports else None
 
+    @property
+    def base_port(self) -> int:
+        """The port the others are counted from (the director's, used or not)."""
+        return self.web_ports[0] - 1
+
     def ports(self) -> list[int]:
         return [*self.director_ports, *self.web_ports, *self.ai_ports]
 
@@ -149,7 +160,7 @@ class ClusterSpec:
 
 _KEYS = {
     "web", "ai", "replicas", "port", "director", "directors", "web_workers", "ai_workers",
-    "topology", "shards", "tablespace", "backup",
+    "topology", "shards", "tablespace", "backup", "shard_replicas",
 }  # fmt: skip
 
 

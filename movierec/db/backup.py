@@ -26,6 +26,14 @@ from psycopg import sql
 
 from movierec.config import Settings
 from movierec.db.local_server import LocalPostgres
+from movierec.db.patroni import (
+    MEMBER_DATA_DIR,
+    Group,
+    apply_settings,
+    is_group,
+    leader,
+    load_group,
+)
 from movierec.db.pgbackrest import (
     DEFAULT_RETENTION_FULL,
     BackupConfig,
@@ -53,15 +61,38 @@ Progress = Callable[[int, int | None], None]
 
 
 def local_servers(settings: Settings) -> list[BackupServer]:
-    """The servers of the local state: the primary at ``state_dir/postgres``, then the shard
+    """The servers of the local state: the primary at ``state_dir/postgres`` (or, when
+    Patroni runs a group there, the group: its primary now and every member), then the shard
     servers the local cluster runs (recorded in ``servers.json``), one stanza each named as
     the shard.
     """
-    servers = [BackupServer(PRIMARY_STANZA, LocalPostgres(settings.state_dir / "postgres"))]
+    main = settings.state_dir.resolve() / "postgres"
+    if is_group(main):
+        servers = [group_server(PRIMARY_STANZA, load_group(main))]
+    else:
+        servers = [BackupServer(PRIMARY_STANZA, LocalPostgres(settings.state_dir / "postgres"))]
     for shard in recorded_shards(settings):
-        if shard.local is not None and shard.name != PRIMARY_STANZA:
+        if shard.state_dir is not None and is_group(shard.state_dir):
+            servers.append(group_server(shard.name, load_group(shard.state_dir)))
+        elif shard.local is not None and shard.name != PRIMARY_STANZA:
             servers.append(BackupServer(shard.name, shard.local))
     return servers
+
+
+def group_server(stanza: str, group: Group) -> BackupServer:
+    """A Patroni group as one stanza: ``server`` is its primary now (restore points and
+    seals are written there), or its first member while it has none."""
+    try:
+        name = leader(group)
+    except DatabaseUnavailable:
+        name = None
+    primary = group.member(name) if name else group.members[0]
+    # As a plain server (a restore recovers it so, before Patroni takes it back), it runs
+    # with the group's own settings: it archives the new timeline from its first segment.
+    own = group.settings_for(primary)
+    quoted = {key: "'" + value.replace("'", "''") + "'" for key, value in own.items()}
+    server = LocalPostgres(primary.state_dir, primary.pg_port, durable=True, settings=quoted)
+    return BackupServer(stanza, server, tuple(m.local for m in group.members))
 
 
 def backup_config(settings: Settings, retention_full: int | None = None) -> BackupConfig:
@@ -129,13 +160,21 @@ def _ensure_running(server: LocalPostgres) -> None:
 # --- setup -----------------------------------------------------------------------------------
 
 
-def _wanted_settings(config: BackupConfig, stanza: str, durable: bool) -> dict[str, str]:
-    wanted = {
+def archive_settings(
+    config: BackupConfig, stanza: str, pg_path: str | None = None
+) -> dict[str, str]:
+    """The settings that make a server push its WAL into the repository's ``stanza``
+    (``pg_path``: see :func:`archive_command`)."""
+    return {
         "archive_mode": "on",
-        "archive_command": archive_command(config, stanza),
+        "archive_command": archive_command(config, stanza, pg_path),
         # A quiet server still ships its last writes within a minute (unit: seconds).
         "archive_timeout": "60",
     }
+
+
+def _wanted_settings(config: BackupConfig, stanza: str, durable: bool) -> dict[str, str]:
+    wanted = archive_settings(config, stanza)
     if durable:
         # A server worth backing up is one whose data matters; LocalPostgres defaults to
         # fsync=off for throwaway test servers.
@@ -182,12 +221,17 @@ def setup(config: BackupConfig, servers: list[BackupServer], durable: bool = Tru
     pgBackRest fails (e.g. archiving does not work), :class:`DatabaseUnavailable` when a server
     does not answer, :class:`ConfigError` for bad paths or names.
     """
-    for item in servers:
+    plain = [item for item in servers if not item.managed]
+    for item in plain:
         _ensure_running(item.server)
     conf = write_config(config, servers)
-    for item in servers:
+    for item in plain:
         if _configure_archiving(config, item, durable):
             restart(item.server)
+    for item in servers:
+        if item.managed:  # Patroni owns the configuration (and its members are durable)
+            group = load_group(item.server.state_dir.parent)
+            apply_settings(group, archive_settings(config, item.name, MEMBER_DATA_DIR))
     conf = write_config(config, servers)  # restarted servers have new socket directories
     for item in servers:
         run_pgbackrest(config, "stanza-create", [f"--stanza={item.name}"], timeout=120)

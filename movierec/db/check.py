@@ -10,9 +10,13 @@ checked on the primary, through it on the shards as well.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
 
 from movierec.config import Settings
 from movierec.db.consistency import (
@@ -26,8 +30,11 @@ from movierec.db.consistency import (
     read_acknowledged,
     writes_paused,
 )
-from movierec.db.topology import connect, load_topology
+from movierec.db.patroni import cluster_view, is_group, load_group
+from movierec.db.topology import PRIMARY_DIR, connect, load_topology, state_root
 from movierec.errors import DatabaseUnavailable
+
+Opener = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 
 @dataclass(frozen=True)
@@ -56,32 +63,56 @@ def check(settings: Settings, acknowledged: Path | None = None) -> CheckReport:
     replica did not reach the paused moment in time.
     """
     expected = read_acknowledged(acknowledged) if acknowledged is not None else None
-    topology = load_topology(settings)
-    primary = topology.primary()
+    (primary, open_primary), standbys = _servers(settings)
     with ExitStack() as stack:
-        pauser = stack.enter_context(connect(settings, primary))
-        reader = stack.enter_context(connect(settings, primary))
+        pauser = stack.enter_context(open_primary())
+        reader = stack.enter_context(open_primary())
         copies, unreachable = [], []
-        for server in topology.standbys():
+        for name, opener in standbys:
             try:
-                copies.append((server.name, stack.enter_context(connect(settings, server))))
-            except DatabaseUnavailable as exc:
-                unreachable.append((server.name, str(exc)))
+                copies.append((name, stack.enter_context(opener())))
+            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+                unreachable.append((name, str(exc).strip().splitlines()[0]))
         with writes_paused([pauser]) as (paused,):
             at_snapshot(reader, paused)
             for _name, conn in copies:
                 at_replayed(conn, paused.lsn)
         reference = digests(reader, paused.tables)
         comparisons = tuple(
-            compare(primary.name, reference, name, digests(conn, paused.tables))
-            for name, conn in copies
+            compare(primary, reference, name, digests(conn, paused.tables)) for name, conn in copies
         )
         found = check_acknowledged(reader, expected) if expected is not None else None
     return CheckReport(
-        primary.name,
+        primary,
         comparisons,
         tuple(unreachable),
         found,
         len(paused.tables),
         paused.stalled_ms[0],
     )
+
+
+def _servers(settings: Settings) -> tuple[tuple[str, Opener], list[tuple[str, Opener]]]:
+    """(name, how to connect) of the primary and of each standby: the members of the Patroni
+    group where one runs the primary (its leader now), else the recorded topology."""
+    group_dir = state_root(settings) / PRIMARY_DIR
+    if is_group(group_dir):
+        group = load_group(group_dir)
+        dbname = make_url(settings.database_url or "").database or "postgres"
+        leader = next((v.name for v in cluster_view(group) if v.is_leader), None)
+        if leader is None:
+            raise DatabaseUnavailable(f"group {group.scope} has no primary now")
+        members = [(m.name, _opener(m.local, dbname)) for m in group.members]
+        return next(m for m in members if m[0] == leader), [m for m in members if m[0] != leader]
+    topology = load_topology(settings)
+    primary = topology.primary()
+    standbys = [(s.name, _topology_opener(settings, s)) for s in topology.standbys()]
+    return (primary.name, _topology_opener(settings, primary)), standbys
+
+
+def _opener(server, dbname: str) -> Opener:
+    return lambda: server.connect(dbname)
+
+
+def _topology_opener(settings: Settings, server) -> Opener:
+    return lambda: connect(settings, server)

@@ -36,10 +36,21 @@ DEFAULT_RETENTION_FULL = 2
 
 @dataclass(frozen=True)
 class BackupServer:
-    """One PostgreSQL server under backup: its stanza name and the server itself."""
+    """One PostgreSQL server under backup: its stanza name and the server itself.
+
+    For a group Patroni runs, ``server`` is its primary now and ``members`` every member:
+    the stanza names them all (pg1, pg2, ...) and pgBackRest backs up from, and archives
+    from, whichever is the primary, so backups follow a failover.
+    """
 
     name: str
     server: LocalPostgres
+    members: tuple[LocalPostgres, ...] = ()
+
+    @property
+    def managed(self) -> bool:
+        """Whether Patroni runs it (it starts, stops and configures the members)."""
+        return bool(self.members)
 
 
 @dataclass(frozen=True)
@@ -73,10 +84,15 @@ class BackupConfig:
         return self.base_dir / "lock"
 
 
-def archive_command(config: BackupConfig, stanza: str) -> str:
-    """The ``archive_command`` that pushes each finished WAL segment into the repository."""
+def archive_command(config: BackupConfig, stanza: str, pg_path: str | None = None) -> str:
+    """The ``archive_command`` that pushes each finished WAL segment into the repository.
+
+    ``pg_path``: the pushing server's data directory, for a stanza naming several (a Patroni
+    group's members): pgBackRest checks that it runs in its stanza's pg1-path.
+    """
     conf = shlex.quote(str(config.conf_file))
-    return f"{PGBACKREST} --config={conf} --stanza={shlex.quote(stanza)} archive-push %p"
+    path = f" --pg1-path={shlex.quote(pg_path)}" if pg_path else ""
+    return f"{PGBACKREST} --config={conf} --stanza={shlex.quote(stanza)}{path} archive-push %p"
 
 
 def _template(name: str) -> Template:
@@ -104,22 +120,25 @@ def render_config(config: BackupConfig, servers: list[BackupServer]) -> str:
     names = [s.name for s in servers]
     if len(set(names)) != len(names):
         raise ConfigError(f"stanza names must be unique, got {', '.join(names)}")
-    stanza = _template("stanza.conf.template")
+    stanza, host = _template("stanza.conf.template"), _template("pg-host.conf.template")
     blocks = []
     for item in servers:
-        if not item.server.info_file.exists():
-            raise ConfigError(
-                f"server {item.name!r} at {item.server.state_dir} has never been started"
+        hosts = []
+        for index, server in enumerate(item.members or (item.server,), start=1):
+            if not server.info_file.exists():
+                raise ConfigError(
+                    f"server {item.name!r} at {server.state_dir} has never been started"
+                )
+            info = json.loads(server.info_file.read_text())
+            hosts.append(
+                host.substitute(
+                    index=index,
+                    data_dir=_conf_value(server.data_dir.resolve()),
+                    port=_conf_value(info["port"]),
+                    socket_dir=_conf_value(info["socket_dir"]),
+                ).rstrip("\n")
             )
-        info = json.loads(item.server.info_file.read_text())
-        blocks.append(
-            stanza.substitute(
-                name=_conf_value(item.name),
-                data_dir=_conf_value(item.server.data_dir.resolve()),
-                port=_conf_value(info["port"]),
-                socket_dir=_conf_value(info["socket_dir"]),
-            )
-        )
+        blocks.append(stanza.substitute(name=_conf_value(item.name), hosts="\n".join(hosts)))
     return _template("pgbackrest.conf.template").substitute(
         repo_path=_conf_value(config.repo.resolve()),
         retention_full=_conf_value(int(config.retention_full)),

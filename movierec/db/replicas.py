@@ -1,10 +1,12 @@
-"""Streaming replicas of the primary: create, remove, watch, make synchronous.
+"""Streaming replicas of a plain primary (one movierec runs without Patroni): create, watch,
+make synchronous; and the replication status ``movierec db status`` shows of any primary.
 
-A replica is a :class:`LocalPostgres` under ``state_dir/replica-<name>``, cloned from the
-primary with pg_basebackup. It streams WAL through a physical replication slot named after it
-(``replica_<name>``), so the primary keeps WAL the replica has not received yet, and it
-connects with ``application_name=<name>``, the name ``synchronous_standby_names`` and
-``pg_stat_replication`` know it by. Promotion lives in :mod:`movierec.db.promotion`.
+The local cluster's replicas are Patroni's (:mod:`movierec.db.patroni`): Patroni creates,
+promotes, rewinds and rebuilds them. What is left here serves ``bench/bench_replica_lag.py``
+and ``db status``. A replica is a :class:`LocalPostgres` under ``state_dir/replica-<name>``,
+cloned from the primary with pg_basebackup. It streams WAL through a physical replication slot
+named after it (``replica_<name>``), and it connects with ``application_name=<name>``, the
+name ``synchronous_standby_names`` and ``pg_stat_replication`` know it by.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from sqlalchemy.engine import make_url
 
 from movierec.config import Settings
 from movierec.db.local_server import SERVER_SETTINGS, LocalPostgres
+from movierec.db.patroni import Group, cluster_view, is_group, load_group
 from movierec.db.tools import check_server_user_can_enter, give_to_server_user, run_pg_tool
 from movierec.db.topology import (
+    PRIMARY_DIR,
     ReplicationError,
     Role,
     Server,
@@ -269,29 +273,6 @@ def drop_slot(settings: Settings, primary: Server, slot: str, wait: float = 10.0
         time.sleep(0.1)
 
 
-def remove_replica(settings: Settings, name: str) -> bool:
-    """Stop replica ``name``, drop its slot, delete its files and forget it.
-
-    Also forgets a former primary. Returns False when its slot could not be dropped because
-    the primary is unreachable. Raises :class:`NotFound` for an unknown name and
-    :class:`BadInput` for the primary.
-    """
-    with topology_lock(settings):
-        topology = load_topology(settings)
-        server = topology.get(name)
-        if server.role is Role.PRIMARY:
-            raise BadInput(f"{name} is the primary; promote another server before removing it")
-        if server.local is not None:
-            server.local.stop()
-        dropped = True
-        if server.slot and server.upstream in topology:
-            dropped = drop_slot(settings, topology.get(server.upstream), server.slot)
-        if server.state_dir is not None:
-            shutil.rmtree(server.state_dir, ignore_errors=True)
-        save_topology(settings, topology.without(name))
-    return dropped
-
-
 # --- status ------------------------------------------------------------------------------------
 
 _PRIMARY_VIEW = """
@@ -319,6 +300,9 @@ def replication_status(settings: Settings) -> list[ReplicaStatus]:
     primary but unknown to the topology are listed too. Raises :class:`ConfigError` when
     there is neither a topology nor a database URL; unreachable servers are shown as down.
     """
+    group_dir = state_root(settings) / PRIMARY_DIR
+    if is_group(group_dir):
+        return _patroni_status(load_group(group_dir))
     topology = load_topology(settings)
     primary = topology.primary()
     attached: dict[str, tuple] = {}
@@ -371,6 +355,32 @@ def _server_status(settings: Settings, server: Server, attached: tuple | None) -
         server.name, str(server.role), state, server.address,
         lag_bytes, lag_seconds, sync_state, server.slot,
     )  # fmt: skip
+
+
+def _patroni_status(group: Group) -> list[ReplicaStatus]:
+    """The members of the Patroni group as Patroni reports them (a member down is shown
+    down; the group not answering at all raises :class:`DatabaseUnavailable`)."""
+    found = []
+    for view in cluster_view(group):
+        state = _PATRONI_STATES.get(view.state, ServerState.DISCONNECTED)
+        if view.is_leader and view.state == "running":
+            state = ServerState.UP
+        sync = "sync" if view.role == "sync_standby" else (None if view.is_leader else "async")
+        role = "primary" if view.is_leader else "standby"
+        lag_bytes = None if view.is_leader else view.lag
+        found.append(
+            ReplicaStatus(view.name, role, state, f"{view.host}:{view.port}", lag_bytes, None, sync)
+        )
+    return found
+
+
+_PATRONI_STATES = {
+    "streaming": ServerState.STREAMING,
+    "running": ServerState.READ_ONLY,  # a replica that runs but does not stream (yet)
+    "starting": ServerState.STARTUP,
+    "stopped": ServerState.DOWN,
+    "stopping": ServerState.STOPPING,
+}
 
 
 def _state(value: str | None) -> ServerState:

@@ -50,6 +50,7 @@ class StanzaRestore:
     server: LocalPostgres  # the server to restart (live one, or a new one under target_dir)
     backup: BackupSet
     args: list[str]
+    managed: bool = False  # in place into a Patroni group's primary (the caller restarts it)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,13 @@ def plan_restore(
         if target:
             args.append(f"--target={target}")
         server = item.server
+        if item.managed and target_dir is None:
+            args += [
+                # The stanza names every member; restore into the one that is primary now,
+                # its tablespaces into its own directories (the backup's may be another's).
+                f"--pg1-path={server.data_dir}",
+                f"--tablespace-map-all={server.state_dir / 'tablespaces'}",
+            ]
         if target_dir is not None:
             server = LocalPostgres(target_dir.resolve() / item.name)
             args += [
@@ -153,7 +161,8 @@ def plan_restore(
                 # The copy must not push WAL into the live server's archive.
                 "--archive-mode=off",
             ]
-        items.append(StanzaRestore(item.name, server, chosen[item.name], args))
+        managed = item.managed and target_dir is None
+        items.append(StanzaRestore(item.name, server, chosen[item.name], args, managed))
     return RestorePlan(label, kind, items, target_dir, list(servers))
 
 

@@ -15,11 +15,10 @@ them, and only host and port differ.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +30,7 @@ from movierec.config import Settings
 from movierec.db.engines import libpq_conninfo
 from movierec.db.local_server import LocalPostgres
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
-from movierec.files import write_atomically
+from movierec.files import exclusive_lock, write_atomically
 
 TOPOLOGY_FILE = "servers.json"
 PRIMARY_DIR = "postgres"  # what `movierec db start-local` uses under state_dir
@@ -41,10 +40,6 @@ NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")  # also a valid slot / applic
 
 class ReplicationError(MovierecError):
     """Replication did not reach the expected state (not streaming, not promoted, ...)."""
-
-
-class PromotionRefused(ReplicationError):
-    """Promoting would risk two writable primaries or lost commits, so nothing was changed."""
 
 
 class Role(StrEnum):
@@ -219,17 +214,9 @@ def recorded_shards(settings: Settings) -> tuple[Server, ...]:
     return load_topology(settings).shards if has_topology(settings) else ()
 
 
-@contextmanager
-def topology_lock(settings: Settings) -> Iterator[None]:
+def topology_lock(settings: Settings) -> AbstractContextManager[None]:
     """Hold an exclusive lock so two commands never change the cluster at the same time."""
-    root = state_root(settings)
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / "servers.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive_lock(state_root(settings) / "servers.lock")
 
 
 def _bootstrap_primary(settings: Settings) -> Server:
@@ -259,22 +246,6 @@ def server_url(settings: Settings, server: Server, hide_password: bool = True) -
     settings.require("database_url")
     url = make_url(settings.database_url).set(host=server.host, port=server.live_port())
     return url.render_as_string(hide_password=hide_password)
-
-
-def stale_database_url(settings: Settings) -> str | None:
-    """The primary's URL when ``settings.database_url`` points at another server, else None.
-
-    After a promotion the recorded topology knows the new primary before the admin has
-    changed MOVIEREC_DATABASE_URL; the replica commands follow the topology, everything else
-    follows the setting, so the CLI says what to set.
-    """
-    if not settings.database_url or not has_topology(settings):
-        return None
-    url = make_url(settings.database_url)
-    primary = load_topology(settings).primary()
-    if (url.host, url.port or 5432) == (primary.host, primary.live_port()):
-        return None
-    return server_url(settings, primary)
 
 
 def conninfo(settings: Settings, server: Server, timeout: float = 3.0) -> str:

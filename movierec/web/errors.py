@@ -21,7 +21,10 @@ from movierec.web.ai_client import AIUnavailable
 log = logging.getLogger(__name__)
 UNAVAILABLE = "The service is temporarily unavailable. Please try again in a moment."
 STATUS = {BadInput: 400, NotFound: 404, DatabaseUnavailable: 503, AIUnavailable: 503}
-RETRY_AFTER = 5  # seconds, for a 503 whose error does not say
+# Seconds a client should wait before retrying after a 503 whose error does not say: a
+# failover or switchover of the database takes a few seconds, an AI server's circuit opens
+# for five.
+RETRY_AFTER = 5
 TITLES = {
     400: "Bad request",
     401: "Log in first",
@@ -74,12 +77,24 @@ def _movierec_error(exc: MovierecError) -> tuple[Response | str, int] | Response
 
 
 def _answer(code: int, message: str) -> tuple[Response | str, int]:
+    if code == 503:
+        return _with_retry_after(_body(code, message)), code
+    return _body(code, message), code
+
+
+def _with_retry_after(body: Response | str) -> Response:
+    response = current_app.make_response(body)
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
+def _body(code: int, message: str) -> Response | str:
     if request.path.startswith("/api/"):
-        return jsonify(error=message), code
+        return jsonify(error=message)
     context = {"code": code, "title": TITLES.get(code, "Error"), "message": message}
     if code >= 500:
         # Rendered without context processors: flask-login's loads the user from the database,
         # which may be what just failed. The page's navigation then leaves out account links.
         template = current_app.jinja_env.get_template("error.html")
-        return template.render(**context, show_account=False), code
-    return render_template("error.html", **context), code
+        return template.render(**context, show_account=False)
+    return render_template("error.html", **context)

@@ -3,16 +3,13 @@
 A member is ok only when its own process runs and answers its health check; ``cluster
 restart`` starts what is missing on the ports it had (a member restarted by hand is replaced
 by the cluster's own), ``cluster restart NAME`` restarts one that runs, and ``cluster down``
-stops everything that runs as a member, hand-restarted ones included, also after a replica
+stops everything that runs as a member, hand-restarted ones included,
 was removed.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import psycopg
@@ -44,10 +41,11 @@ def home() -> Iterator[ClusterHome]:
 
 @pytest.fixture
 def running(home: ClusterHome) -> cluster.ClusterRecord:
-    """The module's cluster (2 web, 1 AI, a replica, two directors), started when it is not
-    up, its crashed members restarted when a test before left some."""
+    """The module's cluster (2 web, 1 AI, a shard server, two directors), started when it is
+    not up, its crashed members restarted when a test before left some. (A replicated
+    primary is a Patroni group, whose members test_patroni_group.py restarts.)"""
     if cluster.load_record(home.state_dir) is None:
-        spec = free_spec(web=2, ai=1, replicas=1, web_workers=1, ai_workers=1)
+        spec = free_spec(web=2, ai=1, shards=1, web_workers=1, ai_workers=1)
         return cluster.up(home.settings, spec, lambda _text: None, tiny_catalogue)
     cluster.restart(home.settings, lambda _text: None)
     return cluster.load_record(home.state_dir)
@@ -86,7 +84,7 @@ def test_status_tells_the_truth_and_restart_brings_back_every_kind(home, running
     assert refused.returncode == 1 and "cluster restart" in refused.stderr, refused.stderr
 
     # Crash one of every other kind.
-    crashed = ("ai-1", "director-1", "replica-r1", "postgres", "redis")
+    crashed = ("ai-1", "director-1", "shard1", "postgres", "redis")
     for name in crashed:
         crash(before[name])
     health = health_of(home)
@@ -95,7 +93,7 @@ def test_status_tells_the_truth_and_restart_brings_back_every_kind(home, running
     restarted = home.cli("cluster", "restart")
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     after = members(home)
-    for name in ("postgres", "replica-r1", "redis", "ai-1", "web-2", "director-1"):
+    for name in ("postgres", "shard1", "redis", "ai-1", "web-2", "director-1"):
         assert after[name].port == before[name].port, name
         assert after[name].pid != before[name].pid, name
         assert f"restarted {name}" in restarted.stdout, restarted.stdout
@@ -119,22 +117,12 @@ def test_status_tells_the_truth_and_restart_brings_back_every_kind(home, running
     assert len(unknown.stderr.strip().splitlines()) == 1
 
 
-def test_down_stops_hand_restarted_members_and_a_cluster_without_its_replica(home, running):
+def test_down_stops_hand_restarted_members(home, running):
     before = members(home)
     crash(before["web-1"])
     stray = start_by_hand(before["web-1"], like=before["web-2"])
 
     primary = LocalPostgres(home.state_dir / "postgres")
-    primary.port = primary.recorded_port() or 0
-    env_url = primary.url("movierec")
-    removed = subprocess.run(
-        [sys.executable, "-m", "movierec", "db", "replica", "remove", "r1", "--yes"],
-        env={**os.environ, "MOVIEREC_STATE_DIR": str(home.state_dir),
-             "MOVIEREC_DATABASE_URL": env_url},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert removed.returncode == 0, removed.stdout + removed.stderr
-
     down = home.cli("cluster", "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert "stopped web-1" in down.stdout

@@ -230,12 +230,32 @@ def add_tablespace(settings: Settings, name: str, directory: Path | str) -> Tabl
         data_dir = Path(conn.execute("SHOW data_directory").fetchone()[0])
         if data_dir.exists():  # the server runs here: check what it would refuse, clearly
             _check_directory(path, data_dir)
+            _check_no_standby_here(conn)
         conn.execute(
             sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
                 sql.Identifier(name), sql.Literal(str(path))
             )
         )
     return Tablespace(name, str(path))
+
+
+def _check_no_standby_here(conn) -> None:
+    """Refuse while a standby on this machine streams from the server: it would replay
+    CREATE TABLESPACE into the very same directory (PostgreSQL wipes and re-creates it there)
+    and the two servers would share its files. A replica made after the tablespace maps it
+    to a directory of its own (pg_basebackup --tablespace-mapping, as Patroni's members do).
+    """
+    here = conn.execute(
+        "SELECT string_agg(application_name, ', ') FROM pg_stat_replication "
+        "WHERE client_addr IS NULL OR client_addr = inet_server_addr() "
+        "OR host(client_addr) IN ('127.0.0.1', '::1')"
+    ).fetchone()[0]
+    if here:
+        raise BadInput(
+            f"standby {here} on this machine streams from this server and would share the "
+            "tablespace's directory; add tablespaces before replicas (remove the replicas, "
+            "add the tablespace, then create them again)"
+        )
 
 
 def _check_directory(path: Path, data_dir: Path) -> None:
