@@ -15,9 +15,11 @@ from movierec.cli.common import console, settings_from
 from movierec.cluster import ha
 from movierec.db import patroni
 from movierec.db.patroni import Group
+from movierec.db.replicas import start_server, stop_server
 
 app = typer.Typer(
-    help="Replicas of a Patroni group: create, status, promote, rejoin, remove, sync.",
+    help="Replicas of a Patroni group: create, status, promote, rejoin, remove, sync; "
+    "start and stop of a server movierec runs without Patroni (a shard).",
     no_args_is_help=True,
 )
 
@@ -117,6 +119,31 @@ def sync(
     standby has it (a failover loses none); off, commits do not wait."""
     patroni.patch_config(_group(ctx, group), {"synchronous_mode": mode is SyncMode.on})
     console.print(f"synchronous_mode is {mode} for {group}", highlight=False)
+
+
+@app.command()
+def start(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The server to start.")]
+) -> None:
+    """Start a server movierec runs itself, without Patroni (a shard, a plain primary), on
+    its recorded port: the servers that reach it know it by that port. (A Patroni member:
+    `movierec cluster restart NAME`, or `rejoin`.)"""
+    server = start_server(settings_from(ctx), name)
+    console.print(f"{name} runs on {server.address}", highlight=False)
+
+
+@app.command()
+def stop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The server to stop.")],
+    yes: YesOption = False,
+) -> None:
+    """Stop a server movierec runs itself, without Patroni (fast shutdown: open sessions are
+    cut)."""
+    if not yes:
+        typer.confirm(f"Stop {name}? Its open sessions end now.", abort=True)
+    stop_server(settings_from(ctx), name)
+    console.print(f"stopped {name}")
 
 
 def _styled(state: str) -> str:

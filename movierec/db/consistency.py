@@ -211,13 +211,17 @@ def at_replayed(conn: psycopg.Connection, lsn: str, limit: float = PAUSE_LIMIT) 
 # --- acknowledged writes ---------------------------------------------------------------------
 
 
-def read_acknowledged(path: Path) -> dict[tuple[int, int], float | None]:
+UserKey = int | str  # a user's id, or (as a load generator that signs users up knows them) name
+
+
+def read_acknowledged(path: Path) -> dict[tuple[UserKey, int], float | None]:
     """The last acknowledged rating per (user, movie) from a JSON-lines file of
-    ``{"user_id": U, "movie_id": M, "rating": R}`` (``"rating": null``: a deletion).
+    ``{"user_id": U, "movie_id": M, "rating": R}`` (``"username"`` instead of ``"user_id"``
+    for users known by name; ``"rating": null``: a deletion).
 
     Raises :class:`BadInput` naming the first bad line.
     """
-    acknowledged: dict[tuple[int, int], float | None] = {}
+    acknowledged: dict[tuple[UserKey, int], float | None] = {}
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
@@ -227,19 +231,22 @@ def read_acknowledged(path: Path) -> dict[tuple[int, int], float | None]:
             continue
         try:
             row = json.loads(line)
-            key = (int(row["user_id"]), int(row["movie_id"]))
+            user = str(row["username"]) if "username" in row else int(row["user_id"])
             rating = row["rating"]
-            acknowledged[key] = None if rating is None else float(rating)
+            acknowledged[(user, int(row["movie_id"]))] = None if rating is None else float(rating)
         except (ValueError, KeyError, TypeError) as exc:
             raise BadInput(f"{path}:{number}: not a rating record ({exc})") from exc
     return acknowledged
 
 
 def check_acknowledged(
-    conn: psycopg.Connection, acknowledged: Mapping[tuple[int, int], float | None]
+    conn: psycopg.Connection, acknowledged: Mapping[tuple[UserKey, int], float | None]
 ) -> AcknowledgedCheck:
     """Whether every acknowledged rating is in ``conn``'s database as acknowledged."""
-    keys = list(acknowledged)
+    names = sorted({user for user, _ in acknowledged if isinstance(user, str)})
+    ids = dict(conn.execute("SELECT username, id FROM users WHERE username = ANY(%s)", (names,)))
+    keys = [(ids.get(user, user), movie) for user, movie in acknowledged]
+    keys = [(u, m) for u, m in keys if isinstance(u, int)]
     held: dict[tuple[int, int], float] = {}
     for start in range(0, len(keys), 10_000):
         batch = keys[start : start + 10_000]
@@ -252,10 +259,11 @@ def check_acknowledged(
         held.update({(u, m): float(r) for u, m, r in rows})
     missing, resurrected = [], []
     for (user, movie), rating in acknowledged.items():
-        record = {"user_id": user, "movie_id": movie, "rating": rating}
-        if rating is None and (user, movie) in held:
+        key = (ids.get(user, user), movie)
+        record = {"user": user, "movie_id": movie, "rating": rating}
+        if rating is None and key in held:
             resurrected.append(record)
-        elif rating is not None and held.get((user, movie)) != rating:
+        elif rating is not None and held.get(key) != rating:
             missing.append(record)
     return AcknowledgedCheck(len(acknowledged), tuple(missing), tuple(resurrected))
 

@@ -199,6 +199,11 @@ class LocalPostgres:
         give_to_server_user(socket_dir)
         self._write_conf(socket_dir)
         self._write_hba()
+        # Looked at before the start: a restored copy may finish its recovery (and delete
+        # recovery.signal) before pg_ctl returns, while it still refuses writes.
+        recovering = any(
+            (self.data_dir / f).exists() for f in ("standby.signal", "recovery.signal")
+        )
         run_pg_tool(
             "pg_ctl",
             ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60"],
@@ -206,7 +211,8 @@ class LocalPostgres:
         )
         self.info_file.write_text(json.dumps({"port": self.port, "socket_dir": str(socket_dir)}))
         self._wait_for_port()
-        self._set_superuser_password(socket_dir)
+        if not recovering:  # a standby, or a restored copy, has its source's roles
+            self._set_superuser_password(socket_dir)
         return self
 
     def _write_hba(self) -> None:

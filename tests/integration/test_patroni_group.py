@@ -127,6 +127,7 @@ def ha_cluster():
 
 
 def test_each_member_has_its_own_tablespace_directory_and_status_shows_roles(ha_cluster):
+    ha_cluster.wait(ha_cluster.healthy, "healthy")  # the replica streams (not just runs)
     group = ha_cluster.group()
     assert [m.name for m in group.members] == ["pg1", "pg2"]
     assert group.tablespaces == ("disk2",)

@@ -2,22 +2,23 @@
 status, degraded seconds, acknowledged writes lost, time to recover, the slowest request.
 
 ``DrillReport.of(name, load, lost)`` makes the row from a finished :class:`support.load.Load`;
-``lost_ratings(conninfo, load.acknowledged)`` reads the database for the acknowledged writes.
+:meth:`Drill.report` checks the acknowledged writes with the admin's own ``movierec db check
+--acknowledged`` (its library call): on the primary, and every replica against it.
 Every report made in a session is printed at its end (``tests/drills/conftest.py``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import psycopg
-
 from movierec import cluster
+from movierec.db.check import check
 from support.cluster import ClusterHome, crash
-from support.load import Load, Rating, Request
+from support.load import Load, Request
 
 # Seconds: a request slower than this degrades its second like a failure. A sign-up hashes
 # a password with argon2id, which takes most of a second of CPU by design.
@@ -43,8 +44,9 @@ class DrillReport:
     slowest_ms: float  # sign-ups aside: argon2id makes each one slow by design
 
     @classmethod
-    def of(cls, drill: str, load: Load, lost: list[Rating]) -> DrillReport:
-        """The report of ``load`` (stopped); ``lost``: from :func:`lost_ratings`. Recorded for
+    def of(cls, drill: str, load: Load, lost: Sequence[object]) -> DrillReport:
+        """The report of ``load`` (stopped); ``lost``: the acknowledged ratings not stored as
+        acknowledged (:meth:`Drill.report` finds them). Recorded for
         the session's table."""
         done = list(load.requests)
         bad = [r for r in done if _bad(r)]
@@ -81,19 +83,6 @@ class DrillReport:
 def _bad(request: Request) -> bool:
     slow = SLOW.get(request.kind, SLOW_DEFAULT)
     return request.failed or request.degraded or request.elapsed > slow
-
-
-def lost_ratings(conninfo: str, acknowledged: list[Rating]) -> list[Rating]:
-    """The acknowledged ratings that are not in the database behind ``conninfo``."""
-    names = sorted({r.username for r in acknowledged})
-    with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(
-            "SELECT u.username, r.movie_id, r.rating::float8 FROM ratings r "
-            "JOIN users u ON u.id = r.user_id WHERE u.username = ANY(%s)",
-            (names,),
-        ).fetchall()
-    stored = {(name, movie): rating for name, movie, rating in rows}
-    return [r for r in acknowledged if stored.get((r.username, r.movie_id)) != r.rating]
 
 
 # The load signs up a user every few requests, all from 127.0.0.1: the site's limit for one
@@ -147,6 +136,20 @@ class Drill:
         return done
 
     def report(self, name: str, load: Load) -> DrillReport:
-        """The drill's numbers, the acknowledged ratings looked up in the primary."""
-        lost = lost_ratings(self.home.admin_conninfo(), load.acknowledged)
+        """The drill's numbers. The acknowledged ratings are checked as an admin would, with
+        ``movierec db check --acknowledged FILE`` (its library call, on the file the load's
+        record makes): stored on the primary as acknowledged, and every replica the same as
+        the primary at one moment."""
+        record = self.home.root / f"acknowledged-{len(REPORTS)}.jsonl"
+        record.write_text(
+            "".join(
+                json.dumps({"username": r.username, "movie_id": r.movie_id, "rating": r.rating})
+                + "\n"
+                for r in load.acknowledged
+            )
+        )
+        url = cluster.admin_url_file(self.home.settings).read_text().strip()
+        checked = check(self.home.settings.replace(database_url=url), acknowledged=record)
+        assert all(c.ok for c in checked.comparisons), checked
+        lost = list(checked.acknowledged.missing) if checked.acknowledged else []
         return DrillReport.of(name, load, lost)
