@@ -51,7 +51,6 @@ from movierec.db.partitions.catalog import (
     add_truncate_guard,
     canonical_names,
     find_partition,
-    first_line,
     foreign_table_ddl,
     local_table_ddl,
     partition_name,
@@ -66,7 +65,7 @@ from movierec.db.partitions.servers import (
     get_server,
     probe_from_primary,
 )
-from movierec.errors import BadInput, MovierecError
+from movierec.errors import BadInput, MovierecError, first_line
 
 Progress = Callable[[int, int | None], None]
 CHUNK_ROWS = 50_000
