@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from flask import Flask, current_app, session
 from flask_login import current_user
@@ -98,15 +98,15 @@ class Taste(Generic[X]):
     read_with: X
 
 
-@dataclass(frozen=True)
-class Found(Generic[V]):
+class Found(NamedTuple):
     """What :meth:`UserLists.find` found: the list to show, or (``picks`` None) the taste
-    it read, which a new list is made for and kept under (:meth:`UserLists.keep`)."""
+    it read, which a new list is made for and kept under (:meth:`UserLists.keep`). A tuple:
+    one is made on every "for you" page, a warm one's 0.4 ms included."""
 
     user_id: int
     k: int
     model_version: str | None
-    picks: V | None = None
+    picks: Any = None
     taste: Taste | None = None
 
 

@@ -170,14 +170,13 @@ def read_with_user(statement: WithUser) -> ReadWithUser | None:
     caller reads what it needs itself then.
 
     A view calls it first thing, before anything asks for ``current_user``, and checks the
-    login itself after it; the loader then takes the user read here.
+    login itself after it; the loader then takes the user read here (and refuses a session
+    past its time, as ever).
     """
-    user_id, session_id = session.get("_user_id"), _live_session_id()
-    if bearer_token() is not None or session_id is None:
+    user_id, session_id = session.get("_user_id"), session.get(SESSION_ID)
+    if not (isinstance(user_id, str) and user_id.isdigit() and isinstance(session_id, str)):
         return None
-    if not (isinstance(user_id, str) and user_id.isdigit()):
-        return None
-    if _cached_user(int(user_id), session_id) is not None:
+    if _cached_user(int(user_id), session_id) is not None or bearer_token() is not None:
         return None
     stamp = changes.now()
     params = {**statement.params, "user_id": int(user_id), "session_id": session_id}
