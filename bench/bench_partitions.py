@@ -117,7 +117,7 @@ def insert_batches(conn: psycopg.Connection, table: str, rows) -> float:
 
 
 def routed_insert(conn: psycopg.Connection, rows) -> float:
-    """The bulk loaders' path (movierec.data.bulk.upsert_ratings in bulk mode): rows staged
+    """The bulk loaders' path (movierec.db.bulk.upsert_ratings in bulk mode): rows staged
     in a temp table, a shard's share inserted straight into a trigger-less foreign table
     (batched), the rest through the parent. Includes the COPY into staging."""
     users, movies, ratings = rows

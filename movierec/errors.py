@@ -41,3 +41,11 @@ class ModelNotReady(MovierecError):
 
 class OpsCommandFailed(MovierecError):
     """An external tool (initdb, pg_ctl, gunicorn, ...) exited with an error."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, for a one-line report: PostgreSQL's add DETAIL
+    and HINT lines, and a wrapper (SQLAlchemy's) gives the error it wraps as ``orig``. An
+    error without a message is named by its type."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

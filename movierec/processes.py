@@ -1,4 +1,10 @@
-"""Child processes the demo (and later the local cluster) starts, waits for and stops."""
+"""Child processes: external tools run to completion (:func:`run`), and the servers the demo
+and the local cluster start in the background, wait for and stop (:class:`Child`).
+
+:func:`run` is the one runner for tools (initdb, pg_ctl, pgBackRest, HAProxy): it lives here,
+beside neither the database nor the director, so that the director's commands need not import
+the database package (and with it SQLAlchemy and the driver) to start HAProxy.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,54 @@ from pathlib import Path
 import requests
 
 from movierec.errors import OpsCommandFailed
+
+# What a tool runs with: messages in English (they are parsed, and shown), and nothing of
+# the caller's environment (a PGPASSWORD, say).
+TOOL_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "LANG": "C"}
+
+
+def last_lines(done: subprocess.CompletedProcess[str], lines: int = 3) -> str:
+    """A failed tool's reason: the last ``lines`` lines of its stderr (else of its stdout)."""
+    tail = (done.stderr or done.stdout).strip().splitlines()[-lines:]
+    return " | ".join(tail) or "(no output)"
+
+
+def run(
+    name: str,
+    argv: list[str],
+    timeout: float = 60.0,
+    *,
+    user: str | None = None,
+    reason: Callable[[subprocess.CompletedProcess[str]], str] = last_lines,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (a list, never a shell string) to completion from ``/``, with
+    :data:`TOOL_ENV`, stdin closed and both streams captured; as the OS user ``user`` when
+    given (through runuser: the caller is root). ``name`` is what messages call the command.
+
+    Raises :class:`OpsCommandFailed` when it exits with an error (the exit code and
+    ``reason(done)``, by default the end of stderr) or outlives ``timeout`` seconds.
+    """
+    program = Path(argv[0]).name
+    if user is not None:
+        argv = ["/usr/sbin/runuser", "-u", user, "--", *argv]
+    try:
+        done = subprocess.run(
+            argv,
+            cwd="/",
+            env=TOOL_ENV,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise OpsCommandFailed(f"{name} did not finish within {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        exited = f"{program} exited with {done.returncode}"
+        said = exited if name == program else f"{name} failed ({exited})"
+        raise OpsCommandFailed(f"{said}: {reason(done)}")
+    return done
 
 
 @dataclass

@@ -94,23 +94,11 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        _cooperative_psycopg()
+        # Here, in the worker after its patch; the driver lives in the db package.
+        from movierec.db.waiting import wait_cooperatively
+
+        wait_cooperatively()
         return self._factory()
-
-
-def _cooperative_psycopg() -> None:
-    """Make psycopg wait on the database the way gevent can switch greenlets on.
-
-    psycopg chooses its wait function when imported: its C one, unless select is patched by
-    then, which is what it does after a gevent patch. ``movierec serve`` imported it before
-    the worker patched (the CLI imports the db layer), so choose again here, in the worker,
-    before the app opens a connection: with the C function, a greenlet waiting on a query
-    would stop every other one of its worker."""
-    from gevent import monkey
-    from psycopg import waiting
-
-    if monkey.is_module_patched("select"):
-        waiting.wait = waiting.wait_poll
 
 
 def freeze_startup_objects(worker: Any = None) -> None:

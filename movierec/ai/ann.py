@@ -38,7 +38,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from movierec.errors import ModelNotReady
+from movierec.errors import ModelNotReady, first_line
 
 ANN_FILE = "ann.faiss"
 MIN_ITEMS = 100_000  # the ann_min_items setting's default: exact scoring up to here
@@ -151,8 +151,7 @@ class AnnIndex:
         try:
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-            raise ModelNotReady(f"ANN index {path} is damaged: {first}") from exc
+            raise ModelNotReady(f"ANN index {path} is damaged: {first_line(exc)}") from exc
         if not isinstance(index, faiss.IndexIVFFlat):
             raise ModelNotReady(f"ANN index {path} is a {type(index).__name__}, not IVFFlat")
         lists = faiss.downcast_InvertedLists(index.invlists)

@@ -20,18 +20,19 @@ import io
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psycopg
 import scipy.sparse as sp
 from sqlalchemy import func, select, text
 from surprise import Trainset
 
 from movierec.ai.base import RATING_MAX, RATING_MIN
 from movierec.db import GENRES, Database, Movie
-from movierec.errors import BadInput, DatabaseUnavailable
+from movierec.db.bulk import copy_out
+from movierec.errors import BadInput
 
 Progress = Callable[[int, int | None], None]
 
@@ -281,35 +282,25 @@ def read_ratings(database: Database, progress: Progress | None = None) -> Rating
     each chunk. Raises :class:`DatabaseUnavailable` when the server cannot be reached or drops
     the connection, and :class:`BadInput` when the COPY stream is not what is expected.
     """
-    with database.session(readonly=True) as session:
-        # A full export may take minutes; the per-statement limit is meant for page requests.
-        session.execute(text("SET LOCAL statement_timeout = 0"))
-        raw = session.connection().connection.driver_connection
-        try:
-            users, movies, halves, stamps = _copy_ratings(raw, progress)
-        except psycopg.OperationalError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseUnavailable(
-                f"database unavailable while reading ratings: {first}"
-            ) from exc
+    with closing(copy_out(database, RATINGS_COPY)) as blocks:
+        users, movies, halves, stamps = _copy_ratings(blocks, progress)
     return ratings_from_arrays(users, movies, halves.astype(np.float32) / 2, stamps)
 
 
-def _copy_ratings(conn: psycopg.Connection, progress: Progress | None):
+def _copy_ratings(blocks: Iterable[bytes], progress: Progress | None):
     parts: list[np.ndarray] = []
     buffer = bytearray()
     rows = 0
     header_done = False
-    with conn.cursor() as cur, cur.copy(RATINGS_COPY) as copy:
-        for block in copy:
-            buffer += block
-            if not header_done:
-                header_done = _strip_header(buffer)
-            if header_done and len(buffer) >= CHUNK_ROWS * COPY_ROW.itemsize:
-                parts.append(_take_rows(buffer))
-                rows += parts[-1].shape[0]
-                if progress:
-                    progress(rows, None)
+    for block in blocks:
+        buffer += block
+        if not header_done:
+            header_done = _strip_header(buffer)
+        if header_done and len(buffer) >= CHUNK_ROWS * COPY_ROW.itemsize:
+            parts.append(_take_rows(buffer))
+            rows += parts[-1].shape[0]
+            if progress:
+                progress(rows, None)
     if not header_done:
         raise BadInput("ratings COPY stream ended inside its header")
     parts.append(_take_rows(buffer))

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import requests
 
 from movierec import director
@@ -49,7 +48,7 @@ from movierec.db import Database, LocalPostgres, upgrade
 from movierec.db.roles import AI_ROLE, APP_ROLES, WEB_ROLE
 from movierec.db.topology import PRIMARY_DIR
 from movierec.director.haproxy import haproxy_binary
-from movierec.errors import MovierecError, NotFound, OpsCommandFailed
+from movierec.errors import MovierecError, NotFound, OpsCommandFailed, first_line
 from movierec.processes import Child
 
 DATABASE = "movierec"
@@ -374,9 +373,8 @@ def _pg_health(server: LocalPostgres) -> str:
     try:
         with server.connect() as conn:
             conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        lines = str(exc).strip().splitlines()
-        return "no answer" + (f" ({lines[0][:60]})" if lines else "")
+    except MovierecError as exc:
+        return f"no answer ({first_line(exc.__cause__ or exc)[:60]})"
     return "ok"
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from psycopg import sql
-
 from movierec.cluster import ha
 from movierec.cluster.members import Member
 from movierec.config import Settings
@@ -23,7 +21,7 @@ from movierec.db import backup
 from movierec.db.local_server import LocalPostgres
 from movierec.db.partitions import Placement, add_server, add_tablespace, list_partitions, place
 from movierec.db.partitions.catalog import primary
-from movierec.db.partitions.servers import get_server, list_servers, list_tablespaces
+from movierec.db.partitions.servers import list_servers, list_tablespaces, move_server
 from movierec.db.patroni import MEMBER_DATA_DIR
 from movierec.db.tools import give_to_server_user
 from movierec.db.topology import (
@@ -131,13 +129,8 @@ def register_shards(
     with primary(settings) as conn:
         known = {s.name for s in list_servers(conn)}
         for name, server in shards:
-            if name in known and get_server(conn, name).port != server.port:
-                conn.execute(
-                    sql.SQL("ALTER SERVER {} OPTIONS (SET port {})").format(
-                        sql.Identifier(name), sql.Literal(str(server.port))
-                    )
-                )
-        conn.commit()
+            if name in known:
+                move_server(conn, name, server.port)
     for name, server in shards:
         if name not in known:
             add_server(settings, name, server.admin_conninfo(database))

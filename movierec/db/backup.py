@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,17 +128,13 @@ def known_port(server: LocalPostgres) -> int:
     return server.port
 
 
-def connect(server: LocalPostgres) -> psycopg.Connection:
-    """An autocommit superuser connection to ``server``.
+def connect(server: LocalPostgres) -> AbstractContextManager[psycopg.Connection]:
+    """An autocommit superuser connection to ``server``, on the port it last had.
 
-    Raises :class:`DatabaseUnavailable` when it does not answer.
+    Raises :class:`DatabaseUnavailable` when it has never run or does not answer.
     """
     known_port(server)
-    try:
-        return server.connect()
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DatabaseUnavailable(f"PostgreSQL in {server.state_dir}: {first}") from exc
+    return server.connect()
 
 
 def restart(server: LocalPostgres) -> None:
@@ -308,17 +305,14 @@ def create_restore_point(
     if any(p.name == name for p in restore_points(config)):
         raise BadInput(f"restore point {name!r} exists already")
     refresh_config(config, servers)
-    conns = [connect(item.server) for item in servers]
-    try:
+    with ExitStack() as stack:
+        conns = [stack.enter_context(connect(item.server)) for item in servers]
         lsn = {}
         for item, conn in zip(servers, conns, strict=True):
             lsn[item.name] = str(
                 conn.execute("SELECT pg_create_restore_point(%s)", (name,)).fetchone()[0]
             )
         when = conns[0].execute("SELECT clock_timestamp()").fetchone()[0]
-    finally:
-        for conn in conns:
-            conn.close()
     point = RestorePoint(name, when.astimezone(UTC), lsn)
     archive_restore_point(config, servers, point)
     return point

@@ -32,7 +32,7 @@ from movierec.db.consistency import (
 )
 from movierec.db.patroni import cluster_view, is_group, load_group
 from movierec.db.topology import PRIMARY_DIR, connect, load_topology, state_root
-from movierec.errors import DatabaseUnavailable
+from movierec.errors import DatabaseUnavailable, first_line
 
 Opener = Callable[[], AbstractContextManager[psycopg.Connection]]
 
@@ -72,7 +72,7 @@ def check(settings: Settings, acknowledged: Path | None = None) -> CheckReport:
             try:
                 copies.append((name, stack.enter_context(opener())))
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
-                unreachable.append((name, str(exc).strip().splitlines()[0]))
+                unreachable.append((name, first_line(exc)))
         with writes_paused([pauser]) as (paused,):
             at_snapshot(reader, paused)
             for _name, conn in copies:

@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from movierec.errors import BadInput, DatabaseUnavailable, MovierecError
+from movierec.errors import BadInput, MovierecError
 
 PAUSE_LIMIT = 5.0  # seconds writes may wait while the copies reach the paused moment
 LOCK_TIMEOUT_MS = 5000
@@ -266,8 +266,3 @@ def check_acknowledged(
         elif rating is not None and held.get(key) != rating:
             missing.append(record)
     return AcknowledgedCheck(len(acknowledged), tuple(missing), tuple(resurrected))
-
-
-def unreachable(name: str, exc: psycopg.Error) -> DatabaseUnavailable:
-    lines = str(exc).strip().splitlines()
-    return DatabaseUnavailable(f"{name} did not answer: {lines[0] if lines else exc}")

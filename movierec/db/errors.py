@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import psycopg
 
-from movierec.errors import ConfigError, DatabaseUnavailable, MovierecError
+from movierec.errors import ConfigError, DatabaseUnavailable, MovierecError, first_line
 
 NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
 DISK_FULL = "53100"
@@ -94,9 +94,3 @@ def translate(
     ):
         return DatabaseUnavailable(f"database unavailable: {line}")
     return None
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message (PostgreSQL's add DETAIL and HINT lines)."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

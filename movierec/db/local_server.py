@@ -17,9 +17,15 @@ import pwd
 import socket
 import tempfile
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from movierec.db.connect import connect
 from movierec.db.credentials import PasswordFile, scram_verifier
 from movierec.db.roles import url_as
 from movierec.db.tools import (
@@ -99,8 +105,6 @@ class LocalPostgres:
 
     def admin_conninfo(self, dbname: str = "postgres") -> str:
         """A libpq conninfo for the superuser on database ``dbname``, password included."""
-        from psycopg.conninfo import make_conninfo
-
         return make_conninfo(
             host="127.0.0.1",
             port=self.port,
@@ -119,8 +123,6 @@ class LocalPostgres:
     def give_passwords(self, *roles: str) -> None:
         """Set the passwords of ``roles`` (those that exist: migration 0007 makes the app's)
         to the ones kept for this server. Only the verifier is sent."""
-        from psycopg import sql
-
         with self.connect() as conn:
             for role in roles:
                 found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
@@ -130,11 +132,10 @@ class LocalPostgres:
                 stmt = sql.SQL("ALTER ROLE {} PASSWORD {}")
                 conn.execute(stmt.format(sql.Identifier(role), sql.Literal(verifier)))
 
-    def connect(self, dbname: str = "postgres"):
-        """An autocommit superuser connection (psycopg) to database ``dbname``."""
-        import psycopg
-
-        return psycopg.connect(self.admin_conninfo(dbname), autocommit=True)
+    def connect(self, dbname: str = "postgres") -> AbstractContextManager[psycopg.Connection]:
+        """An autocommit superuser connection to database ``dbname``
+        (:func:`movierec.db.connect.connect`: it raises :class:`DatabaseUnavailable`)."""
+        return connect(self.admin_conninfo(dbname), f"PostgreSQL in {self.state_dir}")
 
     def is_initialized(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
@@ -285,8 +286,6 @@ class LocalPostgres:
 
     def create_database(self, name: str, template: str | None = None) -> str:
         """CREATE DATABASE ``name`` (optionally from ``template``) and return its URL."""
-        from psycopg import sql
-
         with self.connect() as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if exists.fetchone() is None:
@@ -309,8 +308,6 @@ class LocalPostgres:
 
     def drop_database(self, name: str) -> None:
         """DROP DATABASE ``name`` (if it exists), closing its sessions."""
-        from psycopg import sql
-
         with self.connect() as conn:
             stmt = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             conn.execute(stmt.format(sql.Identifier(name)))

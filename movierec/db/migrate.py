@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.exc import OperationalError
 
 from movierec.db.engines import sqlalchemy_url
-from movierec.errors import DatabaseUnavailable
+from movierec.errors import DatabaseUnavailable, first_line
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -27,8 +27,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     try:
         command.upgrade(alembic_config(url), revision)
     except OperationalError as exc:
-        first = str(exc.orig).strip().splitlines()[0]
-        raise DatabaseUnavailable(f"database unavailable: {first}") from exc
+        raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
 
 
 def current_tables(url: str) -> list[str]:

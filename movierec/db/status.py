@@ -11,10 +11,10 @@ import psycopg
 
 from movierec.config import Settings
 from movierec.db.backup import BackupSet, backup_config, list_backups
-from movierec.db.partitions.catalog import Partition, first_line, primary
-from movierec.db.partitions.placement import list_partitions
+from movierec.db.partitions.catalog import Partition, primary
+from movierec.db.partitions.listing import list_partitions
 from movierec.db.replicas import ReplicaStatus, replication_status
-from movierec.errors import MovierecError
+from movierec.errors import MovierecError, first_line
 
 NO_BACKUPS = "no backups configured"
 

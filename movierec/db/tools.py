@@ -1,19 +1,21 @@
-"""One runner for the PostgreSQL server tools (initdb, pg_ctl, ...).
+"""The PostgreSQL server tools (initdb, pg_ctl, ...): where they are, and running them as the
+server's OS user.
 
-Arguments are lists, never shell strings. When the caller is root the tool runs as the
-``postgres`` OS user (PostgreSQL refuses to run as root) from ``/``, a directory that user can
-enter. ``LC_ALL=C`` keeps messages parseable; every call has a timeout, and a failure raises
-:class:`OpsCommandFailed` with the exit code and the end of stderr.
+When the caller is root the tool runs as the ``postgres`` OS user (PostgreSQL refuses to run
+as root) from ``/``, a directory that user can enter. The one runner,
+:func:`movierec.processes.run`, builds no shell strings, sets ``LC_ALL=C`` (messages stay
+parseable), applies a timeout, and raises :class:`OpsCommandFailed` with the exit code and the
+end of stderr.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from movierec.errors import OpsCommandFailed
+from movierec.processes import run
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin")
 SERVER_USER = "postgres"
@@ -68,21 +70,11 @@ def run_as_server_user(name: str, argv: list[str], timeout: float = 60.0) -> str
     """Run ``argv`` (as the server's OS user when we are root) and return its stdout.
 
     ``name`` is what error messages call the command. Raises :class:`OpsCommandFailed` with
-    the exit code and the end of stderr, or when it outlives ``timeout``.
+    the exit code and the end of stderr, or when it outlives ``timeout``
+    (:func:`movierec.processes.run`).
     """
-    if running_as_root():
-        argv = ["/usr/sbin/runuser", "-u", SERVER_USER, "--", *argv]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "LANG": "C"}
-    try:
-        done = subprocess.run(
-            argv, cwd="/", env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise OpsCommandFailed(f"{name} did not finish within {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise OpsCommandFailed(f"{name} exited with {done.returncode}: {' | '.join(tail)}")
-    return done.stdout
+    user = SERVER_USER if running_as_root() else None
+    return run(name, argv, timeout, user=user).stdout
 
 
 def run_pg_tool(tool: str, args: list[str], timeout: float = 60.0) -> str:

@@ -17,8 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -27,6 +26,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from movierec.config import Settings
+from movierec.db.connect import connect as db_connect
 from movierec.db.engines import libpq_conninfo
 from movierec.db.local_server import LocalPostgres
 from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
@@ -263,30 +263,20 @@ def conninfo(settings: Settings, server: Server, timeout: float = 3.0) -> str:
     )
 
 
-@contextmanager
 def connect(
     settings: Settings, server: Server, timeout: float = 3.0
-) -> Iterator[psycopg.Connection]:
-    """An autocommit connection to ``server``.
+) -> AbstractContextManager[psycopg.Connection]:
+    """An autocommit connection to ``server`` (:func:`movierec.db.connect.connect`).
 
     Raises :class:`DatabaseUnavailable` when it cannot be reached (or drops the connection),
     :class:`ReplicationError` when a statement fails.
     """
-    try:
-        conn = psycopg.connect(conninfo(settings, server, timeout), autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(
-            f"{server.role} {server.name} ({server.address}) is unreachable: {first_line(exc)}"
-        ) from exc
-    try:
-        with conn:
-            yield conn
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(
-            f"lost {server.role} {server.name} ({server.address}): {first_line(exc)}"
-        ) from exc
-    except psycopg.Error as exc:
-        raise ReplicationError(f"on {server.name} ({server.address}): {first_line(exc)}") from exc
+    where = f"{server.name} ({server.address})"
+    return db_connect(
+        conninfo(settings, server, timeout),
+        f"{server.role} {where}",
+        failed=lambda reason: ReplicationError(f"on {where}: {reason}"),
+    )
 
 
 def reachable(settings: Settings, server: Server, timeout: float = 2.0) -> bool:
@@ -297,8 +287,3 @@ def reachable(settings: Settings, server: Server, timeout: float = 2.0) -> bool:
     except (DatabaseUnavailable, ReplicationError):
         return False
     return True
-
-
-def first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__

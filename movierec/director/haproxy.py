@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from movierec.errors import OpsCommandFailed
+from movierec.processes import run
 
 HAPROXY_CANDIDATES = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
 _ALERT = re.compile(r"^\[ALERT\]\s+\(\d+\)\s*:\s*")
@@ -35,9 +36,10 @@ def haproxy_binary() -> Path:
     raise OpsCommandFailed("haproxy not found; install the Debian package haproxy")
 
 
-def _reason(output: str) -> str:
+def _reason(done: subprocess.CompletedProcess[str]) -> str:
     """The line that explains a failure: HAProxy's first ALERT without its prefix (later ones
     only summarise: "Fatal errors found", "Exiting"), else the last line of output."""
+    output = done.stderr + "\n" + done.stdout
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     alerts = [_ALERT.sub("", line) for line in lines if line.startswith("[ALERT]")]
     return alerts[0] if alerts else (lines[-1] if lines else "(no output)")
@@ -47,27 +49,9 @@ def run_haproxy(args: list[str], what: str = "haproxy", timeout: float = 20.0) -
     """Run ``haproxy args...`` and return its stderr (where HAProxy writes its notices).
 
     Raises :class:`OpsCommandFailed` with the exit code and HAProxy's reason on failure, and
-    when it does not finish within ``timeout`` seconds.
+    when it does not finish within ``timeout`` seconds (:func:`movierec.processes.run`).
     """
-    argv = [str(haproxy_binary()), *args]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "LANG": "C"}
-    try:
-        done = subprocess.run(
-            argv,
-            cwd="/",
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise OpsCommandFailed(f"{what} did not finish within {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        reason = _reason(done.stderr + "\n" + done.stdout)
-        raise OpsCommandFailed(f"{what} failed (haproxy exited with {done.returncode}): {reason}")
-    return done.stderr
+    return run(what, [str(haproxy_binary()), *args], timeout, reason=_reason).stderr
 
 
 def socket_command(path: Path, command: str, timeout: float = 3.0) -> str:

@@ -16,10 +16,12 @@ from werkzeug.wrappers import Response
 
 from movierec.errors import BadInput
 from movierec.web import cache, catalog, picks
-from movierec.web.auth.sessions import read_along
-from movierec.web.db import commit, get_session, wrote
+from movierec.web.auth.sessions import login_manager
+from movierec.web.db import get_session
+from movierec.web.fragments import derived
 from movierec.web.movies import remember_search
 from movierec.web.users import rate, ratings_of
+from movierec.web.writes import commit_taste_change
 from movierec.wire import site
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -77,18 +79,18 @@ def rate_movie() -> Response:
     session = get_session()
     catalog.movie_or_404(session, movie_id)
     rate(session, current_user.id, movie_id, rating)
-    commit()
-    if not current_user.via_token:
-        wrote()  # a browser keeps the session cookie; a token client has none to carry it
-    cache.after_rating(current_user.id, movie_id)
+    commit_taste_change(rated=movie_id)
     return jsonify(movie_id=movie_id, rating=rating)
 
 
 @bp.get("/recommendations")
-@login_required
-@read_along(picks.TASTE_ALONG)
 def recommendations() -> Response:
-    found = picks.for_user(current_user.id, site.RECOMMENDATIONS.read(request.args)["k"])
+    # Before the login check, which would read the user's row alone: see taste_with_user.
+    taste = picks.taste_with_user()
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    k = site.RECOMMENDATIONS.read(request.args)["k"]
+    found = picks.for_user(current_user.id, k, taste)
 
     def body() -> str:
         return current_app.json.dumps(
@@ -102,7 +104,7 @@ def recommendations() -> Response:
         )
 
     # Cached picks are the same object on every hit: their JSON is kept with them.
-    text = body() if found.limited else cache.derived(found, "json", body)
+    text = body() if found.limited else derived(found, "json", body)
     return current_app.response_class(text + "\n", mimetype=current_app.json.mimetype)
 
 

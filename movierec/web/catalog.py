@@ -39,7 +39,7 @@ class MovieItem:
 
     @property
     def approx_bytes(self) -> int:
-        """What the row refers to, for :func:`movierec.web.cache.approx_size`: its fields
+        """What the row refers to, for :func:`movierec.web.bounded_cache.approx_size`: its fields
         summed directly. Walking them as an object graph cost three times as much, and a cold
         "for you" page sizes dozens of rows."""
         values = self.__dict__

@@ -21,6 +21,7 @@ from flask import Blueprint, Flask, Response, abort, current_app, g, request
 
 from movierec.web import cache, picks
 from movierec.web.ai_client import AIClient
+from movierec.web.bounded_cache import BoundedCache
 
 EXTENSION = "movierec.metrics"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -125,7 +126,7 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict, 
 
 def render(
     base: dict[str, str],
-    caches: Iterable[cache.BoundedCache],
+    caches: Iterable[BoundedCache],
     requests: RequestMetrics,
     ai: AIClient | None = None,
 ) -> list[str]:

@@ -10,23 +10,21 @@ Limited and partial answers are not cached, so that a recovered recommender is u
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, cast
 
 from flask import current_app
-from flask import session as flask_session
-from flask_login import current_user
 from sqlalchemy import Connection, ScalarSelect, bindparam, func, select
 
 from movierec.db.schema import NotInterested, Preference, Rating
 from movierec.db.user_signals import as_json, signal_columns
 from movierec.errors import NotFound
 from movierec.web import cache, catalog, changes, popular
-from movierec.web.ai_client import AIClient, AIUnavailable
-from movierec.web.auth.sessions import ReadAlong, read_along_row
+from movierec.web.ai_client import AIAnswer, AIClient, AIUnavailable
+from movierec.web.auth.sessions import WithUser, read_with_user
+from movierec.web.bounded_cache import approx_size
 from movierec.web.db import connection, get_session, read_session
 from movierec.web.users import DEMOTE_AFTER, Refusals, preferred_genres, refusal_columns
 
@@ -45,9 +43,9 @@ class Picks:
 
     @cached_property
     def approx_bytes(self) -> int:
-        """What the picks hold (see :func:`~movierec.web.cache.approx_size`), computed once:
+        """What the picks hold (see :func:`~movierec.web.bounded_cache.approx_size`), once:
         the recommendations cache, the page and the derived HTML and JSON all keep them."""
-        return cache.approx_size((self.movies, self.model_version, self.reason))
+        return approx_size((self.movies, self.model_version, self.reason))
 
 
 def ai_client() -> AIClient:
@@ -87,74 +85,84 @@ def taste_version(conn: Connection, user_id: int) -> tuple:
     return tuple(conn.execute(_TASTE, {"user_id": user_id}).one())
 
 
-# For the views that start with for_user: read with the user's row when that is not cached.
-TASTE_ALONG = ReadAlong(_TASTE_AND_SIGNALS, {"at_least": DEMOTE_AFTER})
+# For the views that start with for_user: the user's row with their taste, when it must be
+# read (see taste_with_user).
+_TASTE_WITH_USER = WithUser(_TASTE_AND_SIGNALS, {"at_least": DEMOTE_AFTER})
+
+# What a user's taste is read with: what a new list needs.
+Taste = cache.Taste[tuple[Refusals, dict[str, Any]]]
 
 
-def taste_and_signals(conn: Connection, user_id: int) -> tuple[tuple, Refusals, dict[str, Any]]:
-    """:func:`taste_version`, :func:`~movierec.web.users.refusals` and the recommender's
-    context (:func:`movierec.db.user_signals.as_json`) in one statement."""
+def read_taste(conn: Connection, user_id: int) -> Taste:
+    """:func:`taste_version`, and with it, for a list not kept, what the recommender is
+    told: the user's refusals (:func:`~movierec.web.users.refusals`) and its context
+    (:func:`movierec.db.user_signals.as_json`), in one statement (on the primary: see
+    :func:`taste_version`); stamped with the change listener's epoch taken before. Raises
+    :class:`DatabaseUnavailable`."""
+    stamp = changes.now()
     params = {"user_id": user_id, "at_least": DEMOTE_AFTER}
     row = conn.execute(_TASTE_AND_SIGNALS, params).one()
-    return _taste_and_signals(row, row._mapping)
+    return _taste(user_id, stamp, row, row._mapping)
 
 
-def _taste_and_signals(
-    values: Sequence, named: Mapping[str, Any]
-) -> tuple[tuple, Refusals, dict[str, Any]]:
-    taste = tuple(values[: _REFUSALS.start])
-    return taste, Refusals.of(values[_REFUSALS]), as_json(named)
+def taste_with_user() -> Taste | None:
+    """:func:`read_taste` for the session's user, in the same statement as the user's own row
+    when the login must read that row from the database (a worker's first request of them,
+    for one): a round trip fewer for a view that starts with :func:`for_user`, which calls
+    this before anything asks for ``current_user``. None when the login reads no row (or
+    nobody is logged in with a session). Raises :class:`DatabaseUnavailable`."""
+    read = read_with_user(_TASTE_WITH_USER)
+    return None if read is None else _taste(read.user_id, read.stamp, read.values, read.named)
 
 
-def for_user(user_id: int, k: int) -> Picks:
-    """Up to ``k`` movies for the user, never one they said they are not interested in.
+def _taste(user_id: int, stamp: int, values: Sequence, named: Mapping[str, Any]) -> Taste:
+    version = tuple(values[: _REFUSALS.start])
+    return cache.Taste(user_id, version, stamp, (Refusals.of(values[_REFUSALS]), as_json(named)))
+
+
+def for_user(user_id: int, k: int, taste: Taste | None = None) -> Picks:
+    """Up to ``k`` movies for the user: their kept list while it is current, else the
+    recommender's (kept for next time), else popular movies in their genres (``limited``);
+    never one they said they are not interested in.
 
     The recommender is told those movies (``exclude``) and the genres of at least
-    :data:`~movierec.web.users.DEMOTE_AFTER` of them (``demote_genres``).
-    Raises :class:`DatabaseUnavailable`.
+    :data:`~movierec.web.users.DEMOTE_AFTER` of them (``demote_genres``). ``taste``: the
+    user's, when :func:`taste_with_user` read it already. Raises :class:`DatabaseUnavailable`.
     """
-    store = cache.caches()
-    key = (user_id, k)
-    # Read with the user's row, when that came from the database in this request.
-    along = read_along_row(user_id)
-    # Taken before the database is read: a change heard of later makes the entry stale.
-    stamp = along.stamp if along is not None else changes.now()
+    lists = cache.caches().lists
+    known = taste if taste is not None and taste.user_id == user_id else None
     model = ai_client().model_version()
-    entry = store.recommendations.peek(key)
-    if entry is not None and entry.model_version == model and _fresh(user_id, entry):
-        hit = store.recommendations.get(key, valid=lambda found: found is entry)
-        if hit is not None:  # else replaced or dropped just now: compare as below
-            return hit.picks
-    # Read before the recommender is asked: a rating made meanwhile makes the entry look
-    # older than it is (refreshed next time), never newer.
-    # The refusals and the recommender's context come with the taste version, though only a
-    # miss needs them: a round trip fewer there, and none in the recommender.
-    if along is not None:
-        taste, said_no, context = _taste_and_signals(along.values, along.named)
-    else:
-        taste, said_no, context = taste_and_signals(connection(), user_id)
-    _saw(taste)
-
-    def current(found: cache.Recommended) -> bool:
-        return found.taste_version == taste and found.model_version == model
-
-    entry = store.recommendations.get(key, valid=current)
-    if entry is not None:
-        store.recommendations.put(key, replace(entry, stamp=stamp))
-        return entry.picks
-    unwanted = set(said_no.dismissed)
+    found = lists.find(user_id, k, model, lambda: known or read_taste(connection(), user_id))
+    if found.picks is not None:
+        return found.picks
+    said_no, context = found.taste.read_with
     try:
         answer = ai_client().recommend(
             user_id, k, exclude=said_no.dismissed, demote_genres=said_no.demoted_genres,
             context=context,
         )  # fmt: skip
     except AIUnavailable:
-        session = get_session()
-        liked = preferred_genres(session, user_id)
-        movies = popular.for_user(session, user_id, liked, k + len(unwanted))
-        kept = tuple(m for m in movies if m.id not in unwanted)[:k]
-        return Picks(kept, limited=True, reason="recommender unavailable")
-    # Also here: the recommender is sent the newest dismissals only, and may be older code.
+        return _popular(user_id, k, said_no)
+    picks = _picks(answer, said_no)
+    if not answer.partial:
+        lists.keep(found, picks)
+    return picks
+
+
+def _popular(user_id: int, k: int, said_no: Refusals) -> Picks:
+    """Popular movies in the user's genres, none they dismissed: when no recommender answers."""
+    session = get_session()
+    liked = preferred_genres(session, user_id)
+    movies = popular.for_user(session, user_id, liked, k + len(said_no.dismissed))
+    unwanted = set(said_no.dismissed)
+    kept = tuple(m for m in movies if m.id not in unwanted)[:k]
+    return Picks(kept, limited=True, reason="recommender unavailable")
+
+
+def _picks(answer: AIAnswer, said_no: Refusals) -> Picks:
+    """The recommender's answer as movies with their titles, the dismissed ones left out
+    (also here: it is sent the newest dismissals only, and may be older code)."""
+    unwanted = set(said_no.dismissed)
     items = [i for i in answer.items if i.movie_id not in unwanted]
     movies = catalog.movies_by_ids(
         connection(),
@@ -162,43 +170,7 @@ def for_user(user_id: int, k: int) -> Picks:
         because={i.movie_id: i.because for i in items if i.because is not None},
         rows=cache.listed_movies,
     )
-    picks = Picks(tuple(movies), answer.model_version, answer.fallback, answer.reason)
-    if not answer.partial:
-        store.ks.add(k)
-        store.recommendations.put(key, cache.Recommended(model, taste, picks, stamp))
-    return picks
-
-
-def _fresh(user_id: int, entry: cache.Recommended) -> bool:
-    """Whether ``entry`` is current without asking the database: this is not an API-token
-    request (no session to carry what the user changed), the user's session has not changed
-    their taste since it last compared (or never compared), and the change listener heard of
-    no change since the entry's stamp."""
-    if current_user.via_token:
-        return False
-    seen = flask_session.get(cache.TASTE)
-    if seen is not None and seen != _digest(entry.taste_version):
-        return False
-    return changes.fresh(user_id, entry.stamp)
-
-
-def _saw(taste: tuple) -> None:
-    """Remember in the session the taste version this user's lists are now compared with,
-    once the session carries a mark (a change it made, or an earlier comparison).
-
-    A session that never changed the user's taste has nothing for other workers to catch up
-    on (changes from elsewhere reach them by the change listener), so its cookie is left
-    alone: before, every user's first list rewrote and re-signed it, 5 % of the web's CPU
-    on a cold "for you" page."""
-    if current_user.via_token:
-        return
-    seen = flask_session.get(cache.TASTE)
-    if seen is not None and seen != (digest := _digest(taste)):
-        flask_session[cache.TASTE] = digest
-
-
-def _digest(taste: tuple) -> str:
-    return hashlib.blake2b(repr(taste).encode(), digest_size=6).hexdigest()
+    return Picks(tuple(movies), answer.model_version, answer.fallback, answer.reason)
 
 
 def similar_to(movie_id: int, k: int) -> Picks:

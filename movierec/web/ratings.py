@@ -6,10 +6,11 @@ from flask import Blueprint, flash, redirect, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
-from movierec.web import cache, catalog
-from movierec.web.db import commit, get_session, wrote
+from movierec.web import catalog
+from movierec.web.db import get_session
 from movierec.web.forms import RateForm
 from movierec.web.users import rate, unrate
+from movierec.web.writes import commit_taste_change
 from movierec.wire import site
 
 bp = Blueprint("ratings", __name__, url_prefix="/movies/<id:movie_id>/rating")
@@ -24,9 +25,7 @@ def save(movie_id: int) -> Response:
     if form.validate_on_submit():
         rating = site.stars(float(form.rating.data))
         rate(session, current_user.id, movie_id, rating)
-        commit()
-        wrote()
-        cache.after_rating(current_user.id, movie_id)
+        commit_taste_change(rated=movie_id)
         flash(f"Rated {rating:g} ★.", "info")
     else:
         flash("Pick a rating from 0.5 to 5 stars.", "error")
@@ -39,8 +38,6 @@ def remove(movie_id: int) -> Response:
     session = get_session()
     catalog.movie_or_404(session, movie_id)
     if unrate(session, current_user.id, movie_id):
-        commit()
-        wrote()
-        cache.after_rating(current_user.id, movie_id)
+        commit_taste_change(rated=movie_id)
         flash("Rating removed.", "info")
     return redirect(url_for("movies.detail", movie_id=movie_id))

@@ -20,11 +20,13 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from movierec.db.schema import GENRES
-from movierec.web import cache, catalog, picks
-from movierec.web.auth.sessions import read_along
-from movierec.web.db import commit, get_session, wrote
+from movierec.web import catalog, picks
+from movierec.web.auth.sessions import login_manager
+from movierec.web.db import get_session
 from movierec.web.forms import NotInterestedForm, UndoNotInterestedForm
+from movierec.web.fragments import cached_page, movie_list_html
 from movierec.web.users import dismiss, undismiss
+from movierec.web.writes import commit_taste_change
 from movierec.wire import site
 from movierec.wire.params import read_valid
 
@@ -71,23 +73,24 @@ def filters_html(filters: Mapping[str, str | int]) -> Markup:
 
 
 @bp.get("/for-you")
-@login_required
-@read_along(picks.TASTE_ALONG)
-def for_you() -> str:
+def for_you() -> str | Response:
+    # Before the login check, which would read the user's row alone: see taste_with_user.
+    taste = picks.taste_with_user()
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
     filters, problems = parse_filters(request.args)
     if problems:
         flash(f"Filter not understood: {'; '.join(problems)}.", "error")
     if filters:
-        found = picks.for_user(current_user.id, FILTER_CANDIDATES)
+        found = picks.for_user(current_user.id, FILTER_CANDIDATES, taste)
         movies = tuple(m for m in found.movies if matches(m, filters))[:FOR_YOU]
         return _page(found, movies, filters)
-    found = picks.for_user(current_user.id, FOR_YOU)
+    found = picks.for_user(current_user.id, FOR_YOU, taste)
     if found.limited:
         return _page(found, found.movies, filters)
     # Cached picks are the same object on every hit: their page and list HTML are kept.
-    return cache.cached_page(
-        found,
-        lambda: _page(found, found.movies, filters, cache.movie_list_html(found, DISMISS_FORM)),
+    return cached_page(
+        found, lambda: _page(found, found.movies, filters, movie_list_html(found, DISMISS_FORM))
     )
 
 
@@ -117,9 +120,7 @@ def not_interested() -> Response:
         session = get_session()
         movie = catalog.movie_or_404(session, form.movie_id.data)
         dismiss(session, current_user.id, movie.id)
-        commit()
-        wrote()
-        cache.after_taste_change(current_user.id)
+        commit_taste_change()
         flash(f"You will not be shown {movie.title} again (undo on your account page).", "info")
     else:
         flash("That request was not understood; please try again.", "error")
@@ -132,9 +133,7 @@ def undo_not_interested(movie_id: int) -> Response:
     form = UndoNotInterestedForm()
     if form.validate_on_submit():
         if undismiss(get_session(), current_user.id, movie_id):
-            commit()
-            wrote()
-            cache.after_taste_change(current_user.id)
+            commit_taste_change()
             flash("It may be recommended to you again.", "info")
     else:
         flash("That request was not understood; please try again.", "error")

@@ -52,4 +52,4 @@ def test_db_status_with_the_database_down_fails(monkeypatch, tmp_path):
     monkeypatch.setenv("MOVIEREC_DATABASE_URL", f"postgresql://u@127.0.0.1:{free_port()}/x")
     monkeypatch.setenv("MOVIEREC_STATE_DIR", str(tmp_path))
     line = _one_line_error(CliRunner().invoke(app, ["db", "status"]))
-    assert "database unavailable" in line
+    assert "the primary is unreachable: " in line  # which server, and why

@@ -7,7 +7,8 @@ import pytest
 from data_samples import EXPECTED, table_counts
 from sqlalchemy import text
 
-from movierec.data import bulk, generate_catalogue, import_movielens
+from movierec.data import generate_catalogue, import_movielens
+from movierec.db import bulk
 from movierec.errors import BadInput
 
 

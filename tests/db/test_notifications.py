@@ -10,8 +10,8 @@ from alembic import command
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import delete, text, update
 
-from movierec.data.bulk import bulk_transaction
 from movierec.db import Database, Movie, NotInterested, Preference, Rating, User, upgrade
+from movierec.db.bulk import bulk_transaction
 from movierec.db.engines import libpq_conninfo
 from movierec.db.migrate import alembic_config
 from movierec.db.notifications import EVERYONE, Listener

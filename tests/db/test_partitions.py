@@ -461,7 +461,8 @@ def test_concurrent_upserts_of_one_key_end_as_one_row(database):
 
 
 def test_a_bulk_load_reaches_a_shard_in_batches_and_stays_idempotent(database, shards, monkeypatch):
-    from movierec.data import bulk, generate_catalogue
+    from movierec.data import generate_catalogue
+    from movierec.db import bulk
     from movierec.db.partitions import add_server
 
     routed = []

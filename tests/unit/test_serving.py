@@ -4,7 +4,8 @@ import gc
 import subprocess
 import sys
 
-from movierec.serving import _cooperative_psycopg, freeze_startup_objects
+from movierec.db.waiting import wait_cooperatively
+from movierec.serving import freeze_startup_objects
 
 
 def test_a_worker_freezes_what_it_holds_once_started():
@@ -25,9 +26,9 @@ chosen_at_import = waiting.wait
 from gevent import monkey
 
 monkey.patch_all()
-from movierec.serving import _cooperative_psycopg
+from movierec.db.waiting import wait_cooperatively
 
-_cooperative_psycopg()
+wait_cooperatively()
 print(chosen_at_import is waiting.wait_c, waiting.wait is waiting.wait_poll)
 """
 
@@ -46,5 +47,5 @@ def test_a_threaded_worker_keeps_psycopgs_own_wait():
     from psycopg import waiting
 
     before = waiting.wait
-    _cooperative_psycopg()
+    wait_cooperatively()
     assert waiting.wait is before

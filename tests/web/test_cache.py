@@ -17,15 +17,8 @@ from werkzeug.serving import make_server
 
 from movierec.web import changes, picks
 from movierec.web.ai_client import AIClient
-from movierec.web.cache import (
-    CHANGED,
-    EXTENSION,
-    TASTE,
-    BoundedCache,
-    Recommended,
-    approx_size,
-    caches,
-)
+from movierec.web.bounded_cache import BoundedCache, approx_size
+from movierec.web.cache import CHANGED, EXTENSION, TASTE, Recommended, caches
 from movierec.web.catalog import MovieItem
 from movierec.web.picks import Picks
 

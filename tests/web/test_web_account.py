@@ -45,3 +45,15 @@ def test_unknown_genres_are_refused(client, seed, helpers, database):
 
 def test_account_needs_a_login(client):
     assert client.get("/account").headers["Location"] == "/auth/login?next=/account"
+
+
+def test_the_account_page_is_one_blueprint(app):
+    """Every /account route, its security actions too, is the account blueprint's: the page
+    and its actions were two blueprints that imported each other."""
+    owners = {
+        rule.endpoint.partition(".")[0]
+        for rule in app.url_map.iter_rules()
+        if rule.rule == "/account" or rule.rule.startswith("/account/")
+    }
+    assert owners == {"account"}
+    assert "account.create_token" in app.view_functions

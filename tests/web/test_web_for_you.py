@@ -98,8 +98,9 @@ def test_demoted_genres_most_dismissed_first(app, seed):
         # The cache-miss path reads both in one statement: the same answers.
         for user in (seed.ann, seed.bob):
             conn = session.connection()
-            taste, said_no, _ = picks.taste_and_signals(conn, user)
-            assert (taste, said_no) == (picks.taste_version(conn, user), refusals(session, user))
+            taste = picks.read_taste(conn, user)
+            assert taste.version == picks.taste_version(conn, user)
+            assert taste.read_with[0] == refusals(session, user)
 
 
 def test_a_dismissed_movie_never_comes_back_even_from_the_popular_fallback(

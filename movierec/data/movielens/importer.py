@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from movierec.data import bulk
 from movierec.data.movielens.parse import (
     ByteProgress,
     apply_links,
@@ -14,7 +13,7 @@ from movierec.data.movielens.parse import (
 )
 from movierec.data.movielens.release import detect_release
 from movierec.data.results import ImportSummary, Progress, no_progress
-from movierec.db import Database
+from movierec.db import Database, bulk
 from movierec.errors import BadInput
 
 

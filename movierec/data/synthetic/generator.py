@@ -6,10 +6,9 @@ import time
 
 import numpy as np
 
-from movierec.data import bulk
 from movierec.data.results import GenerateSummary, Progress, no_progress
 from movierec.data.synthetic.catalogue import Catalogue, sample_catalogue
-from movierec.db import Database
+from movierec.db import Database, bulk
 
 SOURCE = "synthetic"
 USERNAME_PREFIX = "user"  # user 42 of the catalogue is "user42"

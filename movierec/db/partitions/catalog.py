@@ -28,9 +28,9 @@ import psycopg
 from psycopg import sql
 
 from movierec.config import Settings
+from movierec.db.connect import connect
 from movierec.db.engines import libpq_conninfo
-from movierec.db.topology import first_line
-from movierec.errors import BadInput, DatabaseUnavailable, MovierecError, NotFound
+from movierec.errors import BadInput, MovierecError, NotFound
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
 DEFAULT_TABLESPACE = "pg_default"
@@ -136,18 +136,14 @@ def primary(settings: Settings, autocommit: bool = False) -> Iterator[psycopg.Co
     Raises :class:`DatabaseUnavailable` when it cannot be reached or goes away, and
     :class:`PartitionError` for a failed statement (its transaction is rolled back).
     """
-    try:
-        conn = psycopg.connect(primary_conninfo(settings), autocommit=autocommit)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
-    try:
-        with conn:
-            conn.execute("SET statement_timeout = 0")
-            yield conn
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"lost the database: {first_line(exc)}") from exc
-    except psycopg.Error as exc:
-        raise PartitionError(f"{first_line(exc)}; nothing was changed") from exc
+    with connect(
+        primary_conninfo(settings),
+        "the primary",
+        autocommit=autocommit,
+        failed=lambda reason: PartitionError(f"{reason}; nothing was changed"),
+    ) as conn:
+        conn.execute("SET statement_timeout = 0")
+        yield conn
 
 
 # -- reading the catalog --------------------------------------------------------------------

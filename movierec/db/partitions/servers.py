@@ -15,8 +15,7 @@ shipped to the shard).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +24,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from movierec.config import Settings
-from movierec.db.partitions.catalog import check_name, first_line, primary
+from movierec.db.connect import connect
+from movierec.db.partitions.catalog import check_name, primary
 from movierec.db.tools import check_server_user_can_enter
-from movierec.errors import BadInput, DatabaseUnavailable, NotFound
+from movierec.errors import BadInput, DatabaseUnavailable, NotFound, first_line
 
 FDW_OPTIONS = {"batch_size": "1000", "fetch_size": "10000", "async_capable": "true"}
 
@@ -105,23 +105,27 @@ def server_conninfo(conn: psycopg.Connection, name: str, timeout: int = 5) -> st
     return make_conninfo(**params, connect_timeout=timeout, application_name="movierec-shard")
 
 
-@contextmanager
-def connect_server(conn: psycopg.Connection, name: str) -> Iterator[psycopg.Connection]:
+def move_server(conn: psycopg.Connection, name: str, port: int) -> None:
+    """Point shard ``name`` at ``port`` (its server restarted on another) when it is not
+    there already; committed when ``conn``'s block ends. Raises :class:`NotFound`."""
+    if get_server(conn, name).port != port:
+        conn.execute(
+            sql.SQL("ALTER SERVER {} OPTIONS (SET port {})").format(
+                sql.Identifier(name), sql.Literal(str(port))
+            )
+        )
+
+
+def connect_server(
+    conn: psycopg.Connection, name: str
+) -> AbstractContextManager[psycopg.Connection]:
     """An autocommit connection to shard ``name`` (``conn``: the primary).
 
     Raises :class:`NotFound` for an unknown server, :class:`DatabaseUnavailable` when it
     does not answer.
     """
     server = get_server(conn, name)
-    info = server_conninfo(conn, name)
-    try:
-        remote = psycopg.connect(info, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(
-            f"shard server {name} ({server.address}) is unreachable: {first_line(exc)}"
-        ) from exc
-    with remote:
-        yield remote
+    return connect(server_conninfo(conn, name), f"shard server {name} ({server.address})")
 
 
 def probe_from_primary(conn: psycopg.Connection, name: str) -> None:
@@ -162,14 +166,12 @@ def add_server(settings: Settings, name: str, dsn: str) -> ShardServer:
         raise BadInput(f"cannot read the DSN: {first_line(exc)}") from None
     host, port = params.get("host", "localhost"), str(params.get("port", 5432))
     dbname = params.get("dbname") or params.get("user") or "postgres"
+    where = f"shard server {name} ({host}:{port}/{dbname})"
     try:
-        with psycopg.connect(make_conninfo(dsn, connect_timeout=5)) as remote:
+        with connect(make_conninfo(dsn, connect_timeout=5), where) as remote:
             remote.execute("SELECT 1")
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(
-            f"shard server {name} ({host}:{port}/{dbname}) is unreachable: {first_line(exc)}; "
-            "nothing was added"
-        ) from exc
+    except DatabaseUnavailable as exc:
+        raise DatabaseUnavailable(f"{exc}; nothing was added") from exc
     with primary(settings) as conn:
         if any(s.name == name for s in list_servers(conn)):
             raise BadInput(f"a shard server named {name!r} exists already")

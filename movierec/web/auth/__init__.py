@@ -6,7 +6,7 @@ providers.py  which providers are configured, discovery, who signed in there
 linking.py    accounts and the identities linked to them
 sessions.py   the login session (generation), Bearer tokens, the CSRF check
 tokens.py     personal API tokens
-security.py   the account page's password, link, token, log-out-everywhere, delete actions
+security.py   what the account page shows of the ways in and tokens; fresh re-authentication
 limits.py     rate limits on login and sign-up
 policy.py     which passwords are accepted
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from movierec.config import Settings
-from movierec.web.auth import limits, oauth, password, security, sessions
+from movierec.web.auth import limits, oauth, password, sessions
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -13,5 +13,4 @@ def init_app(app: Flask, settings: Settings) -> None:
     sessions.init_app(app)
     password.init_app(app)
     oauth.init_app(app, settings)
-    app.register_blueprint(security.bp)
     limits.init_app(app, settings)  # after the views it limits are registered

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, flash, g, jsonify, redirect, request, session, url_for
@@ -59,8 +59,9 @@ LOGIN_KEYS = ("_user_id", "_fresh", "_id", GENERATION, SESSION_ID, LOGGED_IN_AT,
 IDLE = "SESSION_IDLE_SECONDS"  # Flask config, from session_idle_minutes
 LIFETIME = "SESSION_LIFETIME_SECONDS"  # Flask config, from session_lifetime_hours
 BEARER = "Bearer "
-READ_ALONG = "read_along"  # the attribute of a view function that @read_along sets
-View = TypeVar("View", bound=Callable[..., Any])
+# The g key of the session's user as this request found or read them: (user id, session
+# id), user.
+SESSION_USER = "session_user"
 
 
 @dataclass(frozen=True)
@@ -134,17 +135,15 @@ _USER_COLUMNS = (
 _USER = select(*_USER_COLUMNS).where(User.id == bindparam("user_id"))
 
 
-class ReadAlong:
-    """A statement on ``:user_id`` that a view runs first thing, to be run in the same round
-    trip as the logged-in user's row when that must come from the database: on a worker's
-    first request of the user, as for every cold "for you" page of the serving bench, whose
-    three statements became two (see :func:`read_along`). It must give exactly one row (an
-    aggregate, say); the user's row never depends on it (an outer join)."""
+class WithUser:
+    """A statement on ``:user_id`` to read in the same round trip as the session user's row,
+    when that row must come from the database (:func:`read_with_user`). It must give exactly
+    one row (an aggregate, say); the user's row never depends on it (an outer join)."""
 
     def __init__(self, statement: Select, params: Mapping[str, Any]):
         self.params = dict(params)
         along = statement.lateral("along")
-        # The user's columns, then the statement's, whose labels the view's code may read.
+        # The user's columns, then the statement's, whose labels the caller may read.
         self.joined = (
             select(*_USER_COLUMNS, *along.c)
             .join_from(User, along, true(), isouter=True)
@@ -153,8 +152,8 @@ class ReadAlong:
 
 
 @dataclass(frozen=True)
-class ReadAlongRow:
-    """What a :class:`ReadAlong` statement read, and the change stamp taken before."""
+class ReadWithUser:
+    """What a :class:`WithUser` statement read, and the change stamp taken before."""
 
     user_id: int
     stamp: int
@@ -162,22 +161,30 @@ class ReadAlongRow:
     named: Mapping[str, Any]  # the whole row's by label (the statement's and the user's)
 
 
-def read_along(statement: ReadAlong) -> Callable[[View], View]:
-    """Mark a view (under ``@login_required``) as reading ``statement`` first thing; it finds
-    the row with :func:`read_along_row` when the user's row came with it."""
+def read_with_user(statement: WithUser) -> ReadWithUser | None:
+    """Read ``statement`` for this request's session user in one statement with the user's
+    own row, when the user loader would have to read that row from the database (a worker's
+    first request of the user, a change of theirs heard of since, the change listener down):
+    an explicit prefetch, which saves such a request a round trip. None when the loader
+    needs no statement (the user is known here) or nobody is logged in with a session; the
+    caller reads what it needs itself then.
 
-    def mark(view: View) -> View:
-        setattr(view, READ_ALONG, statement)
-        return view
-
-    return mark
-
-
-def read_along_row(user_id: int) -> ReadAlongRow | None:
-    """The row the view's :class:`ReadAlong` statement gave with ``user_id``'s own in this
-    request, once (None when the user came from this worker's cache)."""
-    found = g.pop(READ_ALONG, None)
-    return found if found is not None and found.user_id == user_id else None
+    A view calls it first thing, before anything asks for ``current_user``, and checks the
+    login itself after it; the loader then takes the user read here (and refuses a session
+    past its time, as ever).
+    """
+    user_id, session_id = session.get("_user_id"), session.get(SESSION_ID)
+    if not (isinstance(user_id, str) and user_id.isdigit() and isinstance(session_id, str)):
+        return None
+    if _cached_user(int(user_id), session_id) is not None or bearer_token() is not None:
+        return None
+    stamp = changes.now()
+    params = {**statement.params, "user_id": int(user_id), "session_id": session_id}
+    row = connection().execute(statement.joined, params).one_or_none()
+    if row is None:
+        return None
+    _remember(int(user_id), session_id, row, stamp)
+    return ReadWithUser(int(user_id), stamp, tuple(row[len(_USER_COLUMNS) :]), row._mapping)
 
 
 @login_manager.user_loader
@@ -220,37 +227,44 @@ def _seen_now() -> None:
 
 
 def _known_user(user_id: int, session_id: str, cached: bool = True) -> CurrentUser | None:
-    """The user of a session that was not logged out: from this worker's cache while the
-    change listener heard of no change of theirs (a new session generation, a deleted
-    account, a session logged out), else from the database."""
-    users = cache.caches().users
-    key = (user_id, session_id)
+    """The user of a session that was not logged out: this worker's copy while the change
+    listener heard of no change of theirs (a new session generation, a deleted account, a
+    session logged out), or the one read in this request; else read from the database."""
     if cached:
-        found = users.get(key, valid=lambda known: changes.fresh(user_id, known.stamp))
+        found = _cached_user(user_id, session_id)
         if found is not None:
-            return cast(CurrentUser, found.value)
+            return found
     stamp = changes.now()
-    along = _view_reads_along()
     params = {"user_id": user_id, "session_id": session_id}
     # Core, on the request's autocommit connection: the ORM's identity-map load and execute
     # machinery, and a transaction's BEGIN and ROLLBACK, cost more than the query itself.
-    if along is None:
-        row = connection().execute(_USER, params).one_or_none()
-    else:
-        row = connection().execute(along.joined, {**along.params, **params}).one_or_none()
-        if row is not None:
-            values = tuple(row[len(_USER_COLUMNS) :])
-            setattr(g, READ_ALONG, ReadAlongRow(user_id, stamp, values, row._mapping))
+    row = connection().execute(_USER, params).one_or_none()
+    return _remember(user_id, session_id, row, stamp)
+
+
+def _cached_user(user_id: int, session_id: str) -> CurrentUser | None:
+    """The session's user as this request or this worker knows them, if either does."""
+    read = g.get(SESSION_USER)
+    if read is not None and read[0] == (user_id, session_id):
+        return cast(CurrentUser, read[1])
+    found = cache.caches().users.get(
+        (user_id, session_id), valid=lambda known: changes.fresh(user_id, known.stamp)
+    )
+    if found is None:
+        return None
+    g.setdefault(SESSION_USER, ((user_id, session_id), found.value))
+    return cast(CurrentUser, found.value)
+
+
+def _remember(user_id: int, session_id: str, row: Row | None, stamp: int) -> CurrentUser | None:
+    """The user of ``row`` (read at ``stamp``), kept for this request and this worker; None
+    for no row or a session that was logged out."""
     if row is None or row.session_ended:
         return None
     user = CurrentUser.of(row)
-    users.put(key, cache.Stamped(user, stamp))
+    cache.caches().users.put((user_id, session_id), cache.Stamped(user, stamp))
+    setattr(g, SESSION_USER, ((user_id, session_id), user))
     return user
-
-
-def _view_reads_along() -> ReadAlong | None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    return getattr(view, READ_ALONG, None)
 
 
 @login_manager.request_loader

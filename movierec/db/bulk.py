@@ -1,10 +1,14 @@
-"""Bulk loading: one transaction, COPY into TEMP staging tables, then upserts into the real ones.
+"""Bulk loading: one transaction, COPY into TEMP staging tables, then upserts into the real ones;
+and bulk reading, a COPY out (:func:`copy_out`, what training reads the ratings with).
 
-Both the MovieLens importer and the synthetic generator load this way. Rows are keyed by
-``(source, source_id)``, so loading the same data twice updates rows in place instead of
-adding twins, and a failure anywhere before the commit leaves the database as it was.
+Both the MovieLens importer and the synthetic generator (:mod:`movierec.data`) load this way.
+Rows are keyed by ``(source, source_id)``, so loading the same data twice updates rows in
+place instead of adding twins, and a failure anywhere before the commit leaves the database
+as it was.
 COPY needs the driver's own connection (psycopg 3), which is why this module works below
-SQLAlchemy; it still gets that connection, and its transaction, from :class:`Database`.
+SQLAlchemy, in :mod:`movierec.db` (the one package that talks to the driver); it still gets
+that connection, and its transaction, from :class:`Database`
+(:func:`movierec.db.connect.session_connection`).
 
 Movies, ratings and preferences are partitioned tables (migration 0004) whose parents have no
 unique index, so no ``ON CONFLICT``: each upsert is an UPDATE of the rows that exist followed by
@@ -24,12 +28,12 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from movierec.db import Database
+from movierec.db.connect import session_connection
+from movierec.db.engines import Database
 from movierec.db.history import bulk_change_set
 from movierec.db.notifications import notify_everyone
 from movierec.db.partitions.loading import DirectRoute, direct_foreign_inserts
-from movierec.db.topology import first_line
-from movierec.errors import BadInput, DatabaseUnavailable
+from movierec.errors import BadInput, DatabaseUnavailable, first_line
 
 _STAGING_DDL = (
     """CREATE TEMP TABLE stage_movies (
@@ -156,22 +160,31 @@ def bulk_transaction(
     ends, rolls everything back when it raises. Raises :class:`DatabaseUnavailable` when the
     server cannot be reached or goes away.
     """
-    try:
-        with database.session() as session:
-            driver_conn = session.connection().connection.driver_connection
-            with driver_conn.cursor() as cur:
-                # The configured statement timeout guards web requests; a bulk load of
-                # millions of rows legitimately runs longer than it.
-                cur.execute("SET LOCAL statement_timeout = 0")
-                cur.execute(_SOURCE_LOCK, (source,))
-                for ddl in _STAGING_DDL:
-                    cur.execute(ddl)
-                details = {"source": source, "tables": list(tables)}
-                with bulk_change_set(cur, description, details):
-                    yield cur
-                notify_everyone(cur)
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
+    with session_connection(database) as conn, conn.cursor() as cur:
+        # The configured statement timeout guards web requests; a bulk load of millions of
+        # rows legitimately runs longer than it.
+        cur.execute("SET LOCAL statement_timeout = 0")
+        cur.execute(_SOURCE_LOCK, (source,))
+        for ddl in _STAGING_DDL:
+            cur.execute(ddl)
+        details = {"source": source, "tables": list(tables)}
+        with bulk_change_set(cur, description, details):
+            yield cur
+        notify_everyone(cur)
+
+
+def copy_out(database: Database, statement: str) -> Iterator[bytes]:
+    """The blocks of ``COPY (...) TO STDOUT`` ``statement``, as the server sends them, read
+    in one transaction from a replica when one answers (else the primary).
+
+    A full export may take minutes: the statement timeout, meant for page requests, is
+    lifted for it. Raises :class:`DatabaseUnavailable` (while iterating) when the server
+    cannot be reached or drops the connection.
+    """
+    with session_connection(database, readonly=True) as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL statement_timeout = 0")
+        with cur.copy(statement) as copy:
+            yield from copy
 
 
 def copy_movies(cur: psycopg.Cursor, rows: Iterable[tuple]) -> None:
@@ -367,4 +380,4 @@ def refresh_statistics(database: Database) -> None:
                 # The connection goes back to the pool; hand it back with the usual limit.
                 conn.execute(text("RESET statement_timeout"))
     except OperationalError as exc:
-        raise DatabaseUnavailable(f"database unavailable: {first_line(exc.orig or exc)}") from exc
+        raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
