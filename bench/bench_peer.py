@@ -36,9 +36,6 @@ from movierec.ai.train import resolve_algo, score_top_n, time_split  # noqa: E40
 
 PEERS = {
     "Cornac MostPop": lambda: cornac.models.MostPop(),
-    "Cornac ItemKNN (cosine, k 50)": lambda: cornac.models.ItemKNN(
-        k=50, similarity="cosine", verbose=False
-    ),
     "Cornac BPR (64 factors, 200 epochs)": lambda: cornac.models.BPR(
         k=64, max_iter=200, learning_rate=0.01, lambda_reg=0.01, seed=0, verbose=False
     ),
@@ -74,7 +71,8 @@ def peer_top_n(model, data: RatingsData, train: np.ndarray, test: np.ndarray) ->
         for row, user in enumerate(users.tolist()):
             idx = train_set.uid_map.get(str(user))
             if idx is not None:
-                out[row, known] = np.asarray(model.score(idx), dtype=np.float64)[item_pos[known]]
+                scores = np.asarray(model.score(idx), dtype=np.float64).ravel()
+                out[row, known] = scores[item_pos[known]]
         return out
 
     seen = user_item_matrix(data, train, "rating")

@@ -25,7 +25,7 @@ from movierec.errors import BadInput, ModelNotReady
 COLUMNS = ("row", "user_id", "movie_id", "rating", "rated_at")
 
 
-def _pyarrow():
+def pyarrow_modules():
     """pyarrow and its Parquet module. Raises :class:`BadInput` when it is not installed."""
     try:
         import pyarrow
@@ -43,7 +43,7 @@ def write_snapshot(data: RatingsData, directory: Path, when: datetime | None = N
 
     Raises :class:`BadInput` without pyarrow, :class:`OSError` when it cannot be written.
     """
-    pa, pq = _pyarrow()
+    pa, pq = pyarrow_modules()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     stamp = (when or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
@@ -76,7 +76,7 @@ def export_ratings(database: Database, directory: Path, progress=None) -> Path:
     Raises :class:`ModelNotReady` when there is no rating, :class:`DatabaseUnavailable`,
     :class:`BadInput` without pyarrow.
     """
-    _pyarrow()  # before minutes of reading, not after
+    pyarrow_modules()  # before minutes of reading, not after
     data = read_ratings(database, progress)
     if data.n_ratings == 0:
         raise ModelNotReady("the database has no ratings to export; import or generate data")
@@ -88,7 +88,7 @@ def read_snapshot(path: Path) -> RatingsData:
 
     Raises :class:`BadInput` when the file is missing, not Parquet or lacks a column.
     """
-    _, pq = _pyarrow()
+    _, pq = pyarrow_modules()
     try:
         table = pq.read_table(str(path))
     except (OSError, ValueError) as exc:

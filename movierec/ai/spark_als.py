@@ -10,7 +10,8 @@ the item factors go to the servers, so Spark's user factors are never collected.
 Each rating's weight is the served one, ``max(1 + rating_weight·(r - 3), 0.05)``; Spark's
 confidence is ``1 + alpha·w`` where ``implicit``'s (and the fold-in's) is ``alpha·w``, and
 Spark scales ``reg`` by each user's and movie's number of ratings (ALS-WR): the same parameter
-values are not the same model, so the defaults below were measured for Spark (BENCHMARKS.md).
+values are not the same model. The defaults are ``als``'s; BENCHMARKS.md compares the two
+trainers with them (bench/bench_spark.py).
 
 The session comes from ``SparkSession.builder.getOrCreate()`` with ``master`` (``local[*]``
 for this machine; ``spark://host:7077``, ``yarn`` or ``k8s://...`` for a cluster, where the
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,7 @@ from movierec.ai.algorithms.als import Als, FittedAls
 from movierec.ai.algorithms.base import RANKING, Algorithm, Fitted
 from movierec.ai.algorithms.ease import NEUTRAL_RATING
 from movierec.ai.dataset import RatingsData, dense_lookup
-from movierec.ai.snapshot import _pyarrow
-
-SPARK_DEFAULTS = {"reg": 0.05, "alpha": 2.0}
+from movierec.ai.snapshot import pyarrow_modules
 
 
 def spark_session(master: str) -> SparkSession:
@@ -65,11 +63,7 @@ class SparkAls(Algorithm):
     kind = RANKING
     summary = "implicit-feedback matrix factorisation, fitted on Spark MLlib"
     library = f"pyspark {pyspark.__version__}"
-    params = tuple(
-        replace(p, default=SPARK_DEFAULTS.get(p.name, p.default))
-        for p in Als.params
-        if p.name != "threads"  # Spark's executors are its parallelism
-    )
+    params = tuple(p for p in Als.params if p.name != "threads")  # Spark has executors
 
     def __init__(self, snapshot: Path, master: str = "local[*]"):
         self.snapshot, self.master = Path(snapshot), master
@@ -79,7 +73,7 @@ class SparkAls(Algorithm):
         ratings = spark.read.parquet(str(self.snapshot))
         with tempfile.TemporaryDirectory(dir=self.snapshot.parent) as tmp:
             if rows is not None:  # the split travels as a file beside the snapshot
-                pa, pq = _pyarrow()
+                pa, pq = pyarrow_modules()
                 split = Path(tmp) / "rows.parquet"
                 pq.write_table(pa.table({"row": np.asarray(rows, dtype=np.int64)}), split)
                 ratings = ratings.join(spark.read.parquet(str(split)), "row")
