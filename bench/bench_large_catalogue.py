@@ -1,6 +1,7 @@
 """What `--algo auto` serves above `ease_max_items`, measured against the small-catalogue blend.
 
-Run: ``.venv/bin/python bench/bench_large_catalogue.py [--movielens DIR] [--only ndcg|ann|fit]``
+Run: ``.venv/bin/python bench/bench_large_catalogue.py [--movielens DIR] [--only SECTION]``
+(SECTION: ndcg, ann, latency or fit).
 
 1. NDCG@10 with the large path forced (``ease_max_items = 1``, so ``auto`` resolves as it
    would above 20,000 movies) beside the blend ``auto`` trains below, and the candidates that
@@ -12,7 +13,8 @@ Run: ``.venv/bin/python bench/bench_large_catalogue.py [--movielens DIR] [--only
 2. ANN recall@10 of the served large-path model against its exact scoring, on the real model
    fitted on all of ml-latest-small with the index forced (``ann_min_items = 1``), through
    ``RankingModel.recommend`` for every user, at several ``nprobe``.
-3. Fit time and peak memory growth (child process) on synthetic ratings (``bench_algorithms``'s
+3. ``recommend`` latency in-process, one thread: the blend, the large path exact and with ANN.
+4. Fit time and peak memory growth (child process) on synthetic ratings (``bench_algorithms``'s
    generator: Zipf popularity, random users, so no taste structure to keep ``XᵀX`` sparse).
 Prints markdown tables. No database needed.
 """
@@ -152,6 +154,27 @@ def ann_table(directory: Path) -> None:
         print(f"| {nprobe} | {nprobe / nlist:.1%} | {served:.3f} | {tail:.3f} |")
 
 
+def latency_table(directory: Path) -> None:
+    """``recommend`` p50/p99 in-process, one thread, every user of ml-latest-small (models
+    fitted on all its ratings): the blend, the large path exact and with its index forced."""
+    data = read_movielens(directory / "ml-latest-small")
+    print("\n| model | scoring | p50 ms | p99 ms |\n|---|---|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
+        for name, nprobes in (("easeals", (0,)), ("sansaals", (0, 32))):
+            version = train_on_data(data, Path(tmp), name, {}, test_size=0, ann_min_items=1)
+            for nprobe in nprobes:
+                model = load_model(Path(tmp), version.artifact.version, nprobe=nprobe)
+                times = []
+                for user in data.user_ids.tolist() * 2:  # the first pass warms the pages
+                    clock = time.perf_counter()
+                    model.recommend(user, 10)
+                    times.append(time.perf_counter() - clock)
+                times = np.array(times[data.n_users :]) * 1000
+                scoring = f"ANN, nprobe {nprobe}" if nprobe else "exact"
+                print(f"| {name} | {scoring} | {np.percentile(times, 50):.2f} "
+                      f"| {np.percentile(times, 99):.2f} |", flush=True)  # fmt: skip
+
+
 FIT_CASES = [
     ("sansaals", 1_000_000, 6_000, 4_000, {}),
     ("sansaals", 1_000_000, 6_000, 12_000, {}),
@@ -176,13 +199,15 @@ def fit_table() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--movielens", type=Path, default=DEFAULT_DIR)
-    parser.add_argument("--only", choices=("ndcg", "ann", "fit"))
+    parser.add_argument("--only", choices=("ndcg", "ann", "latency", "fit"))
     args = parser.parse_args()
     print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus\n")
     if args.only in (None, "ndcg"):
         ndcg_tables(args.movielens)
     if args.only in (None, "ann"):
         ann_table(args.movielens)
+    if args.only in (None, "latency"):
+        latency_table(args.movielens)
     if args.only in (None, "fit"):
         fit_table()
 

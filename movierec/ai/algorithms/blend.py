@@ -145,7 +145,7 @@ class SansaAls(ItemsPlusAls):
     time-ordered hold-out (the blend 0.132)."""
 
     name = "sansaals"
-    summary = "collective SANSA (sparse EASE) + iALS, scaled sum (any catalogue size)"
+    summary = "collective SANSA (sparse EASE) + iALS, scaled sum (above ease_max_items)"
     library = f"sansa + implicit {implicit.__version__}"
     params = blend_params(SANSA_PARAMS)
 

@@ -152,7 +152,7 @@ class FittedSansa(Fitted):
 class Sansa(Algorithm):
     name = "sansa"
     kind = RANKING
-    summary = "collective EASE with sparse approximate weights (any catalogue size)"
+    summary = "collective EASE with sparse approximate weights (memory linear in movies)"
     library = f"sansa {metadata.version('sansa')}"
     params = SANSA_PARAMS
 
