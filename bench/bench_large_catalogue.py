@@ -50,10 +50,10 @@ CANDIDATES = [
     ("ALS, 64 factors (`auto` above 20k before)", "als", {}),
     ("iALS, 400 factors, reg 50, confidence 8, binary", "als",
      {"factors": 400, "reg": 50, "alpha": 8, "rating_weight": 0}),
-    ("collective SANSA alone, 100 weights per movie", "sansa", {}),
+    ("collective SANSA alone", "sansa", {}),
+    ("SANSA + iALS, 100 served weights per movie", "sansaals", {"weights_per_movie": 100}),
     ("SANSA + iALS, incomplete factorisation (`factorizer=icf`)", "sansaals",
      {"factorizer": "icf"}),
-    ("SANSA + iALS, 400 weights per movie", "sansaals", {"weights_per_movie": 400}),
 ]  # fmt: skip
 NPROBES = (4, 8, 16, 32)
 

@@ -10,7 +10,7 @@ every shard's top-k is the unsharded top-k. Two ways to use it:
   model scores as usual and only the shard's movies may be picked;
 * a server started for one shard (setting ``ai_shard = "i/n"``) keeps only its slice: the
   per-movie arrays it scores (SVD/ALS item factors, biases and norms; EASE's columns
-  ``B[:, slice]``, SANSA's decoder columns; ids, popularity, genres) and an ANN index of the
+  ``B[:, slice]``, SANSA's sparse columns; ids, popularity, genres) and an ANN index of the
   slice (the full index's cells, filtered: no k-means again). The slice is written once into
   ``<artifact>/shards/<i>-of-<n>/`` (under a file lock, renamed into place when complete) and
   memory-mapped, so every worker of the instance shares it; the full arrays stay mapped for
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 SHARD_PATTERN = re.compile(r"^\s*(\d{1,4})\s*/\s*(\d{1,4})\s*$")
 MAX_SHARDS = 4096
 COLUMN_SLICED = ("ease_weights",)  # (n_items, n_items): a shard keeps its columns
-CSR_COLUMN_SLICED = ("sansa_decoder",)  # sparse (n_items, n_items), the same as three arrays
+CSR_COLUMN_SLICED = ("sansa_weights",)  # sparse (n_items, n_items), the same as three arrays
 POPULAR_DEPTH = 512  # a cached fallback list holds this many movies per genre set
 SLICE_CHUNK_BYTES = 64 << 20
 

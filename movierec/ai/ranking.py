@@ -4,7 +4,7 @@ signals.
 A user is a weighted set of movies, assembled per request: their ratings (from the database,
 so a rating made a second ago counts; the training ratings when the database is down), movies
 they picked as favourites, and the most rated movies of genres they prefer or searched for
-(weaker). EASE scores are ``q · B``; SANSA's ``(q · E) · D`` with sparse factors
+(weaker). EASE scores are ``q · B``, SANSA's too with a sparse ``B``
 (:mod:`movierec.ai.sparse_weights`); ALS solves the user's vector against fixed item factors;
 a blend (form ``easeals`` or ``sansaals``) adds its two parts, each divided by its scale fixed
 at training time, so a shard still scores its movies exactly as the whole model. With an ANN
@@ -45,9 +45,8 @@ FORM_ARRAYS = {
     "ease": ("ease_weights",),
     "als": ("item_factors", "item_gram"),
     "easeals": ("ease_weights", "item_factors", "item_gram"),
-    "sansa": (*csr_names("sansa_encoder"), *csr_names("sansa_decoder")),
-    "sansaals": (*csr_names("sansa_encoder"), *csr_names("sansa_decoder"), "item_factors",
-                 "item_gram"),
+    "sansa": csr_names("sansa_weights"),
+    "sansaals": (*csr_names("sansa_weights"), "item_factors", "item_gram"),
     "popularity": (),
 }  # fmt: skip
 SANSA_FORMS = ("sansa", "sansaals")
@@ -110,8 +109,7 @@ class RankingModel(ServesCandidates, Recommender):
             "ease_weights": self._weights is None or self._weights.shape == (n_items, n_items),
             "item_factors": self._factors is None or self._factors.shape[0] == n_items,
             "sansa": self.form not in SANSA_FORMS
-            or arrays["sansa_encoder_indptr"].shape == (n_items + 1,)
-            and arrays["sansa_decoder_indptr"].shape == (n_items + 1,),
+            or arrays["sansa_weights_indptr"].shape == (n_items + 1,),
             "ann": ann is None
             or self._factors is not None
             and (ann.n, ann.dim) == self._factors.shape,
@@ -133,10 +131,8 @@ class RankingModel(ServesCandidates, Recommender):
             if norms is None:  # artifacts from before item_norms was saved
                 norms = np.linalg.norm(np.asarray(self._factors), axis=1).astype(np.float32)
             item_arrays |= {"item_factors": self._factors, "item_norms": norms}
-        self._encoder = None
         if self.form in SANSA_FORMS:
-            self._encoder = csr_from_arrays(arrays, "sansa_encoder", n_items)
-            item_arrays |= {name: arrays[name] for name in csr_names("sansa_decoder")}
+            item_arrays |= {name: arrays[name] for name in csr_names("sansa_weights")}
         self._all = Candidates(
             self.movie_ids, self.popularity, self._popular_order, self._movie_genres,
             item_arrays, ann if self.form in ANN_FORMS else None,
@@ -153,12 +149,10 @@ class RankingModel(ServesCandidates, Recommender):
         )
 
     def _sparse_weights(self) -> SparseWeights | None:
-        """SANSA's encoder (any movie) and the candidates' columns of its decoder."""
-        if self._encoder is None:
+        """SANSA's weights: every movie's row, the candidates' columns."""
+        if self.form not in SANSA_FORMS:
             return None
-        return SparseWeights(
-            self._encoder, csr_from_arrays(self._cand.arrays, "sansa_decoder", self._cand.n)
-        )
+        return SparseWeights(csr_from_arrays(self._cand.arrays, "sansa_weights", self._cand.n))
 
     def _hot_signal_rows(self) -> HotRows | None:
         """What a fold-in reads per signal movie: EASE's rows of the candidates' columns, ALS's
@@ -426,7 +420,7 @@ class RankingModel(ServesCandidates, Recommender):
         skip = cand.from_full(np.array([i]))
         if self.form in ("ease", "easeals", *SANSA_FORMS):
             COUNTERS.add("movierec_recommender_scored_total", method="exact")
-            if self._sparse is not None:  # SANSA's B[i] = E[i] · D, 0 where it reaches not
+            if self._sparse is not None:  # SANSA's sparse B[i], 0 where it reaches not
                 sims = np.zeros(cand.n)
                 reached, values = self._sparse.scores(np.array([i]), np.array([1.0]))
                 sims[reached] = values

@@ -1,13 +1,12 @@
-"""Serving sparse item-item weights (SANSA's two factors): ``scores = (q · E) · D``.
+"""Serving sparse item-item weights (SANSA's ``B``): ``scores = q · B``.
 
-The encoder ``E`` and decoder ``D`` are CSR matrices stored as three plain arrays each
-(``<name>_indptr|indices|data``) and memory-mapped like every other array. A request reads the
-encoder rows of the user's signals (their sum is the sparse *latent* vector), then the decoder
-rows of the latent's entries: its cost follows the signals' neighbourhoods, not the catalogue,
-and only the movies reached get a score (every other one scores 0). A shard keeps the
-decoder's columns of its movies (:func:`slice_columns`); the encoder stays whole, since
-signals may be any movie. A column's sum runs over the latent's entries in the same order
-whichever other columns exist, so a shard scores its movies exactly as the whole model does.
+``B`` is a CSR matrix stored as three plain arrays (``<name>_indptr|indices|data``) and
+memory-mapped like every other array. A request reads the rows of the user's signals, about
+``weights_per_movie`` entries each: its cost follows the signals, not the catalogue, and only
+the movies reached get a score (every other one scores 0). A shard keeps the columns of its
+movies (:func:`slice_columns`); the rows stay, since signals may be any movie. A column's sum
+runs over the signals in the same order whichever other columns exist, so a shard scores its
+movies exactly as the whole model does.
 """
 
 from __future__ import annotations
@@ -66,45 +65,32 @@ def slice_columns(
 
 
 class SparseWeights:
-    """The encoder (signal movie -> latent) and decoder (latent -> candidate) of one model."""
+    """Sparse item-item weights ``B`` (row: a signal movie, any of the model's; column: a
+    candidate), scored and explained for one user's signals."""
 
-    def __init__(self, encoder: sp.csr_matrix, decoder: sp.csr_matrix):
-        self.encoder, self.decoder = encoder, decoder
-
-    def _signal_rows(self, idx: np.ndarray, w: np.ndarray) -> sp.csr_matrix:
-        """One row per signal: its weight times its encoder row."""
-        n = idx.size
-        query = sp.csr_matrix(
-            (w.astype(np.float32), np.asarray(idx), np.arange(n + 1)),
-            shape=(n, self.encoder.shape[0]),
-        )
-        return query @ self.encoder
+    def __init__(self, weights: sp.csr_matrix):
+        self.weights = weights
 
     def scores(self, idx: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The candidates reached from signals ``idx`` weighing ``w`` (positions, ascending)
-        and their scores; every other candidate scores 0."""
+        and their scores ``Σ w_j B[j]``; every other candidate scores 0."""
         order = np.argsort(idx, kind="stable")
         query = sp.csr_matrix(
             (w[order].astype(np.float32), np.asarray(idx)[order], np.array([0, idx.size])),
-            shape=(1, self.encoder.shape[0]),
+            shape=(1, self.weights.shape[0]),
         )
-        out = sp.csr_matrix((query @ self.encoder) @ self.decoder)
+        out = sp.csr_matrix(query @ self.weights)
         out.sort_indices()
         return out.indices.astype(np.int64), out.data.astype(np.float64)
 
     def contributions(self, idx: np.ndarray, w: np.ndarray, top: np.ndarray) -> np.ndarray:
-        """Each signal's part of the scores of candidates ``top``: ``(len(idx), len(top))``,
-        whose columns sum to those scores. Reads only the decoder rows the signals reach."""
-        rows = self._signal_rows(idx, w)
-        reached = np.unique(rows.indices)
-        if reached.size == 0 or top.size == 0:
+        """Each signal's part of the scores of candidates ``top``, ``w_j B[j, top]``:
+        ``(len(idx), len(top))``, whose columns sum to those scores."""
+        if idx.size == 0 or top.size == 0:
             return np.zeros((idx.size, top.size))
-        compact = sp.csr_matrix(
-            (rows.data, np.searchsorted(reached, rows.indices), rows.indptr),
-            shape=(idx.size, reached.size),
-        )
         picked = sp.csr_matrix(
             (np.ones(top.size, dtype=np.float32), (np.asarray(top), np.arange(top.size))),
-            shape=(self.decoder.shape[1], top.size),
+            shape=(self.weights.shape[1], top.size),
         )
-        return np.asarray((compact @ (self.decoder[reached] @ picked)).todense(), np.float64)
+        block = np.asarray((self.weights[np.asarray(idx)] @ picked).todense(), np.float64)
+        return block * np.asarray(w, dtype=np.float64)[:, None]

@@ -4,8 +4,10 @@ served with fold-in, explanations, shards and an ANN index that finds what exact
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from movierec.ai.algorithms import choose_ranking_algo, get_algorithm
+from movierec.ai.algorithms.sansa import pruned_product
 from movierec.ai.base import Signals
 from movierec.ai.dataset import read_movielens
 from movierec.ai.evaluation import per_user_split
@@ -70,13 +72,13 @@ def test_ann_finds_what_exact_scoring_finds_on_the_real_trained_model(movielens_
 
 def test_sparse_weights_score_explain_and_slice_like_the_dense_product():
     rng = np.random.default_rng(0)
-    dense = [np.where(rng.random((30, 30)) < 0.2, rng.random((30, 30)), 0) for _ in range(2)]
-    arrays = {**csr_arrays("enc", dense[0]), **csr_arrays("dec", dense[1])}
-    weights = SparseWeights(csr_from_arrays(arrays, "enc", 30), csr_from_arrays(arrays, "dec", 30))
+    dense = np.where(rng.random((30, 30)) < 0.2, rng.random((30, 30)), 0)
+    arrays = csr_arrays("w", dense)
+    weights = SparseWeights(csr_from_arrays(arrays, "w", 30))
     idx, w = np.array([4, 17, 2]), np.array([1.0, 0.5, 2.0])
     query = np.zeros(30)
     query[idx] = w
-    expected = query @ dense[0] @ dense[1]
+    expected = query @ dense
     reached, values = weights.scores(idx, w)
     assert np.flatnonzero(expected).tolist() == reached.tolist()
     assert values == pytest.approx(expected[reached], rel=1e-5)
@@ -84,9 +86,20 @@ def test_sparse_weights_score_explain_and_slice_like_the_dense_product():
     parts = weights.contributions(idx, w, top)
     assert parts.shape == (3, 5) and parts.sum(axis=0) == pytest.approx(expected[top], rel=1e-5)
     columns = np.array([1, 2, 3, 20, 29])
-    part = slice_columns(arrays, "dec", columns, 30)
-    sliced = SparseWeights(weights.encoder, csr_from_arrays(part, "dec", columns.size))
+    sliced = SparseWeights(csr_from_arrays(slice_columns(arrays, "w", columns, 30), "w", 5))
     got_reached, got = sliced.scores(idx, w)
     keep = np.isin(reached, columns)
     assert columns[got_reached].tolist() == reached[keep].tolist()
     assert got.tolist() == values[keep].tolist()  # to the bit: a shard scores as the whole
+
+
+def test_sansa_keeps_the_largest_weights_of_each_row_of_its_product():
+    rng = np.random.default_rng(1)
+    encoder = sp.csr_matrix(np.where(rng.random((12, 12)) < 0.3, rng.normal(size=(12, 12)), 0))
+    decoder = sp.csr_matrix(np.where(rng.random((12, 12)) < 0.3, rng.normal(size=(12, 12)), 0))
+    full = (encoder @ decoder).toarray()
+    kept = pruned_product(encoder, decoder, {"weights_per_movie": 3}).toarray()
+    for row, got in zip(full, kept, strict=True):
+        biggest = np.sort(np.abs(row[row != 0]))[::-1][:3]
+        assert np.sort(np.abs(got[got != 0]))[::-1] == pytest.approx(biggest)
+        assert got[got != 0] == pytest.approx(row[got != 0])

@@ -150,4 +150,4 @@ class SansaAls(ItemsPlusAls):
     params = blend_params(SANSA_PARAMS)
 
     def item_part(self, data: RatingsData, rows, params: Mapping[str, Any]) -> Fitted:
-        return FittedSansa(*fit_sansa(data, rows, params), params["rating_weight"])
+        return FittedSansa(fit_sansa(data, rows, params), params["rating_weight"])

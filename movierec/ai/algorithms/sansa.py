@@ -2,23 +2,25 @@
 whose item-item matrix stays sparse, through the ``sansa`` library.
 
 EASE's ``B = I - P / diag(P)`` with ``P = (XᵀX + λI)⁻¹`` is dense ``n²``; SANSA factors
-``XᵀX + λI ≈ L D Lᵀ`` sparsely (incomplete Cholesky after a fill-reducing ordering), inverts
-``L`` approximately into a sparse ``W`` and keeps ``P ≈ Wᵀ D⁻¹ W`` as two sparse factors: a
-user's scores are ``(q · E) · D'`` with the *encoder* ``E = Wᵀ`` and the *decoder*
-``D' = D⁻¹ W / -diag(P)``. Each factor holds about ``weights_per_movie`` entries per movie, so
-memory and a request's cost grow with the catalogue linearly (and with the user's signals and
-their neighbourhoods), not with ``n²``: a million movies at 100 weights each are two CSR
-matrices of 100M entries (0.8 GB each).
+``XᵀX + λI ≈ L D Lᵀ`` sparsely (Cholesky after a fill-reducing ordering, then pruned to
+``factor_weights`` per movie, or incomplete) and inverts ``L`` approximately, which gives
+``B ≈ E · D'`` with two sparse factors. Served is their product with each row pruned to its
+``weights_per_movie`` largest weights in magnitude (:func:`pruned_product`): one sparse ``B``
+read like EASE's, ``q · B``, one row per signal. Serving the two factors instead reached 71 %
+of ml-latest-small per user through their two hops and cost 15.6 ms per recommendation
+against 1.3 ms for the dense blend (bench_large_catalogue.py --only latency, before this
+change); pruning the product to 200 per row kept NDCG@10 within 0.3 % of the factors. Memory
+is linear in the catalogue: a million movies at 200 weights are 200M entries (1.6 GB).
 
 **Collective rows.** Fitted on the user-item matrix stacked with collective EASE's weighted
 pseudo-user rows (:func:`movierec.ai.algorithms.ease.side_rows`): sessions, liked movies and
 time windows by default. Genre and decade rows are off (weight 0): one such row links every
 movie of its genre with every other, which makes ``XᵀX`` dense and the sparse factorisation
 as costly as EASE's (measured on ml-latest-small: fit 240 s instead of 31 s, and NDCG@10 0.111
-instead of 0.131 at 100 weights per movie, the sparsification losing more than those rows add).
+instead of 0.131 with 100 weights per movie in the factors, the pruning losing more than
+those rows add).
 
-Measured (BENCHMARKS.md, "Large catalogues"): collective SANSA at 100 weights per movie, λ 1000,
-NDCG@10 0.491 on ml-100k (issue protocol) against 0.499 for dense collective EASE.
+Measured numbers: BENCHMARKS.md, "Large catalogues".
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ SANSA_PARAMS = (
         for p in EASE_PARAMS
         if p.name != "max_items"
     ),
-    Param("weights_per_movie", float, 100.0, "sparse weights kept per movie", positive, "> 0"),
+    Param("factor_weights", float, 100.0, "weights per movie in each factor", positive, "> 0"),
+    Param("weights_per_movie", int, 200, "served weights per movie (B's row)", positive, "> 0"),
     Param(
         "factorizer",
         str,
@@ -57,7 +60,8 @@ SANSA_PARAMS = (
         " or ".join(FACTORIZERS),
     ),  # fmt: skip
 )
-ENCODER, DECODER = "sansa_encoder", "sansa_decoder"
+WEIGHTS = "sansa_weights"
+PRODUCT_ROWS = 1024  # rows of E · D multiplied (then pruned) at a time
 
 
 def augmented_matrix(
@@ -90,8 +94,9 @@ def _sansa_module():
 
 def fit_sansa(
     data: RatingsData, rows: np.ndarray | None, params: Mapping[str, Any]
-) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """The encoder and decoder (CSR, float32) of collective SANSA for ``rows`` of ``data``.
+) -> sp.csr_matrix:
+    """Collective SANSA's item-item weights for ``rows`` of ``data``: ``B = E · D`` with each
+    row's ``weights_per_movie`` largest (in magnitude) kept (CSR, float32).
 
     Raises :class:`BadInput` when the data has fewer than two movies.
     """
@@ -105,7 +110,7 @@ def fit_sansa(
     )
     config = sansa.SANSAConfig(
         l2=float(params["lam"]),
-        weight_matrix_density=min(1.0, float(params["weights_per_movie"]) / data.n_items),
+        weight_matrix_density=min(1.0, float(params["factor_weights"]) / data.n_items),
         gramian_factorizer_config=factorizer,
         lower_triangle_inverter_config=sansa.UMRUnitLowerTriangleInverterConfig(
             scans=1, finetune_steps=5
@@ -116,7 +121,27 @@ def fit_sansa(
     # empty column) and get no weights: nothing can be learnt about them from these rows.
     active = np.flatnonzero(matrix.getnnz(axis=0) > 0)
     encoder, decoder = sansa.SANSA(config).fit(matrix[:, active].tocsr()).weights
-    return _embed(encoder, active, data.n_items), _embed(decoder, active, data.n_items)
+    weights = pruned_product(sp.csr_matrix(encoder), sp.csr_matrix(decoder), params)
+    return _embed(weights, active, data.n_items)
+
+
+def pruned_product(
+    encoder: sp.csr_matrix, decoder: sp.csr_matrix, params: Mapping[str, Any]
+) -> sp.csr_matrix:
+    """``E · D`` keeping each row's ``weights_per_movie`` largest entries in magnitude,
+    a block of rows at a time (the whole product is far denser than either factor)."""
+    keep = int(params["weights_per_movie"])
+    blocks = []
+    for start in range(0, encoder.shape[0], PRODUCT_ROWS):
+        block = (encoder[start : start + PRODUCT_ROWS] @ decoder).tocoo()
+        order = np.lexsort((-np.abs(block.data), block.row))
+        row = block.row[order]
+        first = np.searchsorted(row, row, side="left")
+        kept = order[np.arange(order.size) - first < keep]
+        blocks.append(
+            sp.csr_matrix((block.data[kept], (block.row[kept], block.col[kept])), shape=block.shape)
+        )
+    return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix(encoder.shape)
 
 
 def _embed(matrix: sp.spmatrix, active: np.ndarray, n: int) -> sp.csr_matrix:
@@ -133,20 +158,20 @@ class FittedSansa(Fitted):
     kind = RANKING
     form = "sansa"
 
-    def __init__(self, encoder: sp.csr_matrix, decoder: sp.csr_matrix, rating_weight: float):
-        self.encoder, self.decoder = encoder, decoder
+    def __init__(self, weights: sp.csr_matrix, rating_weight: float):
+        self.weights = weights
         self.rating_weight = rating_weight
 
     def score_users(self, users: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
         query = seen[users].astype(np.float32)
         query.data = signal_weights(query.data, self.rating_weight)
-        return ((query @ self.encoder) @ self.decoder).toarray()
+        return (query @ self.weights).toarray()
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {**csr_arrays(ENCODER, self.encoder), **csr_arrays(DECODER, self.decoder)}
+        return csr_arrays(WEIGHTS, self.weights)
 
     def meta(self) -> dict[str, Any]:
-        return {"rating_weight": self.rating_weight, "sansa_nnz": int(self.encoder.nnz)}
+        return {"rating_weight": self.rating_weight, "sansa_nnz": int(self.weights.nnz)}
 
 
 class Sansa(Algorithm):
@@ -157,5 +182,4 @@ class Sansa(Algorithm):
     params = SANSA_PARAMS
 
     def fit(self, data: RatingsData, rows, params: Mapping[str, Any], seed: int) -> Fitted:
-        encoder, decoder = fit_sansa(data, rows, params)
-        return FittedSansa(encoder, decoder, params["rating_weight"])
+        return FittedSansa(fit_sansa(data, rows, params), params["rating_weight"])
