@@ -54,7 +54,7 @@ def choose_ranking_algo(n_items: int, max_items: int = EASE_MAX_ITEMS) -> str:
     """``easeals`` (collective EASE + iALS) for catalogues up to ``max_items`` movies,
     ``sansaals`` (the same blend over SANSA's sparse weights) above. The first measured
     NDCG@10 0.503 on ml-100k (issue protocol, 3 seeds) against 0.499 for collective EASE
-    alone; the second, forced on the same data, 0.498 (and 0.131 against 0.132 on
+    alone; the second, forced on the same data, 0.496 (and 0.131 against 0.132 on
     ml-latest-small's time-ordered hold-out), where plain ALS, served above before, measured
     0.388 and 0.108 (BENCHMARKS.md, "Large catalogues")."""
     return "easeals" if n_items <= max_items else "sansaals"
