@@ -83,12 +83,17 @@ class Settings:
     api_token_max_days: int = 365
     debug: bool = False
     # Models: which algorithm `movierec model train|refresh` uses per kind ("auto" = the EASE +
-    # ALS blend up to ease_max_items movies, ALS above), their hyper-parameters ({algo: {param:
-    # value}}, a TOML table or JSON in MOVIEREC_ALGO_PARAMS), and how often `model refresh
-    # --every` runs.
+    # ALS blend up to ease_max_items movies, the SANSA + ALS blend above), their
+    # hyper-parameters ({algo: {param: value}}, a TOML table or JSON in MOVIEREC_ALGO_PARAMS),
+    # and how often `model refresh --every` runs.
     ranking_algo: str = "auto"
     rating_algo: str = "svd"
     ease_max_items: int = 20_000
+    # Training past one machine (`model train --engine spark`): the Spark master (local[*],
+    # spark://host:7077, yarn, k8s://...) and where the Parquet ratings snapshot is written
+    # ("" = state_dir/snapshots; on a cluster, storage every executor reads).
+    spark_master: str = "local[*]"
+    spark_snapshot_dir: str = ""
     model_refresh_interval: float = 0.0
     algo_params: Mapping[str, Any] = field(default_factory=dict)
     # Recommender serving at scale (see movierec.ai.server): an ANN index (faiss IVF) is built

@@ -11,9 +11,11 @@ provider_dir="$root/tests/support/oidc_provider"
 fail() { echo "install-test-tools: $*" >&2; exit 1; }
 
 # 1. Chromium from Debian (/usr/bin/chromium); keepalived only for `keepalived --config-test`
-#    of ops/keepalived (tests/director/test_keepalived_template.py), never started.
-"$root/ops/install-system.sh" chromium redis-server wrk keepalived
+#    of ops/keepalived (tests/director/test_keepalived_template.py), never started; Java 17 for
+#    the Spark trainer's local-mode test.
+"$root/ops/install-system.sh" chromium redis-server wrk keepalived default-jre-headless
 [ -x /usr/bin/chromium ] || fail "/usr/bin/chromium is missing after installing Debian's chromium"
+command -v java >/dev/null || fail "java is missing after installing Debian's default-jre-headless"
 
 # 2. Node.js 20+ and npm: expected on the machine, not installed here.
 command -v node >/dev/null || fail "node is not installed: install Node.js 20 or later (with npm)"

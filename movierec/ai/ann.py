@@ -45,7 +45,7 @@ MIN_ITEMS = 100_000  # the ann_min_items setting's default: exact scoring up to 
 NPROBE = 32  # the ann_nprobe setting's default
 POINTS_PER_LIST = 64  # k-means training sample per cell (faiss wants at least 39)
 KMEANS_ITERATIONS = 12
-ANN_FORMS = ("factors", "als")
+ANN_FORMS = ("factors", "als", "sansaals")
 
 _thread = threading.local()
 

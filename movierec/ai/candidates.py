@@ -10,8 +10,8 @@ every shard's top-k is the unsharded top-k. Two ways to use it:
   model scores as usual and only the shard's movies may be picked;
 * a server started for one shard (setting ``ai_shard = "i/n"``) keeps only its slice: the
   per-movie arrays it scores (SVD/ALS item factors, biases and norms; EASE's columns
-  ``B[:, slice]``; ids, popularity, genres) and an ANN index of the slice (the full index's
-  cells, filtered: no k-means again). The slice is written once into
+  ``B[:, slice]``, SANSA's sparse columns; ids, popularity, genres) and an ANN index of the
+  slice (the full index's cells, filtered: no k-means again). The slice is written once into
   ``<artifact>/shards/<i>-of-<n>/`` (under a file lock, renamed into place when complete) and
   memory-mapped, so every worker of the instance shares it; the full arrays stay mapped for
   what is looked up by any movie (a user's rated movies in a fold-in, the query movie of
@@ -43,6 +43,7 @@ from cachetools import LRUCache
 from movierec.ai.ann import ANN_FILE, AnnIndex, pack, write_index
 from movierec.ai.artifact import mapped
 from movierec.ai.dataset import dense_index
+from movierec.ai.sparse_weights import csr_names, slice_columns
 from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady
 from movierec.wire.recommender import MAX_SHARDS
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 SHARD_PATTERN = re.compile(r"^\s*(\d{1,4})\s*/\s*(\d{1,4})\s*$")
 COLUMN_SLICED = ("ease_weights",)  # (n_items, n_items): a shard keeps its columns
+CSR_COLUMN_SLICED = ("sansa_weights",)  # sparse (n_items, n_items), the same as three arrays
 POPULAR_DEPTH = 512  # a cached fallback list holds this many movies per genre set
 SLICE_CHUNK_BYTES = 64 << 20
 
@@ -469,8 +471,13 @@ def _slice_arrays(full: Candidates, rows: np.ndarray) -> dict[str, np.ndarray]:
         "popular_order": np.searchsorted(rows, order[in_slice[order]]).astype(np.int32),
         "movie_genres": np.asarray(full.movie_genres[rows]),
     }
+    sparse = {name for prefix in CSR_COLUMN_SLICED for name in csr_names(prefix)}
     for name, array in full.arrays.items():
-        out[name] = np.asarray(array[:, rows] if name in COLUMN_SLICED else array[rows])
+        if name not in sparse:
+            out[name] = np.asarray(array[:, rows] if name in COLUMN_SLICED else array[rows])
+    for prefix in CSR_COLUMN_SLICED:
+        if f"{prefix}_indptr" in full.arrays:
+            out |= slice_columns(full.arrays, prefix, rows, full.n)
     return out
 
 

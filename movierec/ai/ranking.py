@@ -1,13 +1,17 @@
-"""Serving a ranking model (EASE, ALS, their blend, popularity): top-k from a user's signals.
+"""Serving a ranking model (EASE, SANSA, ALS, their blends, popularity): top-k from a user's
+signals.
 
 A user is a weighted set of movies, assembled per request: their ratings (from the database,
 so a rating made a second ago counts; the training ratings when the database is down), movies
 they picked as favourites, and the most rated movies of genres they prefer or searched for
-(weaker). EASE scores are ``q · B``; ALS solves the user's vector against fixed item factors;
-the blend (form ``easeals``) adds both, each divided by its scale fixed at training time, so
-a shard still scores its movies exactly as the whole model. Each recommended movie carries the
-signal that contributed most to its score (``because``; the blend adds each signal's shares
-of both parts).
+(weaker). EASE scores are ``q · B``, SANSA's too with a sparse ``B``
+(:mod:`movierec.ai.sparse_weights`); ALS solves the user's vector against fixed item factors;
+a blend (form ``easeals`` or ``sansaals``) adds its two parts, each divided by its scale fixed
+at training time, so a shard still scores its movies exactly as the whole model. With an ANN
+index, ``sansaals`` scores exactly the movies SANSA reaches and asks the index for the best
+of the others by their ALS part alone (all their SANSA part is 0). Each recommended movie
+carries the signal that contributed most to its score (``because``; a blend adds each
+signal's shares of both parts).
 Nobody is refused: a user with no signal at all gets popular movies marked as a fallback.
 
 >>> model = load_model(".state/models", kind="ranking")        # doctest: +SKIP
@@ -29,6 +33,7 @@ from movierec.ai.ann import AnnIndex
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar
 from movierec.ai.candidates import Candidates, HotRows, ServesCandidates, Shard, check_k, top_k
 from movierec.ai.dataset import dense_index, dense_lookup
+from movierec.ai.sparse_weights import SparseWeights, csr_from_arrays, csr_names
 from movierec.ai.stats import COUNTERS
 from movierec.errors import BadInput, ModelNotReady, NotFound
 
@@ -40,8 +45,13 @@ FORM_ARRAYS = {
     "ease": ("ease_weights",),
     "als": ("item_factors", "item_gram"),
     "easeals": ("ease_weights", "item_factors", "item_gram"),
+    "sansa": csr_names("sansa_weights"),
+    "sansaals": (*csr_names("sansa_weights"), "item_factors", "item_gram"),
     "popularity": (),
-}
+}  # fmt: skip
+SANSA_FORMS = ("sansa", "sansaals")
+BLENDS = ("easeals", "sansaals")  # an item-item part plus ALS, each over its fixed scale
+ANN_FORMS = ("als", "sansaals")  # forms whose ALS part an ANN index may search
 OPTIONAL_ARRAYS = ("item_norms",)  # ALS artifacts have them since ANN indexes exist
 LIKED_STARS = 4.5  # a favourite counts like a 4.5-star rating
 EXPLAIN_STARS = 3.5  # "because you liked X" only names movies rated at least this
@@ -98,13 +108,16 @@ class RankingModel(ServesCandidates, Recommender):
             "movie_genres": self._movie_genres.shape == (n_items, len(self.genre_names)),
             "ease_weights": self._weights is None or self._weights.shape == (n_items, n_items),
             "item_factors": self._factors is None or self._factors.shape[0] == n_items,
+            "sansa": self.form not in SANSA_FORMS
+            or arrays["sansa_weights_indptr"].shape == (n_items + 1,),
             "ann": ann is None
             or self._factors is not None
             and (ann.n, ann.dim) == self._factors.shape,
         }
-        if self.form == "easeals":
+        if self.form in BLENDS:
             ok["blend"] = (
-                self._weights is not None and self._factors is not None
+                (self._weights is not None or self.form == "sansaals")
+                and self._factors is not None
                 and self._ease_scale > 0 and self._als_scale > 0
             )  # fmt: skip
         bad = [name for name, good in ok.items() if not good]
@@ -118,19 +131,28 @@ class RankingModel(ServesCandidates, Recommender):
             if norms is None:  # artifacts from before item_norms was saved
                 norms = np.linalg.norm(np.asarray(self._factors), axis=1).astype(np.float32)
             item_arrays |= {"item_factors": self._factors, "item_norms": norms}
+        if self.form in SANSA_FORMS:
+            item_arrays |= {name: arrays[name] for name in csr_names("sansa_weights")}
         self._all = Candidates(
             self.movie_ids, self.popularity, self._popular_order, self._movie_genres,
-            item_arrays, ann if self.form == "als" else None,
+            item_arrays, ann if self.form in ANN_FORMS else None,
         )  # fmt: skip
         self._cand = self._all
         self._hot_bytes = hot_bytes
         self._signal_rows = self._hot_signal_rows()
+        self._sparse = self._sparse_weights()
         # The blend's ALS part: item factors of any movie (not sliced by a shard).
         self._factor_rows = (
             HotRows(self._factors, self._popular_order, hot_bytes // 2)
-            if self.form == "easeals"
+            if self.form in BLENDS
             else None
         )
+
+    def _sparse_weights(self) -> SparseWeights | None:
+        """SANSA's weights: every movie's row, the candidates' columns."""
+        if self.form not in SANSA_FORMS:
+            return None
+        return SparseWeights(csr_from_arrays(self._cand.arrays, "sansa_weights", self._cand.n))
 
     def _hot_signal_rows(self) -> HotRows | None:
         """What a fold-in reads per signal movie: EASE's rows of the candidates' columns, ALS's
@@ -155,6 +177,7 @@ class RankingModel(ServesCandidates, Recommender):
         restricted = copy.copy(self)
         restricted._cand = self._all.slice(shard, directory)
         restricted._signal_rows = restricted._hot_signal_rows()
+        restricted._sparse = restricted._sparse_weights()
         return restricted
 
     def _user_pos(self, user_id: int) -> int | None:
@@ -224,6 +247,56 @@ class RankingModel(ServesCandidates, Recommender):
         factors = self._cand.arrays["item_factors"]
         return folded.vector, factors, lambda top: folded.shares(factors[top])
 
+    def _sansa_scores(self, idx: np.ndarray, w: np.ndarray):
+        """Scores over every candidate (SANSA's; for the blend plus the ALS part) and a
+        function explaining chosen candidates by signal."""
+        sparse = self._sparse
+        reached, values = sparse.scores(idx, w)
+        if self.form == "sansa":
+            scores = np.zeros(self._cand.n)
+            scores[reached] = values
+            return scores, lambda top: sparse.contributions(idx, w, top)
+        vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
+        scores = np.asarray(factors @ vector.astype(np.float32), np.float64) / self._als_scale
+        scores[reached] += values / self._ease_scale
+        return scores, self._sansa_blend_parts(idx, w, als_parts)
+
+    def _sansa_blend_parts(self, idx: np.ndarray, w: np.ndarray, als_parts):
+        def contributions(top: np.ndarray) -> np.ndarray:
+            """Each signal's share of the blended score: both parts are sums over signals."""
+            sansa_parts = self._sparse.contributions(idx, w, top)
+            return sansa_parts / self._ease_scale + als_parts(top) / self._als_scale
+
+        return contributions
+
+    def _sansaals_ann(self, idx, w, explainable, k, blocked, mask, shard, demoted):
+        """The blend's top-``k`` with an ANN index: the movies SANSA reaches scored exactly,
+        the others (whose SANSA part is 0, so their order is their ALS part's) from the
+        index's best ``k`` by the ALS part; exact whenever the index's answer is."""
+        cand = self._cand
+        reached, values = self._sparse.scores(idx, w)
+        vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
+        query = vector.astype(np.float32)
+        others, other_als, _ = cand.ann_top(
+            query, k, np.union1d(blocked, reached), shard, lambda pos: factors[pos] @ query,
+            demoted,
+        )  # fmt: skip
+        keep = ~np.isin(reached, blocked)
+        if mask is not None:
+            keep &= mask[reached]
+        near = reached[keep]
+        near_scores = values[keep] / self._ease_scale
+        near_scores += np.asarray(factors[near] @ query, np.float64) / self._als_scale
+        pos = np.concatenate([near, others])
+        scores = np.concatenate([near_scores, np.asarray(other_als, np.float64) / self._als_scale])
+        low = cand.genre_mask(demoted)[pos] if demoted else np.zeros(pos.size, dtype=bool)
+        order = np.lexsort((pos, -scores, low))[:k]
+        top, values = pos[order], scores[order]
+        if low[order].any() and not low[order].all():
+            values[low[order]] -= float(values.max() - values.min()) + 1.0
+        contributions = self._sansa_blend_parts(idx, w, als_parts)
+        return self._answer(top, values, contributions, idx, explainable)
+
     def recommend(
         self,
         user_id: int,
@@ -276,6 +349,10 @@ class RankingModel(ServesCandidates, Recommender):
                     values[-n_low:] -= float(values[:-n_low].max() - values.min()) + 1.0
                 return self._answer(top, values, contributions, idx, explainable)
             scores = np.asarray(factors @ vector.astype(np.float32), dtype=np.float64)
+        elif self.form == "sansaals" and cand.ann is not None:
+            return self._sansaals_ann(idx, w, explainable, k, blocked, mask, shard, demoted)
+        elif self.form in SANSA_FORMS:
+            scores, contributions = self._sansa_scores(idx, w)
         elif self.form == "easeals":
             scores, ease_parts = self._scores(idx, w)
             scores /= self._ease_scale
@@ -330,9 +407,9 @@ class RankingModel(ServesCandidates, Recommender):
         return Recommendations(items, self.version, fallback=True, reason=reason)
 
     def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
-        """Movies most like ``movie_id`` (only ``shard``'s when given): EASE weights ``B[i]``
-        (how strongly liking it predicts each other movie; the blend's EASE part too) or the
-        cosine of ALS item factors.
+        """Movies most like ``movie_id`` (only ``shard``'s when given): EASE or SANSA weights
+        ``B[i]`` (how strongly liking it predicts each other movie; a blend's item-item part
+        too) or the cosine of ALS item factors.
 
         Raises :class:`NotFound` for an unknown movie or a popularity model.
         """
@@ -343,9 +420,14 @@ class RankingModel(ServesCandidates, Recommender):
         i = int(found[0])
         cand = self._cand
         skip = cand.from_full(np.array([i]))
-        if self.form in ("ease", "easeals"):
+        if self.form in ("ease", "easeals", *SANSA_FORMS):
             COUNTERS.add("movierec_recommender_scored_total", method="exact")
-            sims = np.array(cand.arrays["ease_weights"][i], dtype=np.float64)
+            if self._sparse is not None:  # SANSA's sparse B[i], 0 where it reaches not
+                sims = np.zeros(cand.n)
+                reached, values = self._sparse.scores(np.array([i]), np.array([1.0]))
+                sims[reached] = values
+            else:
+                sims = np.array(cand.arrays["ease_weights"][i], dtype=np.float64)
             sims[skip] = -np.inf
             mask = cand.shard_mask(shard)
             if mask is not None:

@@ -7,6 +7,8 @@ random share of all ratings (as before), ranking models by top-N metrics on each
 latest ratings (a time-ordered hold-out per user: recommending the future from the past).
 ``test_size=0`` skips the evaluation (one fit only). Factor models (SVD and the like, ALS) of
 more than ``ann_min_items`` movies get an ANN index beside their arrays (:mod:`movierec.ai.ann`).
+:func:`train_with_spark` fits ALS on Spark MLlib from a Parquet snapshot of the ratings into the
+same artifact (:mod:`movierec.ai.spark_als`, imported only then).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from movierec.ai import ann
-from movierec.ai.algorithms import RANKING, Fitted, choose_ranking_algo, get_algorithm
+from movierec.ai.algorithms import RANKING, Algorithm, Fitted, choose_ranking_algo, get_algorithm
 from movierec.ai.algorithms.rating import FittedFactors
 from movierec.ai.artifact import ArtifactInfo, write_artifact
 from movierec.ai.dataset import RatingsData, read_movie_info, read_ratings, user_item_matrix
@@ -36,6 +38,7 @@ from movierec.ai.evaluation import (
 )
 from movierec.ai.factors import Factors
 from movierec.ai.scorer import common_arrays, model_arrays
+from movierec.config import Settings
 from movierec.db import Database
 from movierec.errors import BadInput, ModelNotReady
 
@@ -129,7 +132,7 @@ def time_split(data: RatingsData, test_size: float, seed: int) -> tuple[np.ndarr
 
 def ranking_metrics(
     data: RatingsData,
-    algo: str,
+    algo: str | Algorithm,
     params: Mapping[str, Any],
     split: tuple[np.ndarray, np.ndarray],
     seed: int,
@@ -137,7 +140,8 @@ def ranking_metrics(
 ) -> TopN:
     """Top-``k`` metrics of ``algo`` fitted on ``split[0]`` and measured on ``split[1]``."""
     train_rows, test_rows = split
-    fitted = get_algorithm(algo).fit(data, train_rows, params, seed)
+    algorithm = algo if isinstance(algo, Algorithm) else get_algorithm(algo)
+    fitted = algorithm.fit(data, train_rows, params, seed)
     return score_top_n(fitted, data, train_rows, test_rows, k)
 
 
@@ -160,7 +164,7 @@ def resolve_algo(name: str | None, n_items: int, ease_max_items: int | None = No
 def train_on_data(
     data: RatingsData,
     model_dir: Path,
-    algo: str,
+    algo: str | Algorithm,
     params: Mapping[str, Any] | None = None,
     *,
     test_size: float = 0.2,
@@ -171,8 +175,9 @@ def train_on_data(
     extra_meta: Mapping[str, Any] | None = None,
     ann_min_items: int = ann.MIN_ITEMS,
 ) -> TrainReport:
-    """Evaluate ``algo`` (unless ``test_size`` is 0), fit it on all of ``data``, write a version
-    (with an ANN index when it is a factor model of more than ``ann_min_items`` movies).
+    """Evaluate ``algo`` (a name, or an algorithm object such as the Spark trainer) unless
+    ``test_size`` is 0, fit it on all of ``data``, write a version (with an ANN index when it
+    is a factor model of more than ``ann_min_items`` movies).
 
     Raises :class:`BadInput` for an unknown algorithm, bad parameters or a too-small split,
     :class:`ModelNotReady` when ``data`` holds no rating.
@@ -181,7 +186,7 @@ def train_on_data(
         raise ModelNotReady("the database has no ratings to train on; import or generate data")
     if not 0 <= test_size < 1:
         raise BadInput("bad training parameters: test size must be at least 0 and below 1")
-    algorithm = get_algorithm(algo)
+    algorithm = algo if isinstance(algo, Algorithm) else get_algorithm(algo)
     resolved = algorithm.resolve(params)
     report = progress or _quiet
     started = datetime.now(UTC)
@@ -192,7 +197,7 @@ def train_on_data(
             stage = f"fitting {algorithm.name} without each user's latest {test_size:.0%}"
             report(stage, 0, 1)
             split = time_split(data, test_size, seed)
-            top_n = ranking_metrics(data, algorithm.name, resolved, split, seed)
+            top_n = ranking_metrics(data, algorithm, resolved, split, seed)
         else:
             stage = f"fitting {algorithm.name} on {1 - test_size:.0%} for evaluation"
             report(stage, 0, 1)
@@ -260,6 +265,14 @@ def read_training_data(
     data = read_ratings(database, lambda done, total: report("reading ratings", done, total))
     if data.n_ratings == 0:
         raise ModelNotReady("the database has no ratings to train on; import or generate data")
+    return with_movie_info(database, data, report)
+
+
+def with_movie_info(
+    database: Database, data: RatingsData, report: StageProgress
+) -> tuple[RatingsData, np.ndarray, np.ndarray]:
+    """``data`` carrying its movies' genres and years, the genre names and the movie-genre
+    matrix, read from the database. Raises :class:`DatabaseUnavailable`."""
     report("reading movie genres", 0, 1)
     genre_names, movie_genres, years = read_movie_info(database, data.movie_ids)
     data = data.with_movie_info(genre_names, movie_genres, years)
@@ -303,6 +316,60 @@ def train_model(
         progress=progress,
         ann_min_items=ann_min_items,
     )
+
+
+ENGINES = ("local", "spark")
+
+
+def snapshot_dir(settings: Settings) -> Path:
+    """Where `--engine spark` writes its ratings snapshot: ``spark_snapshot_dir``, else
+    ``state_dir/snapshots``."""
+    return Path(settings.spark_snapshot_dir or Path(settings.state_dir) / "snapshots")
+
+
+def train_with_spark(
+    database: Database,
+    model_dir: Path,
+    params: TrainParams | None = None,
+    progress: StageProgress | None = None,
+    *,
+    algo: str | None = None,
+    algo_params: Mapping[str, Any] | None = None,
+    master: str = "local[*]",
+    snapshot_dir: Path,
+    ann_min_items: int = ann.MIN_ITEMS,
+) -> TrainReport:
+    """Export every rating as a Parquet snapshot into ``snapshot_dir``, fit ALS on Spark MLlib
+    (``master``: ``local[*]`` or a cluster's URL) and write the artifact the one-machine ALS
+    writes (form ``als``; ``engine``, ``snapshot`` and ``spark_master`` in its metadata).
+
+    Raises :class:`BadInput` for an algorithm other than ALS (``auto`` means ALS here), bad
+    parameters or when pyspark or pyarrow is not installed; :class:`ModelNotReady` when the
+    database holds no rating; :class:`DatabaseUnavailable`.
+    """
+    if algo not in (None, "", "auto", "als"):
+        raise BadInput(f"the spark engine trains als (Spark MLlib's ALS), not {algo!r}")
+    try:
+        from movierec.ai.spark_als import SparkAls  # pyspark: only when asked for
+    except ImportError as exc:
+        raise BadInput(
+            "the spark engine needs pyspark: install movierec with its spark extra "
+            "(pip install -e '.[spark]') and a Java 17 runtime"
+        ) from exc
+    from movierec.ai.snapshot import export_ratings, read_snapshot
+
+    params = (params or TrainParams()).check()
+    report = progress or _quiet
+    path = export_ratings(
+        database, snapshot_dir, lambda done, total: report("exporting ratings", done, total)
+    )
+    data, genre_names, movie_genres = with_movie_info(database, read_snapshot(path), report)
+    return train_on_data(
+        data, model_dir, SparkAls(path, master), algo_params, test_size=params.test_size,
+        seed=params.seed, genre_names=genre_names, movie_genres=movie_genres,
+        progress=progress, ann_min_items=ann_min_items,
+        extra_meta={"engine": "spark", "snapshot": str(path), "spark_master": master},
+    )  # fmt: skip
 
 
 def _quiet(stage: str, done: int, total: int | None) -> None:

@@ -34,7 +34,14 @@ from movierec.ai.refresh import refresh as refresh_model
 from movierec.ai.registry import history, kind_of, live_version
 from movierec.ai.registry import promote as promote_version
 from movierec.ai.registry import rollback as rollback_kind
-from movierec.ai.train import read_training_data, resolve_algo, train_on_data
+from movierec.ai.train import (
+    ENGINES,
+    read_training_data,
+    resolve_algo,
+    snapshot_dir,
+    train_on_data,
+    train_with_spark,
+)
 from movierec.cli.common import console, err_console, settings_from
 from movierec.config import Settings
 from movierec.db import Database
@@ -146,13 +153,20 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the split and of the factor start.")] = 0,
     algo: Annotated[
         str,
-        typer.Option(help=f"Algorithm: {', '.join(ALGORITHMS)}, or auto (easeals/als by size)."),
+        typer.Option(help=f"Algorithm: {', '.join(ALGORITHMS)}, or auto (chosen by size)."),
     ] = "svd",
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="Hyper-parameter name=value (repeatable)."),
     ] = None,
     promote: Annotated[bool, typer.Option(help="Make the new version live for its kind.")] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local, or spark: ALS on Spark MLlib (spark_master) from a Parquet "
+            "snapshot of the ratings (spark_snapshot_dir)."
+        ),
+    ] = "local",  # fmt: skip
 ) -> None:
     """Train a model on every rating in the database and save it as a new version.
 
@@ -162,12 +176,22 @@ def train(
     """
     settings = settings_from(ctx)
     settings.require("database_url")
+    if engine not in ENGINES:
+        raise BadInput(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     params = TrainParams(factors, epochs, lr, reg, test_size, seed)
     cli = _params(param)
     database = Database(settings)
     try:
         with _stage_progress() as progress:
-            if algo == "svd" and not cli and not settings.algo_params.get("svd"):
+            if engine == "spark":
+                report = train_with_spark(
+                    database, settings.model_dir, params, progress,
+                    algo=None if algo == "svd" else algo, algo_params=_algo_params(
+                        settings, "als", cli),
+                    master=settings.spark_master, ann_min_items=settings.ann_min_items,
+                    snapshot_dir=snapshot_dir(settings),
+                )  # fmt: skip
+            elif algo == "svd" and not cli and not settings.algo_params.get("svd"):
                 report = train_model(
                     database, settings.model_dir, params, progress,
                     ann_min_items=settings.ann_min_items,

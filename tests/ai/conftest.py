@@ -17,6 +17,7 @@ from flask import Flask
 from support.keys import KEYED
 
 from movierec.ai import TrainParams, load_model, train_model
+from movierec.ai.server import create_app
 
 GENRE_POOL = ("Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi")
 NEW_USER = 9001  # in the database with preferences, never rated anything
@@ -140,3 +141,18 @@ def execute(db_url):
             conn.execute(statement, params)
 
     return run
+
+
+@pytest.fixture
+def make_app():
+    """create_app, with every app's connection pool closed before its database is dropped."""
+    apps = []
+
+    def make(*args, **kwargs):
+        apps.append(create_app(*args, **kwargs))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        if app.extensions["movierec.ai"]["database"] is not None:
+            app.extensions["movierec.ai"]["database"].dispose()

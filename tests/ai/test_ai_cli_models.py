@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from movierec.ai.registry import live_version
-from movierec.ai.server import create_app
 from movierec.cli.main import app
 
 
@@ -71,20 +70,6 @@ def test_train_ranking_and_rating_models_then_serve_both(run, loaded, settings, 
     new = client.get("/recommend?user=9001&k=4").get_json()
     assert new["fallback"] is False and len(new["items"]) == 4
     assert client.get("/models").get_json()["rating"]["version"] == rating
-
-
-@pytest.fixture
-def make_app():
-    apps = []
-
-    def make(*args, **kwargs):
-        apps.append(create_app(*args, **kwargs))
-        return apps[-1]
-
-    yield make
-    for made in apps:
-        if made.extensions["movierec.ai"]["database"] is not None:
-            made.extensions["movierec.ai"]["database"].dispose()
 
 
 def test_evaluate_on_a_movielens_file_prints_a_table_and_a_chart(run, movielens_file, tmp_path):

@@ -28,6 +28,7 @@ FAST = {
     "svd": {"factors": 4, "epochs": 5}, "svdpp": {"factors": 4, "epochs": 3},
     "nmf": {"factors": 4, "epochs": 10}, "als": {"factors": 8, "iterations": 5},
     "ease": {"lam": 10}, "easeals": {"lam": 10, "factors": 8, "iterations": 5, "reg": 0.5},
+    "sansa": {"lam": 10}, "sansaals": {"lam": 10, "factors": 8, "iterations": 5, "reg": 0.5},
 }  # fmt: skip
 
 
@@ -68,7 +69,7 @@ def ranking_dir(groups, tmp_path_factory):
             data, model_dir, algo, FAST.get(algo), test_size=0.2,
             genre_names=GENRES, movie_genres=genres,
         ).artifact.version
-        for algo in ("popularity", "als", "ease", "easeals")
+        for algo in ("popularity", "als", "ease", "easeals", "sansaals")
     }  # fmt: skip
     return model_dir, versions
 
@@ -120,7 +121,7 @@ def test_numpy_estimates_equal_surprise_predictions(name, surprise_algo, groups)
     assert ours == pytest.approx(theirs, abs=1e-5)
 
 
-@pytest.mark.parametrize("algo", ["ease", "als", "easeals"])
+@pytest.mark.parametrize("algo", ["ease", "als", "easeals", "sansaals"])
 def test_a_new_user_is_folded_in_from_favourites_and_fresh_ratings(algo, ranking_dir):
     model_dir, versions = ranking_dir
     model = load_model(model_dir, versions[algo])

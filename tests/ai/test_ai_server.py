@@ -30,21 +30,6 @@ SIGNALS = select(*signal_columns(USER)).where(Rating.user_id == USER)
 
 
 @pytest.fixture
-def make_app():
-    """create_app, with every app's connection pool closed before its database is dropped."""
-    apps = []
-
-    def make(*args, **kwargs):
-        apps.append(create_app(*args, **kwargs))
-        return apps[-1]
-
-    yield make
-    for app in apps:
-        if app.extensions["movierec.ai"]["database"] is not None:
-            app.extensions["movierec.ai"]["database"].dispose()
-
-
-@pytest.fixture
 def client(trained, settings, make_app, as_role):
     """The server connected as the recommenders' own (read-only) role."""
     return make_app(

@@ -41,17 +41,21 @@ def catalogue():
 
 @pytest.fixture(scope="module")
 def models(catalogue, tmp_path_factory):
-    """SVD and ALS with an ANN index (threshold lowered to 1,000 movies); EASE and the EASE +
-    ALS blend (no index) on the 600 most rated movies, to keep the dense n² fit fast."""
+    """SVD, ALS and the SANSA + ALS blend with an ANN index (threshold lowered to 1,000
+    movies); EASE and the EASE + ALS blend (no index) on the 600 most rated movies, to keep
+    the dense n² fit fast."""
     data, genres = catalogue
     model_dir = tmp_path_factory.mktemp("serving")
-    params = {"svd": {"factors": 8, "epochs": 20}, "als": {"factors": 8, "iterations": 5}}
+    params = {
+        "svd": {"factors": 8, "epochs": 20}, "als": {"factors": 8, "iterations": 5},
+        "sansaals": {"lam": 50, "factors": 8, "iterations": 5, "reg": 0.5},
+    }  # fmt: skip
     versions = {
         algo: train_on_data(
             data, model_dir, algo, params[algo], test_size=0,
             genre_names=GENRES, movie_genres=genres, ann_min_items=1000,
         ).artifact.version
-        for algo in ("svd", "als")
+        for algo in ("svd", "als", "sansaals")
     }  # fmt: skip
     head = data.item_index < 600
     small = ratings_from_arrays(
@@ -93,7 +97,7 @@ def is_mapped(array) -> bool:
     return False
 
 
-@pytest.mark.parametrize("algo", ["svd", "als"])
+@pytest.mark.parametrize("algo", ["svd", "als", "sansaals"])
 def test_ann_recall_at_10_against_exact_and_rated_movies_stay_out(algo, models, catalogue):
     data, _ = catalogue
     model_dir, versions = models
@@ -124,7 +128,7 @@ def merge(answers, k):
     return [m for m, _ in sorted(pairs, key=lambda p: (-p[1], p[0]))[:k]]
 
 
-@pytest.mark.parametrize("algo", ["svd", "als", "ease", "easeals"])
+@pytest.mark.parametrize("algo", ["svd", "als", "ease", "easeals", "sansaals"])
 def test_merged_shards_equal_the_unsharded_top_k_per_request_and_fixed(algo, models, catalogue):
     data, _ = catalogue
     model_dir, versions = models
