@@ -26,8 +26,10 @@ Measured numbers: BENCHMARKS.md, "Large catalogues".
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from importlib import metadata
 from typing import Any
@@ -93,6 +95,20 @@ def _sansa_module():
     return sansa
 
 
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Objects that live before the fit are kept out of the garbage collector's walks while it
+    runs. ``sansa`` calls ``gc.collect()`` between its steps (14 times per fit), and each full
+    collection walks every object of the process: in a test process with the suite's imports
+    that was 0.6 s a call, 18 s of a 21 s fit of 60 users × 40 movies. ``gc.freeze`` (made for
+    this: CPython's docs) leaves the collections only what the fit itself made."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def fit_sansa(
     data: RatingsData, rows: np.ndarray | None, params: Mapping[str, Any]
 ) -> sp.csr_matrix:
@@ -121,7 +137,8 @@ def fit_sansa(
     # Movies without a training row are left out of the fit (sansa's scaling fails on an
     # empty column) and get no weights: nothing can be learnt about them from these rows.
     active = np.flatnonzero(matrix.getnnz(axis=0) > 0)
-    encoder, decoder = sansa.SANSA(config).fit(matrix[:, active].tocsr()).weights
+    with _heap_frozen():
+        encoder, decoder = sansa.SANSA(config).fit(matrix[:, active].tocsr()).weights
     weights = pruned_product(sp.csr_matrix(encoder), sp.csr_matrix(decoder), params)
     return _embed(weights, active, data.n_items)
 
