@@ -511,7 +511,10 @@ class Writer(threading.Thread):
                 time.sleep(0.002)
 
 
-@pytest.mark.parametrize("target", ["server", "tablespace"])
+@pytest.mark.parametrize(
+    "target",  # the drill moves one into a tablespace under the site's load
+    ["server", pytest.param("tablespace", marks=pytest.mark.drill_slow)],
+)
 def test_a_partition_moves_online_while_a_writer_writes(
     database, db_url, as_role, shards, tablespace, target
 ):

@@ -18,8 +18,9 @@ Checking the copy without stopping writes (:func:`compare`): in one REPEATABLE R
 changed after ``S`` or still waiting for replay in ``S``, and exactly those keys (a few, if
 the copy is right) are checked again, until the last check runs under the final lock, when
 no writer is left and every one of them must match. Each entry records the writer's
-transaction id, so "changed after ``S``" is ``NOT pg_visible_in_snapshot(xid, S)``, whatever
-order the writers committed in.
+transaction id, so "changed after ``S``" is ``NOT pg_visible_in_snapshot(move_xid, S)``,
+whatever order the writers committed in. (The log's own columns are ``move_*``, apart from
+the key's names.)
 """
 
 from __future__ import annotations
@@ -84,13 +85,13 @@ class ChangeLog:
         log = sql.Identifier(self.table)
         conn.execute(
             sql.SQL(
-                "CREATE TABLE {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {}, "
-                "xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
-                "applied boolean NOT NULL DEFAULT false)"
+                "CREATE TABLE {} (move_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {}, "
+                "move_xid xid8 NOT NULL DEFAULT pg_current_xact_id(), "
+                "move_applied boolean NOT NULL DEFAULT false)"
             ).format(log, columns)
         )
         conn.execute(
-            sql.SQL("CREATE INDEX {} ON {} (id) WHERE NOT applied").format(
+            sql.SQL("CREATE INDEX {} ON {} (move_id) WHERE NOT move_applied").format(
                 sql.Identifier(f"{self.table}_pending"), log
             )
         )
@@ -164,23 +165,23 @@ class ChangeLog:
 
     def behind(self, conn: psycopg.Connection) -> int:
         """Log entries not replayed yet (committed ones)."""
-        query = sql.SQL("SELECT count(*) FROM {} WHERE NOT applied")
+        query = sql.SQL("SELECT count(*) FROM {} WHERE NOT move_applied")
         return conn.execute(query.format(sql.Identifier(self.table))).fetchone()[0]
 
     def replay(self, conn: psycopg.Connection, limit: int = REPLAY_BATCH) -> int:
         """In the caller's transaction: replay up to ``limit`` pending entries, oldest
         first, and mark them applied. Returns how many there were."""
         pending = conn.execute(
-            sql.SQL("SELECT id, {} FROM {} WHERE NOT applied ORDER BY id LIMIT %s").format(
-                _names(self.key), sql.Identifier(self.table)
-            ),
+            sql.SQL(
+                "SELECT move_id, {} FROM {} WHERE NOT move_applied ORDER BY move_id LIMIT %s"
+            ).format(_names(self.key), sql.Identifier(self.table)),
             (limit,),
         ).fetchall()
         if not pending:
             return 0
         self.mirror(conn, {tuple(row[1:]) for row in pending})
         conn.execute(
-            sql.SQL("UPDATE {} SET applied = true WHERE id = ANY(%s)").format(
+            sql.SQL("UPDATE {} SET move_applied = true WHERE move_id = ANY(%s)").format(
                 sql.Identifier(self.table)
             ),
             ([row[0] for row in pending],),
@@ -215,14 +216,14 @@ class ChangeLog:
                 differing = self._all_differences(conn)
             else:
                 differing = self.differences(conn, self.open_keys(conn, previous))
-            pending = self._keys(conn, sql.SQL("NOT applied"))
+            pending = self._keys(conn, sql.SQL("NOT move_applied"))
         return Check(snapshot, pending | differing, len(differing))
 
     def open_keys(self, conn: psycopg.Connection, check: Check) -> set[Key]:
         """The keys a check leaves to the next one: those it found differing or pending,
         and every key logged by a transaction its snapshot did not see."""
         later = self._keys(
-            conn, sql.SQL("NOT pg_visible_in_snapshot(xid, {}::pg_snapshot)").format(
+            conn, sql.SQL("NOT pg_visible_in_snapshot(move_xid, {}::pg_snapshot)").format(
                 sql.Literal(check.snapshot)
             )
         )  # fmt: skip

@@ -14,11 +14,13 @@ Online (the default), writes go on while the rows move; they wait twice, briefly
    gives up, changing nothing, if writes outpace it for ``catch_up_s``);
 5. the copy is checked row by row against the partition in one snapshot while writes go on,
    then only the keys written since, and once more under the final lock;
-6. the final transaction locks the parent and the partition SHARE ROW EXCLUSIVE (reads go
-   on, writes wait), replays the last changes, checks every key the earlier checks left
-   open, DETACHes the old partition, ATTACHes the copy with the same bounds, drops the old
-   one and the log and gives the copy its name. Lock waits give up after
-   ``lock_timeout_s``;
+6. the final transaction locks the parent ACCESS EXCLUSIVE (reads and writes wait, for
+   tens of milliseconds), replays the last changes, checks every key the earlier checks
+   left open, DETACHes the old partition, ATTACHes the copy with the same bounds, drops the
+   old one and the log and gives the copy its name. It waits at most FINAL_LOCK_WAIT_S for
+   the lock (what queues behind it waits no longer), then catches up and tries again, for
+   up to ``lock_timeout_s``. (DETACH needs that lock anyway: taking it at once means a
+   transaction that read the table and then writes cannot deadlock with the move);
 7. after the commit, the rows' old home on a shard (if they came from one) is dropped.
 
 Offline (``online=False``), steps 2-6 are one transaction that holds the parent against
@@ -86,6 +88,7 @@ from movierec.errors import BadInput, MovierecError, first_line
 
 CATCH_UP_S = 300.0  # how long an online move may chase writes before it gives up
 _FEW_BEHIND = 100  # a replay pass that found no more than this: caught up
+FINAL_LOCK_WAIT_S = 0.5  # the longest the final lock request may queue others behind it
 _BOUND_CHECK = "movierec_move_bound"
 
 
@@ -367,31 +370,19 @@ def _move_online(
         for _ in range(2):  # every row, then only the keys written meanwhile
             check = log.compare(conn, check)
             caught_up += _catch_up(conn, log, catch_up_s)
-        started = time.perf_counter()
-        with conn.transaction():
-            lock_for_move(conn, part.table, "SHARE ROW EXCLUSIVE", lock_timeout_s)
-            if part.placement is not Placement.SERVER:  # LOCK refuses foreign tables
-                conn.execute(  # writes that name the partition itself, not the parent
-                    sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(
-                        sql.Identifier(part.name)
-                    )
-                )
-            while replayed := log.replay(conn):
-                caught_up += replayed
-            wrong = log.differences(conn, log.open_keys(conn, check))
-            if wrong:
-                raise PartitionError(
-                    f"the copy of {part.name} does not match it in {len(wrong)} rows (e.g. "
-                    f"key {sorted(wrong)[0]}); nothing was changed"
-                )
-            log.remove(conn)
-            _swap(conn, part, shape, new)
-            if server is None:
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                        sql.Identifier(part.name), sql.Identifier(_BOUND_CHECK)
-                    )
-                )
+        deadline = time.monotonic() + lock_timeout_s
+        while True:
+            started = time.perf_counter()
+            try:
+                caught_up += _finish(conn, part, shape, log, check, new, server is not None)
+                break
+            except psycopg.errors.LockNotAvailable:
+                if time.monotonic() > deadline:
+                    raise PartitionError(
+                        f"{part.table} stayed in use for {lock_timeout_s:.0f} s: could not "
+                        f"lock it to swap {part.name}; nothing was changed"
+                    ) from None
+                caught_up += _catch_up(conn, log, catch_up_s)
         held.append(time.perf_counter() - started)
     except BaseException:
         _rollback_quietly(conn)
@@ -402,6 +393,53 @@ def _move_online(
         part.name, part.location, target, copied, 0, 0.0,
         online=True, caught_up=caught_up, held_s=max(held),
     )  # fmt: skip
+
+
+def _finish(
+    conn: psycopg.Connection,
+    part: Partition,
+    shape: TableShape,
+    log: ChangeLog,
+    check: Check,
+    new: str,
+    foreign: bool,
+) -> int:
+    """The final transaction: the parent locked ACCESS EXCLUSIVE (waiting at most
+    FINAL_LOCK_WAIT_S, so that what queues behind the lock request waits no longer; a
+    weaker lock would let a transaction that read the table and then writes to it deadlock
+    with the DETACH), the last changes replayed, the open keys checked, the copy swapped in.
+    Returns the changes it replayed. Raises ``LockNotAvailable`` (try again later) and
+    :class:`PartitionError`."""
+    replayed = 0
+    with conn.transaction():
+        text_settings(conn)
+        conn.execute(
+            sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{FINAL_LOCK_WAIT_S}s"))
+        )
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(part.table))
+        )
+        if part.placement is not Placement.SERVER:  # (LOCK refuses foreign tables)
+            conn.execute(  # writes that name the partition itself, not the parent
+                sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(part.name))
+            )
+        while found := log.replay(conn):
+            replayed += found
+        wrong = log.differences(conn, log.open_keys(conn, check))
+        if wrong:
+            raise PartitionError(
+                f"the copy of {part.name} does not match it in {len(wrong)} rows (e.g. "
+                f"key {sorted(wrong)[0]}); nothing was changed"
+            )
+        log.remove(conn)
+        _swap(conn, part, shape, new)
+        if not foreign:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                    sql.Identifier(part.name), sql.Identifier(_BOUND_CHECK)
+                )
+            )
+    return replayed
 
 
 def _catch_up(conn: psycopg.Connection, log: ChangeLog, catch_up_s: float) -> int:
