@@ -13,7 +13,8 @@ Online (the default), writes go on while the rows move; they wait twice, briefly
 4. the logged changes are replayed onto the copy until it is at most a few behind (the move
    gives up, changing nothing, if writes outpace it for ``catch_up_s``);
 5. the copy is checked row by row against the partition in one snapshot while writes go on,
-   then only the keys written since, and once more under the final lock;
+   then only the keys written since (again, until they are few), and once more under the
+   final lock;
 6. the final transaction locks the parent ACCESS EXCLUSIVE (reads and writes wait, for
    tens of milliseconds), replays the last changes, checks every key the earlier checks
    left open, DETACHes the old partition, ATTACHes the copy with the same bounds, drops the
@@ -88,7 +89,8 @@ from movierec.errors import BadInput, MovierecError, first_line
 
 CATCH_UP_S = 300.0  # how long an online move may chase writes before it gives up
 _FEW_BEHIND = 100  # a replay pass that found no more than this: caught up
-FINAL_LOCK_WAIT_S = 0.5  # the longest the final lock request may queue others behind it
+_MAX_CHECKS = 5  # checks of the keys written meanwhile before the final one
+FINAL_LOCK_WAIT_S = 0.2  # the longest the final lock request may queue others behind it
 _BOUND_CHECK = "movierec_move_bound"
 
 
@@ -103,7 +105,7 @@ class PlaceReport:
     leftover: str | None = None  # a shard table we could not drop afterwards (why)
     online: bool = False
     caught_up: int = 0  # (online) changes written during the move and replayed onto the copy
-    held_s: float = 0.0  # (online) the longest the move held the partition's writes
+    held_s: float = 0.0  # (online) the longest the move held its lock (writes waited)
 
 
 def place(
@@ -347,16 +349,17 @@ def _move_online(
     conn.commit()
     held = []
     try:
-        started = time.perf_counter()
+        with conn.transaction():
+            _create_copy(conn, part, shape, server, tablespace, new)
         with conn.transaction():  # writes wait until the trigger is there, briefly
             # The parent, not only the partition: a bulk load holds it while it writes to a
             # shard behind the partition's back (loading.direct_foreign_inserts).
             lock_for_move(conn, part.table, "SHARE ROW EXCLUSIVE", lock_timeout_s)
-            log.install(conn, part.placement is Placement.SERVER)
+            locked = time.perf_counter()
             if find_partition(conn, part.name) != part:
                 raise PartitionError(f"{part.name} changed while we looked; nothing was changed")
-            _create_copy(conn, part, shape, server, tablespace, new)
-        held.append(time.perf_counter() - started)
+            log.install(conn, part.placement is Placement.SERVER)
+        held.append(time.perf_counter() - locked)
         with conn.transaction():
             total = conn.execute(
                 sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(part.name))
@@ -366,15 +369,19 @@ def _move_online(
         if server is None:
             with conn.transaction():
                 conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(new)))
-        check: Check | None = None
-        for _ in range(2):  # every row, then only the keys written meanwhile
+        check = log.compare(conn, None)  # every row
+        caught_up += _catch_up(conn, log, catch_up_s)
+        for _ in range(_MAX_CHECKS):  # then the keys written meanwhile, until they are few
             check = log.compare(conn, check)
             caught_up += _catch_up(conn, log, catch_up_s)
+            if len(check.open) <= _FEW_BEHIND:
+                break
         deadline = time.monotonic() + lock_timeout_s
         while True:
-            started = time.perf_counter()
             try:
-                caught_up += _finish(conn, part, shape, log, check, new, server is not None)
+                replayed, locked = _finish(conn, part, shape, log, check, new, server is not None)
+                held.append(time.perf_counter() - locked)
+                caught_up += replayed
                 break
             except psycopg.errors.LockNotAvailable:
                 if time.monotonic() > deadline:
@@ -383,7 +390,6 @@ def _move_online(
                         f"lock it to swap {part.name}; nothing was changed"
                     ) from None
                 caught_up += _catch_up(conn, log, catch_up_s)
-        held.append(time.perf_counter() - started)
     except BaseException:
         _rollback_quietly(conn)
         _undo_online(conn, log, new, server is not None, lock_timeout_s)
@@ -403,13 +409,13 @@ def _finish(
     check: Check,
     new: str,
     foreign: bool,
-) -> int:
+) -> tuple[int, float]:
     """The final transaction: the parent locked ACCESS EXCLUSIVE (waiting at most
     FINAL_LOCK_WAIT_S, so that what queues behind the lock request waits no longer; a
     weaker lock would let a transaction that read the table and then writes to it deadlock
     with the DETACH), the last changes replayed, the open keys checked, the copy swapped in.
-    Returns the changes it replayed. Raises ``LockNotAvailable`` (try again later) and
-    :class:`PartitionError`."""
+    Returns the changes it replayed and when it got the lock (``perf_counter``). Raises
+    ``LockNotAvailable`` (try again later) and :class:`PartitionError`."""
     replayed = 0
     with conn.transaction():
         text_settings(conn)
@@ -419,6 +425,7 @@ def _finish(
         conn.execute(
             sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(part.table))
         )
+        locked = time.perf_counter()
         if part.placement is not Placement.SERVER:  # (LOCK refuses foreign tables)
             conn.execute(  # writes that name the partition itself, not the parent
                 sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(part.name))
@@ -439,7 +446,7 @@ def _finish(
                     sql.Identifier(part.name), sql.Identifier(_BOUND_CHECK)
                 )
             )
-    return replayed
+    return replayed, locked
 
 
 def _catch_up(conn: psycopg.Connection, log: ChangeLog, catch_up_s: float) -> int:
