@@ -450,6 +450,45 @@ def test_an_online_copy_that_does_not_verify_changes_nothing(database, shards, m
     assert leftovers(database) == ["", ""]
 
 
+def test_what_cannot_be_done_online_is_refused_and_changes_nothing(database, tablespace):
+    from movierec.db.partitions import add_tablespace
+
+    seed(database)
+    fast, directory = tablespace
+    add_tablespace(database.settings, fast, directory)
+    before = fingerprint(database)
+
+    def busy(done, total):  # 500 changes during the copy, and no time to catch up
+        if done == 0:
+            run(database, "UPDATE ratings SET rating = 5 WHERE user_id IN "
+                "(SELECT id FROM users WHERE satisfies_hash_partition('ratings'::regclass, "
+                "4, 1, id) LIMIT 50)")  # fmt: skip
+
+    with pytest.raises(PartitionError, match="writes to ratings_p1 come faster than the move"):
+        place(database.settings, "ratings_p1", tablespace=fast, progress=busy, catch_up_s=0)
+    assert fingerprint(database) != before  # the writes went in,
+    assert leftovers(database) == ["", ""]  # and the move left nothing behind
+    layout = {p.name: p.location for p in list_partitions(database.settings)}
+    assert layout["ratings_p1"] == "local"
+
+    run(database, "CREATE TABLE movierec_move_ratings_p2 (x int)")  # a move that died
+    with pytest.raises(PartitionError, match="a move of ratings_p2 is under way.*DROP TABLE"):
+        place(database.settings, "ratings_p2", tablespace=fast)
+
+    refused = []
+
+    def truncating(done, total):  # searches have no history guard: the move's trigger refuses
+        if done == 0:
+            try:
+                run(database, "TRUNCATE searches_p1")
+            except Exception as exc:  # noqa: BLE001 - the refusal is what we look for
+                refused.append(str(exc))
+
+    place(database.settings, "searches_p1", tablespace=fast, progress=truncating)
+    assert refused and "being moved: TRUNCATE it afterwards" in refused[0]
+    assert fingerprint(database)["searches"] == before["searches"]
+
+
 class Writer(threading.Thread):
     """Writes ratings of one partition's users as the site's role, one transaction each,
     remembering what each acknowledged (committed) write left and how long it took."""
