@@ -3,7 +3,7 @@ acknowledged write arrived, for the blocking move (``--offline``: before issue 2
 online move (after), in one run.
 
     .venv/bin/python bench/bench_partition_move.py [--rows 5000000] [--rate 200] [--writers 4]
-                                                   [--no-shard]
+                                                   [--no-shard] [--pg-repack]
 
 Starts a primary and a shard server (LocalPostgres) in a temp directory, migrates the
 primary, adds two tablespaces and two shard databases on the shard server (``shard1``,
@@ -12,8 +12,11 @@ hashes to it; bulk mode, no triggers). Then moves ``ratings_p1``, in turn:
 
 1. offline, default tablespace -> tablespace ``disk_a`` (the blocking move);
 2. online, ``disk_a`` -> ``disk_b`` (same size, same kind of move);
-3. offline, ``disk_b`` -> ``shard1`` (postgres_fdw);
-4. online, ``shard1`` -> ``shard2``.
+3. (``--pg-repack``) ``disk_b`` -> ``disk_c`` by pg_repack 1.4 (``pg_repack -t ratings_p1
+   --tablespace disk_c --moveidx``: its own trigger log and swap, for comparison; Debian's
+   postgresql-15-repack, which ops/install-test-tools.sh installs);
+4. offline, -> ``shard1`` (postgres_fdw);
+5. online, ``shard1`` -> ``shard2``.
 
 During each move WRITERS threads write RATE writes/s in total to the moving partition's
 users (half new ratings, half changed ones; one transaction each, autocommit), from 1 s
@@ -29,6 +32,7 @@ import argparse
 import os
 import random
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -37,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
+from sqlalchemy.engine import make_url
 
 from movierec.config import load_settings
 from movierec.db import LocalPostgres, upgrade
@@ -149,6 +154,35 @@ def load(dsn: str, rows: int) -> list[int]:
     return users
 
 
+@dataclass(frozen=True)
+class Repacked:
+    """What :func:`move` needs of a pg_repack run (it reports none of this itself)."""
+
+    rows: int
+    online: bool = True
+    held_s: float = float("nan")
+
+
+def pg_repack(dsn: str, tablespace: str) -> Repacked:
+    """Move ratings_p1 into ``tablespace`` with pg_repack (the extension is created first)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_repack")
+        rows = conn.execute("SELECT count(*) FROM ratings_p1").fetchone()[0]
+    url = make_url(dsn)
+    subprocess.run(
+        [
+            "/usr/lib/postgresql/15/bin/pg_repack", "--no-superuser-check", "-h", url.host,
+            "-p", str(url.port), "-U", url.username, "-d", url.database, "-t", "ratings_p1",
+            "--tablespace", tablespace, "--moveidx", "--wait-timeout", "60",
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PGPASSWORD": url.password or "", "LC_ALL": "C"},
+        timeout=3600,
+    )  # fmt: skip
+    return Repacked(rows)
+
+
 def move(settings, dsn: str, users: list[int], label: str, rate: float, count: int, **where):
     out, stop = Writes(), threading.Event()
     threads = [
@@ -159,7 +193,10 @@ def move(settings, dsn: str, users: list[int], label: str, rate: float, count: i
         t.start()
     time.sleep(1.0)
     started = time.perf_counter()
-    report = place(settings, "ratings_p1", **where)
+    if "repack" in where:
+        report = pg_repack(dsn, where["repack"])
+    else:
+        report = place(settings, "ratings_p1", **where)
     seconds = time.perf_counter() - started
     time.sleep(1.0)
     stop.set()
@@ -170,6 +207,8 @@ def move(settings, dsn: str, users: list[int], label: str, rate: float, count: i
     gap = max(b - a for a, b in zip(acked, acked[1:], strict=False)) * 1000
     lost = missing(dsn, out.expected)
     held = f"{report.held_s * 1000:,.0f}" if report.online else "whole move"
+    if isinstance(report, Repacked):
+        held = "?"
     print(
         f"| {label} | {report.rows:,} | {seconds:.1f} | {len(took):,} | "
         f"{np.percentile(took, 50):.1f} | {np.percentile(took, 99):.0f} | {took.max():,.0f} | "
@@ -186,6 +225,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="writes/s in all")
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--no-shard", action="store_true", help="only the tablespace moves")
+    parser.add_argument("--pg-repack", action="store_true", help="a pg_repack move too")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="movierec-bench-move-"))
@@ -198,7 +238,7 @@ def main() -> None:
         settings = load_settings(
             environ={}, toml_path=None, overrides={"database_url": url, "state_dir": root / "st"}
         )
-        for name in ("disk_a", "disk_b"):
+        for name in ("disk_a", "disk_b", "disk_c"):
             (root / name).mkdir()
             give_to_server_user(root / name)
             add_tablespace(settings, name, root / name)
@@ -220,13 +260,17 @@ def main() -> None:
             ("offline -> tablespace disk_a (before)", False, {"tablespace": "disk_a"}),
             ("online -> tablespace disk_b (after)", True, {"tablespace": "disk_b"}),
         ]
+        if args.pg_repack:
+            moves.append(("pg_repack -> tablespace disk_c", True, {"repack": "disk_c"}))
         if not args.no_shard:
             moves += [
                 ("offline -> shard1 (before)", False, {"server": "shard1"}),
                 ("online -> shard2 (after)", True, {"server": "shard2"}),
             ]
         for label, online, where in moves:
-            move(settings, dsn, users, label, args.rate, args.writers, online=online, **where)
+            if "repack" not in where:
+                where = {**where, "online": online}
+            move(settings, dsn, users, label, args.rate, args.writers, **where)
     finally:
         primary.stop()
         shard.stop()
