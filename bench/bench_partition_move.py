@@ -21,9 +21,10 @@ hashes to it; bulk mode, no triggers). Then moves ``ratings_p1``, in turn:
 During each move WRITERS threads write RATE writes/s in total to the moving partition's
 users (half new ratings, half changed ones; one transaction each, autocommit), from 1 s
 before the move to 1 s after it. Per move it prints the move's time, the writes, their p50,
-p99 and longest latency, the longest time without any acknowledged write, the longest the
-move itself held writes (its final lock, as it measured it), and how many acknowledged
-writes failed or are missing or have another value afterwards (must be 0). Markdown.
+p99 and longest latency, the longest time without any acknowledged write, the move's own
+account of its locks (``PlaceReport.held_s``: from the lock to the commit's return, an upper
+bound), and how many acknowledged writes failed or are missing or have another value
+afterwards (must be 0). Markdown.
 """
 
 from __future__ import annotations

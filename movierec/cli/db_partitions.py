@@ -181,7 +181,7 @@ def place_(
     if report.online:
         how = (
             f"and verified row by row in {report.seconds:.1f} s; {report.caught_up:,} "
-            f"changes written meanwhile were replayed; writes waited at most "
+            f"changes written meanwhile were replayed; its locks held writes for at most "
             f"{report.held_s * 1000:.0f} ms"
         )
     else:

@@ -24,6 +24,16 @@ Online (the default), writes go on while the rows move; they wait twice, briefly
    transaction that read the table and then writes cannot deadlock with the move);
 7. after the commit, the rows' old home on a shard (if they came from one) is dropped.
 
+Why a trigger log and not logical replication or pg_repack: one mechanism serves both kinds
+of move and any source (local, tablespace, shard), through the connection and postgres_fdw
+mapping the move already has. Logical replication would need ``wal_level = logical`` (a
+restart of every server; they run ``replica``), a role with REPLICATION on the primary whose
+password the shard keeps in its subscription, and it cannot copy into another table of the
+same database (a tablespace move). pg_repack moves a table to another tablespace the same
+way (trigger log, copy, short swap), and BENCHMARKS.md measures it beside this, but it is an
+extension and a client to install on every server, moves nothing to a shard and does not
+check the copy.
+
 Offline (``online=False``), steps 2-6 are one transaction that holds the parent against
 writes from the first row copied to the swap, checked by count and checksum (the sum of a
 64-bit hash of each row's text) of both tables. Writers lock the parent before a partition,
@@ -105,7 +115,10 @@ class PlaceReport:
     leftover: str | None = None  # a shard table we could not drop afterwards (why)
     online: bool = False
     caught_up: int = 0  # (online) changes written during the move and replayed onto the copy
-    held_s: float = 0.0  # (online) the longest the move held its lock (writes waited)
+    # (online) the longer of its two locked transactions, from the lock to the commit's
+    # return: an upper bound of the writes' wait (the old files are unlinked after the
+    # locks are released, before the commit returns)
+    held_s: float = 0.0
 
 
 def place(
