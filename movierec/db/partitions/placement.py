@@ -4,11 +4,13 @@ Online (the default), writes go on while the rows move; they wait twice, briefly
 
 1. (shard target) the shard's table is created first, over a direct connection; it is
    dropped again if anything below fails;
-2. a short transaction holds the partition against writes while it creates the copy
-   (``<name>_new``: a table in the target tablespace, carrying a CHECK of the partition's
-   hash bound so that ATTACH need not scan it, or a postgres_fdw foreign table) and the
-   change log (:mod:`~movierec.db.partitions.online`): a trigger that logs the key of each
-   row written from then on;
+2. the copy is created (``<name>_new``: a table in the target tablespace, carrying a CHECK
+   of the partition's hash bound so that ATTACH need not scan it, or a postgres_fdw foreign
+   table); then a short transaction holds the parent against writes while it adds the change
+   log (:mod:`~movierec.db.partitions.online`): a trigger that logs the key of each row
+   written from then on. Like the final lock below, it waits at most FINAL_LOCK_WAIT_S for
+   its locks (an autovacuum or a long transaction holding the partition would otherwise
+   hold every writer queued behind it), and tries again, for up to ``lock_timeout_s``;
 3. rows are copied in chunks of the partition column, each chunk its own transaction;
 4. the logged changes are replayed onto the copy until it is at most a few behind (the move
    gives up, changing nothing, if writes outpace it for ``catch_up_s``);
@@ -58,6 +60,7 @@ Re-partitioning a whole table is :mod:`~movierec.db.partitions.repartition`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import psycopg
@@ -371,15 +374,20 @@ def _move_online(
     try:
         with conn.transaction():
             _create_copy(conn, part, shape, server, tablespace, new)
-        with conn.transaction():  # writes wait until the trigger is there, briefly
-            # The parent, not only the partition: a bulk load holds it while it writes to a
-            # shard behind the partition's back (loading.direct_foreign_inserts).
-            lock_for_move(conn, part.table, "SHARE ROW EXCLUSIVE", lock_timeout_s)
-            locked = time.perf_counter()
-            if _moved_since(conn, part):
-                raise PartitionError(f"{part.name} changed while we looked; nothing was changed")
-            log.install(conn, part.placement is Placement.SERVER)
-        held.append(time.perf_counter() - locked)
+
+        def start() -> float:  # writes wait until the trigger is there, briefly
+            with conn.transaction():
+                # The parent, not only the partition: a bulk load holds it while it writes
+                # to a shard behind the partition's back (loading.direct_foreign_inserts).
+                locked = _lock_briefly(conn, part.table, "SHARE ROW EXCLUSIVE")
+                if _moved_since(conn, part):
+                    raise PartitionError(
+                        f"{part.name} changed while we looked; nothing was changed"
+                    )
+                log.install(conn, part.placement is Placement.SERVER)  # (the partition too)
+            return locked
+
+        held.append(_retry_briefly(start, lambda: time.sleep(0.1), part, lock_timeout_s))
         with conn.transaction():
             total = conn.execute(
                 sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(part.name))
@@ -396,20 +404,18 @@ def _move_online(
             caught_up += _catch_up(conn, log, catch_up_s)
             if len(check.open) <= _FEW_BEHIND:
                 break
-        deadline = time.monotonic() + lock_timeout_s
-        while True:
-            try:
-                replayed, locked = _finish(conn, part, shape, log, check, new, server is not None)
-                held.append(time.perf_counter() - locked)
-                caught_up += replayed
-                break
-            except psycopg.errors.LockNotAvailable:
-                if time.monotonic() > deadline:
-                    raise PartitionError(
-                        f"{part.table} stayed in use for {lock_timeout_s:.0f} s: could not "
-                        f"lock it to swap {part.name}; nothing was changed"
-                    ) from None
-                caught_up += _catch_up(conn, log, catch_up_s)
+
+        def finish() -> float:
+            nonlocal caught_up
+            replayed, locked = _finish(conn, part, shape, log, check, new, server is not None)
+            caught_up += replayed
+            return locked
+
+        def between() -> None:
+            nonlocal caught_up
+            caught_up += _catch_up(conn, log, catch_up_s)
+
+        held.append(_retry_briefly(finish, between, part, lock_timeout_s))
     except BaseException:
         _rollback_quietly(conn)
         _undo_online(conn, log, new, server is not None, lock_timeout_s)
@@ -419,6 +425,42 @@ def _move_online(
         part.name, part.location, target, copied, 0, 0.0,
         online=True, caught_up=caught_up, held_s=max(held),
     )  # fmt: skip
+
+
+def _lock_briefly(conn: psycopg.Connection, table: str, mode: str) -> float:
+    """In the caller's transaction: the text settings checks need and ``table`` locked in
+    ``mode``, waiting at most FINAL_LOCK_WAIT_S (what queues behind the request waits no
+    longer). Returns when it got the lock (``perf_counter``). Raises ``LockNotAvailable``.
+    """
+    text_settings(conn)
+    conn.execute(
+        sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{FINAL_LOCK_WAIT_S}s"))
+    )
+    conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(table), sql.SQL(mode)))
+    return time.perf_counter()
+
+
+def _retry_briefly(
+    locked_step: Callable[[], float],
+    between: Callable[[], None],
+    part: Partition,
+    lock_timeout_s: float,
+) -> float:
+    """Run ``locked_step`` (a transaction that takes its locks with :func:`_lock_briefly`)
+    until it gets them, ``between`` tries, for up to ``lock_timeout_s``; returns how long it
+    held them (to its commit's return). Raises :class:`PartitionError` when it never did."""
+    deadline = time.monotonic() + lock_timeout_s
+    while True:
+        try:
+            locked = locked_step()
+            return time.perf_counter() - locked
+        except psycopg.errors.LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise PartitionError(
+                    f"{part.table} stayed in use for {lock_timeout_s:.0f} s: could not lock it "
+                    f"to move {part.name}; nothing was changed"
+                ) from None
+            between()
 
 
 def _finish(
@@ -438,14 +480,7 @@ def _finish(
     ``LockNotAvailable`` (try again later) and :class:`PartitionError`."""
     replayed = 0
     with conn.transaction():
-        text_settings(conn)
-        conn.execute(
-            sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{FINAL_LOCK_WAIT_S}s"))
-        )
-        conn.execute(
-            sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(part.table))
-        )
-        locked = time.perf_counter()
+        locked = _lock_briefly(conn, part.table, "ACCESS EXCLUSIVE")
         if part.placement is not Placement.SERVER:  # (LOCK refuses foreign tables)
             conn.execute(  # writes that name the partition itself, not the parent
                 sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(part.name))
