@@ -474,6 +474,10 @@ def test_what_cannot_be_done_online_is_refused_and_changes_nothing(database, tab
     run(database, "CREATE TABLE movierec_move_ratings_p2 (x int)")  # a move that died
     with pytest.raises(PartitionError, match="a move of ratings_p2 is under way.*DROP TABLE"):
         place(database.settings, "ratings_p2", tablespace=fast)
+    run(database, "CREATE TABLE ratings_p3_new (x int)")  # another move's copy: left alone
+    with pytest.raises(PartitionError, match="ratings_p3_new exists"):
+        place(database.settings, "ratings_p3", tablespace=fast)
+    assert scalar(database, "SELECT to_regclass('ratings_p3_new') IS NOT NULL")
 
     refused = []
 

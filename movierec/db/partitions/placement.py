@@ -370,10 +370,16 @@ def _move_online(
             "nothing was changed"
         )
     conn.commit()
-    held = []
-    try:
+    try:  # before the cleanup below takes charge: a copy of that name may be another move's
         with conn.transaction():
             _create_copy(conn, part, shape, server, tablespace, new)
+    except psycopg.errors.DuplicateTable:
+        raise PartitionError(
+            f"{new} exists (another move of {part.name} under way, or left by one); if none "
+            f"runs, drop it; nothing was changed"
+        ) from None
+    held = []
+    try:
 
         def start() -> float:  # writes wait until the trigger is there, briefly
             with conn.transaction():
