@@ -12,8 +12,9 @@ fail() { echo "install-test-tools: $*" >&2; exit 1; }
 
 # 1. Chromium from Debian (/usr/bin/chromium); keepalived only for `keepalived --config-test`
 #    of ops/keepalived (tests/director/test_keepalived_template.py), never started; Java 17 for
-#    the Spark trainer's local-mode test.
-"$root/ops/install-system.sh" chromium redis-server wrk keepalived default-jre-headless
+#    the Spark trainer's local-mode test; pg_repack only for bench/bench_partition_move.py's
+#    comparison (the product does not use it).
+"$root/ops/install-system.sh" chromium redis-server wrk keepalived default-jre-headless postgresql-15-repack
 [ -x /usr/bin/chromium ] || fail "/usr/bin/chromium is missing after installing Debian's chromium"
 command -v java >/dev/null || fail "java is missing after installing Debian's default-jre-headless"
 

@@ -154,17 +154,41 @@ def place_(
         str | None,
         typer.Option(help=f"Move it into this tablespace ({DEFAULT_TABLESPACE}: the default)."),
     ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="Hold the table's writes for the whole copy (one transaction)."
+        ),
+    ] = False,
 ) -> None:
-    """Move a partition's rows to a shard server or a tablespace, verified, in one transaction.
+    """Move a partition's rows to a shard server or a tablespace, verified.
 
-    Writes to its table wait until the move commits; reads go on.
+    Online (the default): writes go on while the rows are copied and the changes made
+    meanwhile are replayed; they wait only for two short locks (adding the change log, and
+    the final check and swap). Reads always go on. With --offline, writes to its table wait
+    until the move commits.
     """
     settings = settings_from(ctx)
     with lazy_progress(f"moving {partition}") as update:
-        report = place(settings, partition, server=server, tablespace=tablespace, progress=update)
+        report = place(
+            settings,
+            partition,
+            server=server,
+            tablespace=tablespace,
+            progress=update,
+            online=not offline,
+        )
+    if report.online:
+        how = (
+            f"and verified row by row in {report.seconds:.1f} s; {report.caught_up:,} "
+            f"changes written meanwhile were replayed; its locks held writes for at most "
+            f"{report.held_s * 1000:.0f} ms"
+        )
+    else:
+        how = f"and verified (checksum {report.checksum}) in {report.seconds:.1f} s"
     console.print(
         f"{report.partition}: {report.rows:,} rows moved from {report.source} to "
-        f"{report.target} and verified (checksum {report.checksum}) in {report.seconds:.1f} s",
+        f"{report.target} {how}",
         highlight=False,
     )
     if report.leftover:

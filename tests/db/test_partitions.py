@@ -10,17 +10,20 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from movierec.cli import main
 from movierec.db import LocalPostgres, Rating
+from movierec.db.engines import libpq_conninfo
 from movierec.db.history import rollback
 from movierec.db.local_server import free_port
 from movierec.db.partitions import (
@@ -33,6 +36,7 @@ from movierec.db.partitions import (
     upsert,
 )
 from movierec.db.partitions import placement as placement_module
+from movierec.db.roles import WEB_ROLE
 from movierec.db.tools import give_to_server_user
 from movierec.errors import NotFound
 
@@ -399,11 +403,230 @@ def test_a_copy_that_does_not_verify_changes_nothing(database, shards, monkeypat
 
     monkeypatch.setattr(placement_module, "checksum", tampered)
     with pytest.raises(PartitionError, match="does not match it.*nothing was changed"):
-        place(database.settings, "ratings_p1", server="shard1")
+        place(database.settings, "ratings_p1", server="shard1", online=False)
     assert calls == ["ratings_p1", "ratings_p1_new"]
     assert fingerprint(database) == before
     assert {p.name: p.location for p in list_partitions(database.settings)}["ratings_p1"] == "local"
     assert remote(shards["shard1"], "SELECT to_regclass('ratings_p1')") == [(None,)]
+
+
+def leftovers(database) -> list[str]:
+    """What an online move leaves if it does not clean up: copy, log, trigger function."""
+    return scalar(
+        database,
+        "SELECT coalesce(string_agg(relname, ','), '') FROM pg_class "
+        "WHERE relname LIKE 'movierec_move%' OR relname LIKE '%_new'",
+    ).split(",") + scalar(
+        database,
+        "SELECT coalesce(string_agg(proname, ','), '') FROM pg_proc "
+        "WHERE proname LIKE 'movierec_move%'",
+    ).split(",")
+
+
+def test_an_online_copy_that_does_not_verify_changes_nothing(database, shards, monkeypatch):
+    seed(database)
+    before = fingerprint(database)
+    from movierec.db.partitions import add_server
+
+    add_server(database.settings, "shard1", shards["shard1"])
+    real = placement_module.copy_rows
+
+    def tampering(conn, source, target, *args, **kwargs):
+        done = real(conn, source, target, *args, **kwargs)
+        with conn.transaction():  # a copy that lost a change: the row-by-row check must see it
+            conn.execute(
+                sql.SQL("UPDATE {} SET rating = 0.5 WHERE rating <> 0.5 AND movie_id = 1").format(
+                    sql.Identifier(target)
+                )
+            )
+        return done
+
+    monkeypatch.setattr(placement_module, "copy_rows", tampering)
+    with pytest.raises(PartitionError, match="does not match it in \\d+ rows.*nothing was changed"):
+        place(database.settings, "ratings_p1", server="shard1")
+    assert fingerprint(database) == before
+    assert {p.name: p.location for p in list_partitions(database.settings)}["ratings_p1"] == "local"
+    assert remote(shards["shard1"], "SELECT to_regclass('ratings_p1')") == [(None,)]
+    assert leftovers(database) == ["", ""]
+
+
+def test_what_cannot_be_done_online_is_refused_and_changes_nothing(database, tablespace):
+    from movierec.db.partitions import add_tablespace
+
+    seed(database)
+    fast, directory = tablespace
+    add_tablespace(database.settings, fast, directory)
+    before = fingerprint(database)
+
+    def busy(done, total):  # 500 changes during the copy, and no time to catch up
+        if done == 0:
+            run(database, "UPDATE ratings SET rating = 5 WHERE user_id IN "
+                "(SELECT id FROM users WHERE satisfies_hash_partition('ratings'::regclass, "
+                "4, 1, id) LIMIT 50)")  # fmt: skip
+
+    with pytest.raises(PartitionError, match="writes to ratings_p1 come faster than the move"):
+        place(database.settings, "ratings_p1", tablespace=fast, progress=busy, catch_up_s=0)
+    assert fingerprint(database) != before  # the writes went in,
+    assert leftovers(database) == ["", ""]  # and the move left nothing behind
+    layout = {p.name: p.location for p in list_partitions(database.settings)}
+    assert layout["ratings_p1"] == "local"
+
+    run(database, "CREATE TABLE movierec_move_ratings_p2 (x int)")  # a move that died
+    with pytest.raises(PartitionError, match="a move of ratings_p2 is under way.*DROP TABLE"):
+        place(database.settings, "ratings_p2", tablespace=fast)
+    run(database, "CREATE TABLE ratings_p3_new (x int)")  # another move's copy: left alone
+    with pytest.raises(PartitionError, match="ratings_p3_new exists"):
+        place(database.settings, "ratings_p3", tablespace=fast)
+    assert scalar(database, "SELECT to_regclass('ratings_p3_new') IS NOT NULL")
+
+    refused = []
+
+    def truncating(done, total):  # searches have no history guard: the move's trigger refuses
+        if done == 0:
+            try:
+                run(database, "TRUNCATE searches_p1")
+            except Exception as exc:  # noqa: BLE001 - the refusal is what we look for
+                refused.append(str(exc))
+
+    place(database.settings, "searches_p1", tablespace=fast, progress=truncating)
+    assert refused and "being moved: TRUNCATE it afterwards" in refused[0]
+    assert fingerprint(database)["searches"] == before["searches"]
+
+
+class Writer(threading.Thread):
+    """Writes ratings of one partition's users as the site's role, one transaction each,
+    remembering what each acknowledged (committed) write left and how long it took."""
+
+    def __init__(self, url: str, users: list[int]):
+        super().__init__(daemon=True)
+        self.url, self.users = url, users
+        self.expected: dict[tuple[int, int], float | None] = {}
+        self.took: list[float] = []
+        self.changed = 0  # acknowledged writes that changed a row: one history entry each
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            step = 0
+            while not self.stop.is_set():
+                user = self.users[step % len(self.users)]
+                kind = step % 3
+                started = time.perf_counter()
+                try:
+                    with conn.transaction():
+                        if kind == 0:  # a new rating (movies 2, 8, ... are not seeded)
+                            movie, value = 2 + 6 * (step // 3 % 10), 4.5
+                            done = conn.execute(
+                                "INSERT INTO ratings (user_id, movie_id, rating) "
+                                "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                                (user, movie, value),
+                            ).rowcount
+                        elif kind == 1:  # a changed rating
+                            movie, value = 1 + 6 * (step // 3 % 10), (step % 9 + 1) / 2
+                            old = conn.execute(
+                                "SELECT rating FROM ratings WHERE user_id = %s "
+                                "AND movie_id = %s FOR UPDATE",
+                                (user, movie),
+                            ).fetchone()
+                            conn.execute(
+                                "UPDATE ratings SET rating = %s WHERE user_id = %s "
+                                "AND movie_id = %s",
+                                (value, user, movie),
+                            )
+                            # (the history keeps no entry for an update that changed nothing)
+                            done = int(old is not None and float(old[0]) != value)
+                            value = value if old is not None else None  # (deleted before)
+                        else:  # a deleted rating
+                            movie, value = 7 + 6 * (step // 3 % 8), None
+                            done = conn.execute(
+                                "DELETE FROM ratings WHERE user_id = %s AND movie_id = %s",
+                                (user, movie),
+                            ).rowcount
+                except psycopg.Error as exc:
+                    self.errors.append(str(exc))
+                else:
+                    if kind != 0 or done:
+                        self.expected[(user, movie)] = value
+                    self.changed += done
+                    self.took.append(time.perf_counter() - started)
+                step += 1
+                time.sleep(0.002)
+
+
+@pytest.mark.parametrize(
+    "target",  # the drill moves one into a tablespace under the site's load
+    ["server", pytest.param("tablespace", marks=pytest.mark.drill_slow)],
+)
+def test_a_partition_moves_online_while_a_writer_writes(
+    database, db_url, as_role, shards, tablespace, target
+):
+    """No acknowledged write is lost, none waits long, the history records each write once:
+    a slowed copy (2 s of chunks) would hold writes that long if the move were offline."""
+    from movierec.db.partitions import add_server, add_tablespace, copying
+
+    seed(database)
+    before = fingerprint(database)
+    fast, directory = tablespace
+    add_server(database.settings, "shard1", shards["shard1"])
+    add_tablespace(database.settings, fast, directory)
+    with database.session() as s:
+        users = list(
+            s.execute(
+                text(
+                    "SELECT id FROM users WHERE "
+                    "satisfies_hash_partition('ratings'::regclass, 4, 1, id) ORDER BY id"
+                )
+            ).scalars()
+        )
+    point = scalar(database, "SELECT max(id) FROM change_history")
+    writer = Writer(libpq_conninfo(as_role(db_url, WEB_ROLE), "movierec_tests"), users)
+    chunks = []
+
+    def slow_progress(done, total):
+        chunks.append(done)
+        time.sleep(0.1)  # a big partition's copy, in small: writes go on meanwhile
+
+    options = {"server": "shard1"} if target == "server" else {"tablespace": fast}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(copying, "CHUNK_ROWS", 50)
+        writer.start()
+        time.sleep(0.2)
+        report = place(database.settings, "ratings_p1", progress=slow_progress, **options)
+        time.sleep(0.2)
+        writer.stop.set()
+        writer.join(10)
+    print(
+        f"{len(writer.took)} writes, longest {max(writer.took) * 1000:.0f} ms; "
+        f"held {report.held_s * 1000:.0f} ms; {report.caught_up} replayed"
+    )
+    assert len(chunks) > 15 and report.online and report.caught_up > 0
+    assert not writer.errors, writer.errors[:3]
+    assert len(writer.took) > 100
+    assert max(writer.took) < 1.0, f"a write waited {max(writer.took):.2f} s"
+    assert report.held_s < 1.0
+
+    with database.session() as s:  # every acknowledged write, as it was acknowledged
+        for (user, movie), value in writer.expected.items():
+            got = s.execute(
+                text("SELECT rating FROM ratings WHERE user_id = :u AND movie_id = :m"),
+                {"u": user, "m": movie},
+            ).scalar()
+            assert (None if got is None else float(got)) == value, (user, movie)
+    where = {"server": "server shard1", "tablespace": f"tablespace {fast}"}[target]
+    assert {p.name: p.location for p in list_partitions(database.settings)}["ratings_p1"] == where
+    assert leftovers(database) == ["", ""]
+    # The history has each write that changed a row once and nothing for the rows that only
+    # moved: a rollback to before the move puts every row back as it was.
+    with database.session() as s:
+        recorded = s.execute(
+            text("SELECT count(*) FROM change_history WHERE id > :p AND table_name = 'ratings'"),
+            {"p": point},
+        ).scalar()
+    assert recorded == writer.changed > 0
+    with database.session() as s:
+        rollback(s, to_id=point)
+    assert fingerprint(database) == before
 
 
 def test_create_repartitions_a_table_keeping_every_row(database, cli, tablespace):

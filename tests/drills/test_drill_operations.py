@@ -1,7 +1,7 @@
 """Admin operations under load: a partition moved to another disk, a model promoted.
 
-What users may see: a partition move holds the partition's writes while it copies (an online
-move is issue 23's), so a rating can wait, but none fails and none is lost; a model promoted
+What users may see: a partition move is online (issue 23): a rating waits at most for its
+final lock, none fails and none is lost; a model promoted
 while pages are served changes the recommenders' version without a failed request.
 """
 

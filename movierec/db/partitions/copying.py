@@ -44,22 +44,33 @@ def lock_for_move(conn: psycopg.Connection, table: str, mode: str, lock_timeout_
     """In the caller's transaction: the text settings checksums need, then ``table`` locked
     in ``mode`` (``SHARE ROW EXCLUSIVE``, ``ACCESS EXCLUSIVE``), giving up after
     ``lock_timeout_s`` (:class:`~movierec.db.errors.LockTimeout`)."""
-    for statement in _TEXT_SETTINGS:
-        conn.execute(statement)
+    text_settings(conn)
     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_s}s")))
     conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.Identifier(table), sql.SQL(mode)))
+
+
+def text_settings(conn: psycopg.Connection) -> None:
+    """In the caller's transaction: render rows as text the way a shard's postgres_fdw
+    session does, so a row hashes alike on both sides."""
+    for statement in _TEXT_SETTINGS:
+        conn.execute(statement)
+
+
+def row_hash(shape: TableShape) -> sql.Composed:
+    """A 64-bit hash of a row's text (every column, generated ones included)."""
+    row = sql.SQL("ROW({})").format(
+        sql.SQL(", ").join(sql.Identifier(c.name) for c in shape.columns)
+    )
+    return sql.SQL("hashtextextended(({})::text, 0)").format(row)
 
 
 def checksum(conn: psycopg.Connection, relation: str, shape: TableShape) -> Checksum:
     """Rows of ``relation`` and the sum of a 64-bit hash of each row's text (every column,
     generated ones included, so they are checked too). Order-independent."""
-    row = sql.SQL("ROW({})").format(
-        sql.SQL(", ").join(sql.Identifier(c.name) for c in shape.columns)
-    )
     rows, total = conn.execute(
-        sql.SQL(
-            "SELECT count(*), coalesce(sum(hashtextextended(({})::text, 0)), 0) FROM {}"
-        ).format(row, sql.Identifier(relation))
+        sql.SQL("SELECT count(*), coalesce(sum({}), 0) FROM {}").format(
+            row_hash(shape), sql.Identifier(relation)
+        )
     ).fetchone()
     return Checksum(int(rows), int(total))
 
@@ -86,13 +97,18 @@ def copy_rows(
     shape: TableShape,
     total: int,
     progress: Progress,
+    commit_each: bool = False,
 ) -> int:
     """INSERT ... SELECT every row of ``source`` into ``target``, a chunk of the partition
-    column at a time (batched by postgres_fdw when ``target`` is foreign)."""
+    column at a time (batched by postgres_fdw when ``target`` is foreign). With
+    ``commit_each`` (outside a transaction), each chunk commits on its own: no snapshot and
+    no transaction lasts longer than one chunk while an online move copies."""
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in shape.writable)
     column = sql.Identifier(shape.partition_column)
     bounds = _chunk_bounds(conn, source, shape.partition_column, total)
     ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
+    if commit_each:
+        conn.commit()  # the bounds' read; each chunk below is a transaction of its own
     done = 0
     progress(0, total)
     for low, high in ranges:
@@ -104,12 +120,13 @@ def copy_rows(
             conditions.append(sql.SQL("{} <= %s").format(column))
             params.append(high)
         where = sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
-        cursor = conn.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {}").format(
-                sql.Identifier(target), columns, columns, sql.Identifier(source), where
-            ),
-            params,
+        statement = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {}").format(
+            sql.Identifier(target), columns, columns, sql.Identifier(source), where
         )
-        done += cursor.rowcount
+        if commit_each:
+            with conn.transaction():
+                done += conn.execute(statement, params).rowcount
+        else:
+            done += conn.execute(statement, params).rowcount
         progress(done, total)
     return done

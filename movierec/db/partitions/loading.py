@@ -49,11 +49,22 @@ def direct_foreign_inserts(conn: psycopg.Connection, table: str) -> Iterator[lis
     ``table``, dropped when the block ends (nothing is left if the transaction rolls back).
 
     Yields no routes unless the session runs with ``session_replication_role = replica``
-    (a bulk load that checked its references in bulk): otherwise triggers must fire.
+    (a bulk load that checked its references in bulk): otherwise triggers must fire. Nor
+    for a partition an online move is copying (its change-log trigger must see every row):
+    its rows go through the parent. The table is held ROW EXCLUSIVE until the transaction
+    ends, so a move cannot start logging in the middle of the load.
     """
     replica = conn.execute("SELECT current_setting('session_replication_role') = 'replica'")
-    foreign = [p for p in read_partitions(conn, table) if p.placement is Placement.SERVER]
-    if not replica.fetchone()[0] or not foreign:
+    if not replica.fetchone()[0]:
+        yield []
+        return
+    conn.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.Identifier(table)))
+    foreign = [
+        p
+        for p in read_partitions(conn, table)
+        if p.placement is Placement.SERVER and not _moving(conn, p.name)
+    ]
+    if not foreign:
         yield []
         return
     shape = table_shape(conn, table)
@@ -67,3 +78,14 @@ def direct_foreign_inserts(conn: psycopg.Connection, table: str) -> Iterator[lis
     yield routes
     for route in routes:
         conn.execute(sql.SQL("DROP FOREIGN TABLE {}").format(sql.Identifier(route.relation)))
+
+
+def _moving(conn: psycopg.Connection, partition: str) -> bool:
+    """Whether an online move logs ``partition``'s writes (see
+    :mod:`~movierec.db.partitions.online`)."""
+    found = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
+        "AND tgname = 'movierec_move_log')",
+        (partition,),
+    )
+    return bool(found.fetchone()[0])
