@@ -14,7 +14,15 @@ from movierec.ai.registry import history
 from movierec.cli.common import console, settings_from
 from movierec.config import Settings
 from movierec.db import Database
-from movierec.db.online_eval import WINDOW, Comparison, K, OnlineMetrics, compare, online_metrics
+from movierec.db.online_eval import (
+    WINDOW,
+    Comparison,
+    K,
+    OnlineMetrics,
+    compare,
+    describe,
+    online_metrics,
+)
 from movierec.errors import BadInput
 
 
@@ -62,21 +70,4 @@ def report(
             f"{m.dismiss_rate:.3f}", f"{m.first_shown:%Y-%m-%d %H:%M}",
         )  # fmt: skip
     console.print(table)
-    console.print(comparison_line(comparison), highlight=False)
-
-
-def comparison_line(c: Comparison) -> str:
-    """One line: the live version against the one before it, or why there is none."""
-    if c.live_version is None:
-        return "no live ranking model recorded (model promote / refresh sets one)"
-    if c.previous_version is None:
-        return f"live {c.live_version}: no earlier live version to compare with"
-    if c.live is None or c.previous is None:
-        missing = c.live_version if c.live is None else c.previous_version
-        return f"live {c.live_version} vs {c.previous_version}: no impressions of {missing} yet"
-    return (
-        f"live {c.live_version} vs {c.previous_version}: hit rate {c.live.hit_rate:.3f} vs "
-        f"{c.previous.hit_rate:.3f} ({c.live.hit_rate - c.previous.hit_rate:+.3f}), NDCG "
-        f"{c.live.ndcg:.4f} vs {c.previous.ndcg:.4f} ({c.live.ndcg - c.previous.ndcg:+.4f}), "
-        f"over {c.live.impressions:,} and {c.previous.impressions:,} lists"
-    )
+    console.print(describe(comparison), highlight=False)

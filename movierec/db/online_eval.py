@@ -157,3 +157,20 @@ def compare(metrics: Sequence[OnlineMetrics], versions: Sequence[str]) -> Compar
     live = versions[0] if versions else None
     previous = versions[1] if len(versions) > 1 else None
     return Comparison(by_version.get(live or ""), by_version.get(previous or ""), live, previous)
+
+
+def describe(c: Comparison) -> str:
+    """One line: the live version against the one before it, or why there is none."""
+    if c.live_version is None:
+        return "no live ranking model recorded (model promote / refresh sets one)"
+    if c.previous_version is None:
+        return f"live {c.live_version}: no earlier live version to compare with"
+    if c.live is None or c.previous is None:
+        missing = c.live_version if c.live is None else c.previous_version
+        return f"live {c.live_version} vs {c.previous_version}: no impressions of {missing} yet"
+    return (
+        f"live {c.live_version} vs {c.previous_version}: hit rate {c.live.hit_rate:.3f} vs "
+        f"{c.previous.hit_rate:.3f} ({c.live.hit_rate - c.previous.hit_rate:+.3f}), NDCG "
+        f"{c.live.ndcg:.4f} vs {c.previous.ndcg:.4f} ({c.live.ndcg - c.previous.ndcg:+.4f}), "
+        f"over {c.live.impressions:,} and {c.previous.impressions:,} lists"
+    )
