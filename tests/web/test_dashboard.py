@@ -4,11 +4,14 @@ audit row for each action."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from support.browser import artifacts_dir
 
 from movierec.ai.artifact import write_artifact
 from movierec.ai.registry import live_version, promote
@@ -16,6 +19,7 @@ from movierec.db import Rating, User
 from movierec.db.history import set_actor
 from movierec.db.schema import AdminAudit
 
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 THROUGH = re.compile(r'name="through_id" value="(\d+)"')
 
 
@@ -164,3 +168,57 @@ def test_without_the_owners_url_the_site_keeps_its_own_role(make_app, admin, hel
     assert answer.status_code == 302
     ((action, _, outcome),) = audit_rows(database)
     assert action == "history rollback dry run" and outcome.startswith("refused: set admin_")
+
+
+def test_in_a_browser_two_clicks_roll_back_a_change(
+    page, live_site, make_app, settings, database, admin, models, helpers
+):
+    """Headless Chromium against the site on a real socket: log in, look, dry run, apply.
+    The screenshot goes to docs/screenshots/ with MOVIEREC_UPDATE_SCREENSHOTS=1."""
+    with database.session() as s:
+        for user, version, movies in [
+            (admin.ann, models[0], [3, 5]), (admin.bob, models[1], [4, 3]),
+        ]:  # fmt: skip
+            s.execute(
+                text("INSERT INTO impressions (user_id, model_version, movie_ids, shown_at) "
+                     "VALUES (:u, :v, CAST(:m AS bigint[]), now() - interval '1 hour')"),
+                {"u": user, "v": version, "m": movies},
+            )  # fmt: skip
+        s.add(Rating(user_id=admin.ann, movie_id=admin.toy, rating=5.0))  # a hit for ease
+    with database.session() as s:
+        set_actor(s, f"user:{admin.bob}")
+        s.get_one(Rating, (admin.bob, admin.alien)).rating = 0.5
+    live_site.app = make_app(
+        WTF_CSRF_ENABLED=True, TESTING=False, admin_database_url=settings.database_url
+    )
+    try:
+        page.goto(f"{live_site.url}/auth/login")
+        page.fill("input[name=username]", "ann")
+        page.fill("input[name=password]", helpers.password)
+        page.click("main button[type=submit]:has-text('Log in')")
+        page.goto(f"{live_site.url}/admin/dashboard")
+        for panel in ("Cluster", "Database", "Models", "Online evaluation"):
+            assert page.locator(f"section.panel h2:has-text('{panel}')").is_visible()
+        assert page.locator("#models svg").count() == 2
+        save_dashboard_screenshot(page)
+
+        page.locator("#database tbody tr", has_text="UPDATE").filter(has_text="ratings").locator(
+            "button"
+        ).click()
+        assert "Revert these 1 changes" in page.inner_text("main")
+        page.click("button:has-text('Revert these')")
+        assert "Restored 1 rows" in page.inner_text("main")
+    finally:
+        live_site.app = None
+    with database.session() as s:
+        assert s.get_one(Rating, (admin.bob, admin.alien)).rating == 4.0
+
+
+def save_dashboard_screenshot(page) -> None:
+    """docs/screenshots/dashboard.png on request (MOVIEREC_UPDATE_SCREENSHOTS=1, as the login
+    pages' test does), else with the other test artifacts: a test run leaves the tree clean."""
+    update = os.environ.get("MOVIEREC_UPDATE_SCREENSHOTS") == "1"
+    target = DOCS_SCREENSHOTS if update else artifacts_dir() / "screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(target / "dashboard.png"), full_page=True)
