@@ -19,13 +19,13 @@ rise as the users act, which the report's "since" says.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, text
-
-from movierec.db.schema import Impression
 
 LIKED = 4.0
 WINDOW = timedelta(days=7)
@@ -42,14 +42,28 @@ def sampled(user_id: int, fraction: float) -> bool:
     return (user_id * _GOLDEN) % 2**32 < fraction * 2**32
 
 
-def record(conn: Connection, user_id: int, model_version: str, movie_ids: Sequence[int]) -> None:
-    """Record that ``movie_ids`` (in rank order) were recommended to the user by
-    ``model_version``, now. One INSERT on ``conn`` (autocommit on the site's primary
-    connection). Raises the driver's errors as :mod:`movierec.db` maps them."""
-    conn.execute(
-        Impression.__table__.insert(),
-        {"user_id": user_id, "model_version": model_version, "movie_ids": list(movie_ids)},
-    )
+def record_many(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record many impressions in one INSERT: each row has ``user_id``, ``model_version``,
+    ``movie_ids`` and ``shown_at``. A row of a user deleted meanwhile is skipped (the
+    account's data is gone; its impressions must not fail the batch). Raises the driver's
+    errors as :mod:`movierec.db` maps them."""
+    conn.execute(_INSERT_MANY, {"rows": json.dumps([_jsonable(r) for r in rows])})
+
+
+def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {**row, "shown_at": row["shown_at"].isoformat()}
+
+
+# One statement for the whole batch, whatever its size (one plan, one round trip).
+_INSERT_MANY = text(
+    """
+INSERT INTO impressions (user_id, model_version, movie_ids, shown_at)
+SELECT r.user_id, r.model_version, r.movie_ids, r.shown_at
+FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+     AS r(user_id bigint, model_version text, movie_ids bigint[], shown_at timestamptz)
+WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = r.user_id)
+"""
+)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from psycopg.errors import InsufficientPrivilege
 
 from movierec.config import load_settings
 from movierec.db import Database
-from movierec.db.online_eval import compare, online_metrics, record, sampled
+from movierec.db.online_eval import compare, online_metrics, record_many, sampled
 from movierec.db.roles import WEB_ROLE
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -100,7 +100,9 @@ def test_the_site_records_impressions_and_audits_but_cannot_rewrite_them(
         "database_url": as_role(db_url, WEB_ROLE)}))  # fmt: skip
     try:
         with web.autocommit() as conn:
-            record(conn, shown["ann"], "v3", [4, 5])
+            now = datetime.now(UTC)
+            row = {"user_id": shown["ann"], "model_version": "v3", "movie_ids": [4, 5]}
+            record_many(conn, [{**row, "shown_at": now}])
     finally:
         web.dispose()
     with connect(db_url, WEB_ROLE) as conn:
