@@ -167,7 +167,8 @@ def main() -> None:
             say(movierec(env, "model", "refresh", "--force").strip())
             wait_for_model(ai_url, old, say)
             run_session(web, secret, users[half:], tastes, args.rounds, say)
-        print(movierec(env, "model", "report", "--days", "1"))
+        # A wide console: the report's table is printed whole, not squeezed to 80 columns.
+        print(movierec({**env, "COLUMNS": "160"}, "model", "report", "--days", "1"))
     finally:
         cluster.down(settings, say)
     if args.state_dir is None:
