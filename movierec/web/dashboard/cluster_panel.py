@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import requests
 from flask import current_app, request
 
-from movierec import cluster
 from movierec.errors import MovierecError
 from movierec.web import picks
 from movierec.web.dashboard import prom
@@ -60,6 +59,8 @@ def gather() -> list[Instance]:
 
 
 def _cluster_members(settings) -> list[tuple[str, str, str]] | None:
+    from movierec import cluster  # when used, as the registry (see models_panel)
+
     try:
         record, _ = cluster.status(settings)
     except MovierecError:

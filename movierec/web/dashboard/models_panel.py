@@ -1,7 +1,11 @@
 """The models panel: every saved version with its kind, whether it is live, its offline
 metrics from training (``movierec model list``), charts of NDCG@10 and RMSE across versions,
 and the rollback ``movierec model rollback`` makes (the registry's pointer file: the
-recommender servers switch within their reload interval)."""
+recommender servers switch within their reload interval).
+
+The registry is imported when the panel is used: importing :mod:`movierec.ai` loads the
+model code (35,000 objects), which the site otherwise never imports (DESIGN.md) and every web
+worker would carry, each full garbage collection walking it."""
 
 from __future__ import annotations
 
@@ -10,9 +14,6 @@ from typing import Any
 
 from markupsafe import Markup
 
-from movierec.ai.artifact import list_artifacts
-from movierec.ai.registry import KINDS, history, kind_of
-from movierec.ai.registry import rollback as rollback_kind
 from movierec.web.dashboard.charts import line_chart
 from movierec.web.db import database
 
@@ -43,6 +44,9 @@ class ModelsPanel:
 
 
 def gather() -> ModelsPanel:
+    from movierec.ai.artifact import list_artifacts
+    from movierec.ai.registry import KINDS, history, kind_of
+
     model_dir = database().settings.model_dir
     live = {kind: history(model_dir, kind) for kind in KINDS}
     current = {versions[0] for versions in live.values() if versions}
@@ -77,4 +81,6 @@ def gather() -> ModelsPanel:
 def roll_back(kind: str) -> str:
     """Serve the previously live version of ``kind`` again; the version now live. Raises
     :class:`NotFound` when no earlier version is recorded."""
-    return rollback_kind(database().settings.model_dir, kind)
+    from movierec.ai.registry import rollback
+
+    return rollback(database().settings.model_dir, kind)

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 from markupsafe import Markup
 
-from movierec.ai.registry import history
 from movierec.db.online_eval import WINDOW, Comparison, K, OnlineMetrics, compare, online_metrics
 from movierec.web.dashboard.charts import line_chart
 from movierec.web.db import database, read_session
@@ -30,6 +29,8 @@ class OnlinePanel:
 
 def gather() -> OnlinePanel:
     """The last :data:`DAYS` days' figures. Raises :class:`DatabaseUnavailable`."""
+    from movierec.ai.registry import history  # when used: see models_panel
+
     settings = database().settings
     since = datetime.now(UTC) - timedelta(days=DAYS)
     with read_session() as session:
