@@ -35,6 +35,10 @@ class Settings:
 
     database_url: str | None = None
     replica_url: str | None = None
+    # The owner's URL for the operator's dashboard on the instances that serve it to admins
+    # (db status, history and its rollback); unset, those panels say so and act on nothing.
+    # The site's own role (database_url) never gets these powers: see SECURITY.md.
+    admin_database_url: str | None = None
     ai_urls: tuple[str, ...] = ("http://127.0.0.1:8101",)
     ai_timeout: float = 2.0
     # The model sharded by movie: one group of replica URLs per shard, "a1,a2;b1,b2" (or a
@@ -111,6 +115,9 @@ class Settings:
     ai_cache_ttl: float = 300.0
     ai_hot_mb: int = 16
     ai_blas_threads: int = 1
+    # Online evaluation: the fraction of users whose recommendation lists the site records
+    # when it computes them (chosen by user id; 0 = none): one small row per fresh list.
+    impression_sample: float = 0.25
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def require(self, *names: str) -> None:
@@ -176,7 +183,7 @@ def _coerce(name: str, raw: Any, problems: list[str]) -> Any:
 
 
 def _validate(values: dict[str, Any], problems: list[str]) -> None:
-    for name in ("database_url", "replica_url"):
+    for name in ("database_url", "replica_url", "admin_database_url"):
         if values.get(name):
             problems.extend(_url_problems(name, values[name], POSTGRES_SCHEMES))
     for url in (*values.get("ai_urls", ()), *(u for g in values.get("ai_shards", ()) for u in g)):
@@ -184,6 +191,8 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
     for name in ("web_port", "ai_port"):
         if not 0 < values[name] < 65536:
             problems.append(f"{name}: {values[name]} is not a TCP port")
+    if not 0.0 <= values["impression_sample"] <= 1.0:
+        problems.append("impression_sample: must be a fraction from 0 to 1")
     if values["web_proxy_count"] < 0:
         problems.append("web_proxy_count: must not be negative")
     if values["web_cache_mb"] < 0:

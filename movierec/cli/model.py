@@ -42,6 +42,7 @@ from movierec.ai.train import (
     train_on_data,
     train_with_spark,
 )
+from movierec.cli import model_report
 from movierec.cli.common import console, err_console, settings_from
 from movierec.config import Settings
 from movierec.db import Database
@@ -51,6 +52,7 @@ app = typer.Typer(
     help="Train, evaluate, tune, promote, roll back and refresh recommendation models.",
     no_args_is_help=True,
 )
+app.command("report")(model_report.report)
 DEFAULT_EVAL = ("svd", "nmf", "baselineonly", "ease", "als")
 DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -45,7 +45,14 @@ from movierec.db.pgbackrest import (
     write_config,
 )
 from movierec.db.topology import recorded_shards
-from movierec.errors import BadInput, DatabaseUnavailable, NotFound, OpsCommandFailed
+from movierec.errors import (
+    BadInput,
+    DatabaseUnavailable,
+    MovierecError,
+    NotFound,
+    OpsCommandFailed,
+    first_line,
+)
 
 BACKUP_TYPES = ("full", "diff", "incr")
 ANNOTATION_KEY = "movierec-restore-point"
@@ -435,7 +442,52 @@ def verify(config: BackupConfig, servers: list[BackupServer]) -> None:
     """``check`` (archiving works now) and ``verify`` (the repository's files are intact).
 
     Raises :class:`OpsCommandFailed` naming the first problem, :class:`NotFound` when not set up.
+    The outcome is kept (:func:`last_verify`): the dashboard shows which backups it covered.
     """
+    try:
+        _verify(config, servers)
+    except MovierecError as exc:
+        _save_verify(config, VerifyRecord(datetime.now(UTC), False, first_line(exc)))
+        raise
+    _save_verify(
+        config, VerifyRecord(datetime.now(UTC), True, "archiving works, repository intact")
+    )
+
+
+VERIFIED = "archiving works, repository intact"
+
+
+@dataclass(frozen=True)
+class VerifyRecord:
+    """How the last :func:`verify` ended: backups finished before ``at`` were checked."""
+
+    at: datetime
+    ok: bool
+    detail: str
+
+
+def _verify_file(config: BackupConfig) -> Path:
+    return config.base_dir / "last-verify.json"
+
+
+def _save_verify(config: BackupConfig, record: VerifyRecord) -> None:
+    path = _verify_file(config)
+    if path.parent.is_dir():
+        payload = {"at": record.at.isoformat(), "ok": record.ok, "detail": record.detail}
+        path.write_text(json.dumps(payload) + "\n")
+
+
+def last_verify(config: BackupConfig) -> VerifyRecord | None:
+    """The outcome of the last ``movierec backup verify`` (or the dashboard's look at it),
+    None when there was none."""
+    try:
+        raw = json.loads(_verify_file(config).read_text())
+        return VerifyRecord(datetime.fromisoformat(raw["at"]), bool(raw["ok"]), str(raw["detail"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _verify(config: BackupConfig, servers: list[BackupServer]) -> None:
     refresh_config(config, servers)
     for item in servers:
         run_pgbackrest(config, "check", [f"--stanza={item.name}"], timeout=120)

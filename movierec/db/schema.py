@@ -32,8 +32,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 GENRES = (
@@ -271,3 +272,31 @@ class TableReference(Base):
     child_column: Mapped[str] = mapped_column(Text, primary_key=True)
     parent_table: Mapped[str] = mapped_column(Text)
     parent_column: Mapped[str] = mapped_column(Text)
+
+
+class Impression(Base):
+    """A recommendation list shown to a sampled user, in rank order (migration 0012): what
+    online evaluation (:mod:`movierec.db.online_eval`) scores against later ratings."""
+
+    __tablename__ = "impressions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    model_version: Mapped[str] = mapped_column(Text)
+    shown_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    movie_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+
+
+class AdminAudit(Base):
+    """One action an admin took on the operator's dashboard (migration 0012)."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    username: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))

@@ -20,9 +20,11 @@ from movierec.web import (
     auth,
     cache,
     changes,
+    dashboard,
     db,
     errors,
     health,
+    impressions,
     metrics,
     movies,
     picks,
@@ -83,6 +85,7 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     metrics.init_app(app)  # first: its timer starts before the other request hooks
     db.init_app(app, Database(settings))
+    impressions.init_app(app)
     app.extensions[picks.EXTENSION] = AIClient.from_settings(settings)
     cache.init_app(app, settings)
     changes.init_app(app, settings.database_url)
@@ -91,6 +94,7 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
     for blueprint in (movies.bp, ratings.bp, recommendations.bp, account.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(dashboard.bp)
     auth.init_app(app, settings)
     errors.init_app(app)
     app.after_request(_security_headers)
@@ -101,6 +105,7 @@ def close_app(app: Flask) -> None:
     """Release the app's database connections (its change listener's too) and HTTP
     connections (tests, shutdown)."""
     changes.close(app)
+    impressions.recorder(app).close()
     app.extensions[db.EXTENSION].dispose()
     app.extensions[picks.EXTENSION].close()
 

@@ -96,10 +96,15 @@ def _metrics() -> RequestMetrics:
 def metrics() -> Response:
     if not is_loopback(request.remote_addr):
         abort(404)
+    return Response(own_text(), content_type=CONTENT_TYPE)
+
+
+def own_text() -> str:
+    """This worker's metrics as Prometheus text (what ``/metrics`` answers; the dashboard
+    reads its own worker's without a request to itself)."""
     settings = current_app.extensions["movierec.settings"]
     base = {"instance": settings.instance_name or "web", "pid": str(os.getpid())}
-    text = "".join(render(base, cache.caches().all(), _metrics(), picks.ai_client()))
-    return Response(text, content_type=CONTENT_TYPE)
+    return "".join(render(base, cache.caches().all(), _metrics(), picks.ai_client()))
 
 
 def is_loopback(address: str | None) -> bool:

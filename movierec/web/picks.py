@@ -21,7 +21,7 @@ from sqlalchemy import Connection, ScalarSelect, bindparam, func, select
 from movierec.db.schema import NotInterested, Preference, Rating
 from movierec.db.user_signals import as_json, signal_columns
 from movierec.errors import NotFound
-from movierec.web import cache, catalog, changes, popular
+from movierec.web import cache, catalog, changes, impressions, popular
 from movierec.web.ai_client import AIAnswer, AIClient, AIUnavailable
 from movierec.web.auth.sessions import WithUser, read_with_user
 from movierec.web.bounded_cache import approx_size
@@ -120,14 +120,16 @@ def _taste(user_id: int, stamp: int, values: Sequence, named: Mapping[str, Any])
     return cache.Taste(user_id, version, stamp, (Refusals.of(values[_REFUSALS]), as_json(named)))
 
 
-def for_user(user_id: int, k: int, taste: Taste | None = None) -> Picks:
+def for_user(user_id: int, k: int, taste: Taste | None = None, record: bool = False) -> Picks:
     """Up to ``k`` movies for the user: their kept list while it is current, else the
     recommender's (kept for next time), else popular movies in their genres (``limited``);
     never one they said they are not interested in.
 
     The recommender is told those movies (``exclude``) and the genres of at least
     :data:`~movierec.web.users.DEMOTE_AFTER` of them (``demote_genres``). ``taste``: the
-    user's, when :func:`taste_with_user` read it already. Raises :class:`DatabaseUnavailable`.
+    user's, when :func:`taste_with_user` read it already. ``record``: the list is shown as
+    it is, so a freshly computed one is recorded for online evaluation
+    (:mod:`movierec.web.impressions`). Raises :class:`DatabaseUnavailable`.
     """
     lists = cache.caches().lists
     known = taste if taste is not None and taste.user_id == user_id else None
@@ -146,6 +148,10 @@ def for_user(user_id: int, k: int, taste: Taste | None = None) -> Picks:
     picks = _picks(answer, said_no)
     if not answer.partial:
         lists.keep(found, picks)
+    if record:
+        impressions.shown(
+            user_id, picks.model_version, [m.id for m in picks.movies], picks.fallback
+        )
     return picks
 
 

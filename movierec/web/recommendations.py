@@ -85,7 +85,7 @@ def for_you() -> str | Response:
         found = picks.for_user(current_user.id, FILTER_CANDIDATES, taste)
         movies = tuple(m for m in found.movies if matches(m, filters))[:FOR_YOU]
         return _page(found, movies, filters)
-    found = picks.for_user(current_user.id, FOR_YOU, taste)
+    found = picks.for_user(current_user.id, FOR_YOU, taste, record=True)
     if found.limited:
         return _page(found, found.movies, filters)
     # Cached picks are the same object on every hit: their page and list HTML are kept.

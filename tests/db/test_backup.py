@@ -248,6 +248,7 @@ def test_restore_to_a_named_point_on_demand(live):
 def test_verify_passes_then_reports_a_damaged_backup(live):
     ok = _cli(live["env"], "verify")
     assert ok.exit_code == 0, ok.output
+    assert lib.last_verify(live["config"]).ok  # what the dashboard shows beside the backups
     repo = live["config"].repo / "backup" / "primary"
     victim = next(repo.glob("*/pg_data/base/1/*.zst"))
     saved = victim.read_bytes()
@@ -256,6 +257,8 @@ def test_verify_passes_then_reports_a_damaged_backup(live):
         bad = _cli(live["env"], "verify")
         assert bad.exit_code == 1
         assert "damage" in bad.output and "invalid" in bad.output
+        failed = lib.last_verify(live["config"])
+        assert not failed.ok and "damage" in failed.detail
     finally:
         victim.write_bytes(saved)
 

@@ -44,3 +44,14 @@ def test_require_names_the_variable():
     with pytest.raises(ConfigError, match="MOVIEREC_SECRET_KEY"):
         s.require("secret_key")
     assert s.model_dir == Path(".state/models")
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_the_impression_sample_is_a_fraction(value):
+    with pytest.raises(ConfigError, match="impression_sample: must be a fraction from 0 to 1"):
+        load_settings(environ={"MOVIEREC_IMPRESSION_SAMPLE": value}, toml_path=None)
+
+
+def test_the_dashboards_owner_url_is_checked_like_the_others():
+    with pytest.raises(ConfigError, match="admin_database_url"):
+        load_settings(environ={"MOVIEREC_ADMIN_DATABASE_URL": "mysql://x/y"}, toml_path=None)
