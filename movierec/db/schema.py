@@ -58,6 +58,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     password_hash: Mapped[str | None] = mapped_column(Text)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Set by an administrator (0012): nobody may log in, every session and token ended.
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Part of every login session; raising it ends all of them ("log out everywhere").
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     source: Mapped[str | None] = mapped_column(String(32))
