@@ -25,6 +25,7 @@ from movierec.web import (
     health,
     metrics,
     movies,
+    onboarding,
     picks,
     popular,
     ratings,
@@ -91,6 +92,7 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
     for blueprint in (movies.bp, ratings.bp, recommendations.bp, account.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(admin.bp)
+    onboarding.init_app(app)
     auth.init_app(app, settings)
     errors.init_app(app)
     app.after_request(_security_headers)

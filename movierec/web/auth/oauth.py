@@ -293,8 +293,9 @@ def finish_login(
     signed_in = CurrentUser.of(user)
     commit()
     start_session(signed_in)
-    if welcome:
+    if welcome:  # a new account: the first visit's two steps
         flash(welcome, "info")
+        return redirect(url_for("onboarding.genres"))
     return redirect(pending.get("next") or url_for("movies.index"))
 
 

@@ -78,8 +78,7 @@ def signup() -> Response | str:
         else:
             commit()
             start_session(CurrentUser(user_id, form.username.data))
-            flash("Welcome! Rate a few movies to get recommendations.", "info")
-            return redirect(url_for("movies.index"))
+            return redirect(url_for("onboarding.genres"))  # the first visit's two steps
     return render_template("auth/signup.html", form=form)
 
 
