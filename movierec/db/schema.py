@@ -179,6 +179,17 @@ class MovieSource(Base):
     movie_id: Mapped[int] = mapped_column(BigInteger, index=True)
 
 
+class MovieArrival(Base):
+    """When a movie was added (0013): written by a trigger on movies, for "new this week"."""
+
+    __tablename__ = "movie_arrivals"
+
+    movie_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("movie_arrivals_added_at", "added_at"),)
+
+
 class Rating(Base):
     """A user's rating of a movie; partitioned by hash (user_id). References users and
     movies (triggers; deleting either deletes the rating)."""

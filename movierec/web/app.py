@@ -25,6 +25,7 @@ from movierec.web import (
     health,
     metrics,
     movies,
+    new_movies,
     onboarding,
     picks,
     popular,
@@ -93,6 +94,7 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
         app.register_blueprint(blueprint)
     app.register_blueprint(admin.bp)
     onboarding.init_app(app)
+    new_movies.init_app(app)
     auth.init_app(app, settings)
     errors.init_app(app)
     app.after_request(_security_headers)

@@ -15,9 +15,6 @@ The candidates (one aggregate over the ratings) are kept per process for
 
 from __future__ import annotations
 
-import threading
-import time
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -26,8 +23,9 @@ from werkzeug.wrappers import Response
 from movierec.db.onboarding import Candidate, candidate_stats, informative_order
 from movierec.db.schema import Rating
 from movierec.web import catalog
-from movierec.web.db import connection, get_session, read_session
+from movierec.web.db import connection, get_session
 from movierec.web.forms import HALF_STARS, PreferencesForm
+from movierec.web.refreshed import Refreshed
 from movierec.web.users import preferred_genres, save_preferred_genres
 from movierec.web.users import rate as rate_movie
 from movierec.web.writes import commit_taste_change
@@ -40,27 +38,8 @@ TTL_SECONDS = 600.0
 EXTENSION = "movierec.onboarding"
 
 
-class Candidates:
-    """The most-rated movies with their spreads, read at most every ``ttl`` seconds."""
-
-    def __init__(self, ttl: float = TTL_SECONDS):
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._found: list[Candidate] = []
-        self._expires = 0.0
-
-    def get(self) -> list[Candidate]:
-        """Raises :class:`DatabaseUnavailable` when there is no answer yet to keep."""
-        with self._lock:
-            if time.monotonic() >= self._expires:
-                with read_session() as session:
-                    self._found = candidate_stats(session)
-                self._expires = time.monotonic() + self.ttl
-            return self._found
-
-
 def init_app(app) -> None:
-    app.extensions[EXTENSION] = Candidates()
+    app.extensions[EXTENSION] = Refreshed(candidate_stats, TTL_SECONDS)
     app.register_blueprint(bp)
 
 
