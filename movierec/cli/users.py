@@ -16,6 +16,7 @@ from movierec.cli.common import console
 from movierec.cli.db_history import admin_session
 from movierec.db import accounts
 from movierec.errors import BadInput
+from movierec.web.auth import Passwords
 from movierec.wire.accounts import read_new_password, read_username
 
 app = typer.Typer(
@@ -83,8 +84,6 @@ def create(
     username = read_username(username)
     password = read_new_password(_password(password_file), username)
     # Hashed as the site hashes (argon2id with its default costs), so the site can check it.
-    from movierec.web.auth import Passwords
-
     password_hash = Passwords().hasher.hash(password)
     with admin_session(ctx) as session:
         user_id = accounts.create_account(session, username, password_hash, admin)
