@@ -121,6 +121,8 @@ def new_this_week(shown: Iterable[catalog.MovieItem] = ()) -> list[catalog.Movie
         return []
     listed = {m.id for m in shown}
     found = [a for a in current_app.extensions[EXTENSION].get() if a.movie.id not in listed]
+    if not found:  # the common case: nothing new, and nothing more to read
+        return []
     return for_user(get_session(), current_user.id, found)
 
 
