@@ -10,7 +10,7 @@ next "for you" list is asked anew, and the recommender folds the new ratings in 
 database (or the context the site sends) — no retraining needed.
 
 The candidates (one aggregate over the ratings) are kept per process for
-:data:`TTL_SECONDS`: a minute-old count serves a first visit as well as a fresh one.
+:data:`TTL_SECONDS`: a ten-minute-old count serves a first visit as well as a fresh one.
 """
 
 from __future__ import annotations

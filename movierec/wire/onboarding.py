@@ -35,7 +35,7 @@ def read_ratings(form: Mapping[str, str]) -> dict[int, float]:
 
 
 def _half_stars(value: str) -> float:
-    # The form's values are "0.5" ... "5"; anything else (" 4", "4e0", "nan") is refused.
+    # The form's values are "0.5" ... "5"; "4e0", "nan" or "٤" (which float() takes) are not.
     if not value.replace(".", "", 1).isascii() or not value.replace(".", "", 1).isdigit():
         raise BadInput(f"rating {value[:20]!r} is not from 0.5 to 5 in steps of 0.5")
     return float(value)
