@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from movierec.db.schema import Movie, MovieArrival, Rating
+from movierec.errors import DatabaseUnavailable
 from movierec.web import catalog
 from movierec.web.content import fit, taste_of
 from movierec.web.db import get_session
@@ -116,14 +117,18 @@ def for_user(session: Session, user_id: int, candidates: list[Arrival], k: int =
 
 def new_this_week(shown: Iterable[catalog.MovieItem] = ()) -> list[catalog.MovieItem]:
     """The slot for the logged-in user, none of the movies ``shown`` above it (a template
-    global: "for you" renders it)."""
+    global: "for you" renders it); empty when the database does not answer, as the slot is
+    an extra the page can do without."""
     if not current_user.is_authenticated:
         return []
     listed = {m.id for m in shown}
-    found = [a for a in current_app.extensions[EXTENSION].get() if a.movie.id not in listed]
-    if not found:  # the common case: nothing new, and nothing more to read
+    try:
+        found = [a for a in current_app.extensions[EXTENSION].get() if a.movie.id not in listed]
+        if not found:  # the common case: nothing new, and nothing more to read
+            return []
+        return for_user(get_session(), current_user.id, found)
+    except DatabaseUnavailable:  # a shard down, say: the page goes on without its extra
         return []
-    return for_user(get_session(), current_user.id, found)
 
 
 def init_app(app: Flask) -> None:

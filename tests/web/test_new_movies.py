@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from movierec.db import Movie, Rating, User
 from movierec.db.schema import MovieArrival
+from movierec.errors import DatabaseUnavailable
 from movierec.web import new_movies
 from movierec.web.content import fit, taste_of, title_words
 
@@ -99,3 +100,16 @@ def test_no_slot_without_new_movies(client, seed, helpers, ai):
     helpers.log_in(client, "ann")
     page = client.get("/for-you")
     assert page.status_code == 200 and "New this week" not in page.get_data(as_text=True)
+
+
+def test_the_page_goes_on_without_the_slot_when_its_read_fails(
+    client, seed, sequel, helpers, ai, monkeypatch
+):
+    def down(_session):
+        raise DatabaseUnavailable("the shard holding some movies is down")
+
+    ai.recommendations[seed.ann] = [(seed.toy, 0.9)]
+    helpers.log_in(client, "ann")
+    monkeypatch.setattr(client.application.extensions[new_movies.EXTENSION], "read", down)
+    page = client.get("/for-you")
+    assert page.status_code == 200 and helpers.titles(page) == ["Toy Story"]
