@@ -141,6 +141,9 @@ def ensure_model(database: Database, settings: Settings, say: Say) -> None:
         quality = ""
         if report.top_n is not None:
             quality = f", hold-out NDCG@10 {report.top_n.ndcg:.3f}"
+            if report.baseline_top_n is not None:
+                # The yardstick: most-rated movies first, on the same hold-out.
+                quality += f" (popularity baseline {report.baseline_top_n.ndcg:.3f})"
         elif report.metrics:
             quality = f", hold-out RMSE {report.metrics.rmse:.3f}"
         say(f"model: {report.artifact.version}{quality}")

@@ -93,6 +93,8 @@ class TrainReport:
     top_n: TopN | None = None
     algo: str = ALGORITHM
     kind: str = "rating"
+    # The most-rated movies (the popularity algorithm) on the same hold-out: the yardstick.
+    baseline_top_n: TopN | None = None
 
 
 def fit_svd(data: RatingsData, params: TrainParams, rows: np.ndarray | None = None) -> Factors:
@@ -153,6 +155,15 @@ def score_top_n(
     return top_n_metrics(lambda users: fitted.score_users(users, seen), seen, held, k)
 
 
+def popularity_baseline(
+    data: RatingsData, split: tuple[np.ndarray, np.ndarray], seed: int, k: int = TOP_K
+) -> TopN:
+    """Top-``k`` metrics of recommending the most-rated movies, on ``split``: what a ranking
+    model's hold-out numbers are read against (it costs a count per movie)."""
+    popularity = get_algorithm("popularity")
+    return ranking_metrics(data, popularity, popularity.resolve(None), split, seed, k)
+
+
 def resolve_algo(name: str | None, n_items: int, ease_max_items: int | None = None) -> str:
     """``auto`` (or None) becomes ``easeals`` or ``als`` by catalogue size; others are
     checked."""
@@ -191,13 +202,14 @@ def train_on_data(
     report = progress or _quiet
     started = datetime.now(UTC)
     metrics: Metrics | None = None
-    top_n: TopN | None = None
+    top_n = baseline_top_n = None
     if test_size > 0:
         if algorithm.kind == RANKING:
             stage = f"fitting {algorithm.name} without each user's latest {test_size:.0%}"
             report(stage, 0, 1)
             split = time_split(data, test_size, seed)
             top_n = ranking_metrics(data, algorithm, resolved, split, seed)
+            baseline_top_n = popularity_baseline(data, split, seed)
         else:
             stage = f"fitting {algorithm.name} on {1 - test_size:.0%} for evaluation"
             report(stage, 0, 1)
@@ -238,6 +250,7 @@ def train_on_data(
         "n_ratings": data.n_ratings,
         "metrics": metrics.as_dict() if metrics else None,
         "top_n": top_n.as_dict() if top_n else None,
+        "baseline_top_n": baseline_top_n.as_dict() if baseline_top_n else None,
         "evaluation": "time-ordered hold-out per user" if top_n else "random hold-out",
         "fitted_on": "all ratings",
         "trained_at": started.isoformat(timespec="seconds"),
@@ -249,7 +262,7 @@ def train_on_data(
     report("writing artifact", 1, 1)
     return TrainReport(
         info, metrics, data.n_users, data.n_items, data.n_ratings, train_seconds, top_n,
-        algorithm.name, algorithm.kind,
+        algorithm.name, algorithm.kind, baseline_top_n,
     )  # fmt: skip
 
 

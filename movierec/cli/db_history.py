@@ -68,7 +68,9 @@ def admin_actor() -> str:
 
 
 @contextmanager
-def _session(ctx: typer.Context, readonly: bool = False) -> Iterator[Session]:
+def admin_session(ctx: typer.Context, readonly: bool = False) -> Iterator[Session]:
+    """A session on the configured database that commits on success; changes in it are
+    recorded as ``admin:<os user>`` (:func:`admin_actor`)."""
     database = Database(settings_from(ctx))
     try:
         with database.session(readonly=readonly) as session:
@@ -91,7 +93,7 @@ def list_(
 ) -> None:
     """The newest recorded changes."""
     moment = parse_time(since) if since else None
-    with _session(ctx, readonly=True) as session:
+    with admin_session(ctx, readonly=True) as session:
         changes = list_changes(session, table=table, since=moment, actor=user, limit=limit)
     if not changes:
         console.print("no changes recorded")
@@ -102,7 +104,7 @@ def list_(
 @app.command()
 def show(ctx: typer.Context, change_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """One change, with the row before and after it as JSON."""
-    with _session(ctx, readonly=True) as session:
+    with admin_session(ctx, readonly=True) as session:
         change = show_change(session, change_id)
     change_set = change.change_set if change.change_set is not None else "-"
     _say(f"change {change.id}: {change.op} {change.table} {_compact(change.key)}")
@@ -132,7 +134,7 @@ def rollback_(
     if (to is None) == (to_time is None):
         raise BadInput("give --to ID or --to-time TIME (exactly one)")
     moment = parse_time(to_time) if to_time else None
-    with _session(ctx) as session:
+    with admin_session(ctx) as session:
         preview = rollback(session, to_id=to, to_time=moment, table=table, dry_run=True)
     _print_preview(preview)
     if dry_run:
@@ -142,7 +144,7 @@ def rollback_(
         return
     if not yes:
         typer.confirm(f"Revert these {preview.changes} changes?", abort=True)
-    with _session(ctx) as session:
+    with admin_session(ctx) as session:
         report = rollback(
             session, to_id=to, to_time=moment, table=table, through_id=preview.through_id
         )
@@ -166,7 +168,7 @@ def prune_(
             "be rolled back.",
             abort=True,
         )
-    with _session(ctx) as session:
+    with admin_session(ctx) as session:
         report = prune(session, moment)
     dropped = f" ({len(report.partitions)} monthly partitions dropped)" if report.partitions else ""
     _say(f"deleted {report.rows} history rows{dropped} and {report.change_sets} change sets")

@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from movierec.cli import backup, cluster, data, db, demo, director, model, serve
+from movierec.cli import backup, cluster, data, db, demo, director, model, serve, users
 from movierec.cli.common import debug_enabled, err_console
 from movierec.config import load_settings
 from movierec.errors import MovierecError
@@ -46,6 +46,7 @@ app.add_typer(serve.app, name="serve")
 app.add_typer(backup.app, name="backup")
 app.add_typer(director.app, name="director")
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(users.app, name="users")
 app.command("demo")(demo.demo)
 
 

@@ -68,6 +68,13 @@ WHERE NOT EXISTS (SELECT 1 FROM movie_sources ms
 ORDER BY source_id
 """
 
+# Sets movierec.catalogue_load for the transaction when no movie of the source exists yet.
+_FIRST_LOAD = """
+SELECT set_config('movierec.catalogue_load',
+                  CASE WHEN EXISTS (SELECT 1 FROM movie_sources WHERE source = %(source)s::text)
+                       THEN 'off' ELSE 'on' END, true)
+"""
+
 # An imported user someone has since renamed keeps the new name: DO NOTHING, not DO UPDATE.
 _UPSERT_USERS = """
 INSERT INTO users (username, source, source_id)
@@ -265,8 +272,13 @@ def analyze_targets(cur: psycopg.Cursor) -> None:
 
 
 def upsert_movies(cur: psycopg.Cursor, source: str) -> None:
+    """Update the source's movies and insert its new ones. A first load of the source is the
+    catalogue, not new arrivals: it is not recorded in ``movie_arrivals`` (migration 0013),
+    a later load's new movies are ("new this week" on the site)."""
     cur.execute(_UPDATE_MOVIES, {"source": source})
+    cur.execute(_FIRST_LOAD, {"source": source})
     cur.execute(_INSERT_MOVIES, {"source": source})
+    cur.execute("SELECT set_config('movierec.catalogue_load', 'off', true)")
 
 
 def upsert_users(cur: psycopg.Cursor, source: str, username_prefix: str) -> None:

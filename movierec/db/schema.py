@@ -59,6 +59,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     password_hash: Mapped[str | None] = mapped_column(Text)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Set by an administrator (0012): nobody may log in, every session and token ended.
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Part of every login session; raising it ends all of them ("log out everywhere").
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     source: Mapped[str | None] = mapped_column(String(32))
@@ -176,6 +178,17 @@ class MovieSource(Base):
     source: Mapped[str] = mapped_column(String(32), primary_key=True)
     source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     movie_id: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class MovieArrival(Base):
+    """When a movie was added (0013): written by a trigger on movies, for "new this week"."""
+
+    __tablename__ = "movie_arrivals"
+
+    movie_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("movie_arrivals_added_at", "added_at"),)
 
 
 class Rating(Base):

@@ -27,6 +27,8 @@ from movierec.web import (
     impressions,
     metrics,
     movies,
+    new_movies,
+    onboarding,
     picks,
     popular,
     ratings,
@@ -95,6 +97,8 @@ def create_app(test_config: Settings | Mapping[str, Any] | None = None) -> Flask
         app.register_blueprint(blueprint)
     app.register_blueprint(admin.bp)
     app.register_blueprint(dashboard.bp)
+    onboarding.init_app(app)
+    new_movies.init_app(app)
     auth.init_app(app, settings)
     errors.init_app(app)
     app.after_request(_security_headers)

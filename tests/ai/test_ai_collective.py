@@ -165,6 +165,15 @@ def blend(groups, tmp_path_factory):
     return data, model_dir, report
 
 
+def test_the_report_carries_the_popularity_baseline_on_the_same_hold_out(blend):
+    """The yardstick the demo prints beside the model's NDCG@10 (issue 21)."""
+    _, _, report = blend
+    baseline = report.baseline_top_n
+    assert baseline is not None and baseline.n_users == report.top_n.n_users
+    assert 0 < baseline.ndcg < report.top_n.ndcg
+    assert report.artifact.meta["baseline_top_n"]["ndcg"] == pytest.approx(baseline.ndcg)
+
+
 def test_the_blend_trains_and_its_artifact_round_trips(blend):
     data, model_dir, report = blend
     meta = report.artifact.meta

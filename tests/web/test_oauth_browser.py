@@ -63,7 +63,7 @@ def test_log_in_link_set_password_log_out_and_back_in(page, site, providers, dat
     # First login at the provider creates the account, named as the provider names her.
     page.click("button:has-text('Log in with Test OP')")
     sign_in_at_provider(page, providers.oidc, "alice")
-    page.wait_for_url(f"{site.url}/")
+    page.wait_for_url(f"{site.url}/welcome")  # a new account: the first visit's steps
     assert page.inner_text("header nav button") == "Log out Test alice"
     assert "Welcome, Test alice!" in page.inner_text("main")
 
@@ -145,7 +145,7 @@ def test_replayed_callback_is_refused(page, browser, site, providers):
         lambda r: callbacks.append(r.url) if "/auth/oauth/oidc/authorized" in r.url else None,
     )
     log_in_with(page, site, "Test OP", providers.oidc, "alice")
-    page.wait_for_url(f"{site.url}/")
+    page.wait_for_url(f"{site.url}/welcome")
     assert len(callbacks) == 1
 
     # Again in the same browser: its sign-in was used up.
@@ -187,7 +187,7 @@ def test_a_name_from_the_provider_is_shown_as_text(page, site, providers):
     """XSS through the provider's ``name`` claim ("Test <login>"): it must stay text."""
     login = '<img src=x onerror="document.title=1">'
     log_in_with(page, site, "Test OP", providers.oidc, login)
-    page.wait_for_url(f"{site.url}/")
+    page.wait_for_url(f"{site.url}/welcome")
     assert page.inner_text("header nav button") == f"Log out Test {login}"
     page.goto(f"{site.url}/account")
     assert page.inner_text("h1") == f"Test {login}"

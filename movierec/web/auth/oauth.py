@@ -54,7 +54,7 @@ from movierec.web.auth.providers import (
     configured_providers,
     fetch_profile,
 )
-from movierec.web.auth.sessions import CurrentUser, safe_next, start_session
+from movierec.web.auth.sessions import LOCKED, CurrentUser, safe_next, start_session
 from movierec.web.db import commit, get_session
 
 log = logging.getLogger(__name__)
@@ -286,12 +286,16 @@ def finish_login(
         welcome = f"Welcome, {user.display_name or user.username}! Your account is ready."
     else:
         welcome = None
+        if user.locked_at is not None:  # movierec users lock: no way in, OAuth neither
+            flash(LOCKED, "error")
+            return redirect(url_for("auth.login"))
     blueprint.storage.set(blueprint, token, user_id=user.id)
     signed_in = CurrentUser.of(user)
     commit()
     start_session(signed_in)
-    if welcome:
+    if welcome:  # a new account: the first visit's two steps
         flash(welcome, "info")
+        return redirect(url_for("onboarding.genres"))
     return redirect(pending.get("next") or url_for("movies.index"))
 
 

@@ -20,10 +20,17 @@ from flask import (
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
+from movierec.errors import BadInput
 from movierec.web.auth import oauth, throttle
 from movierec.web.auth.forms import LoginForm, SignupForm
 from movierec.web.auth.limits import THROTTLE, TOO_MANY
-from movierec.web.auth.sessions import CurrentUser, end_session, safe_next, start_session
+from movierec.web.auth.sessions import (
+    LOCKED,
+    CurrentUser,
+    end_session,
+    safe_next,
+    start_session,
+)
 from movierec.web.auth.throttle import LoginThrottle
 from movierec.web.db import commit, get_session
 from movierec.web.users import create_user, set_password_hash, user_by_name
@@ -71,8 +78,7 @@ def signup() -> Response | str:
         else:
             commit()
             start_session(CurrentUser(user_id, form.username.data))
-            flash("Welcome! Rate a few movies to get recommendations.", "info")
-            return redirect(url_for("movies.index"))
+            return redirect(url_for("onboarding.genres"))  # the first visit's two steps
     return render_template("auth/signup.html", form=form)
 
 
@@ -82,14 +88,18 @@ def login() -> Response | str:
     target = safe_next(request.args.get("next"))
     if form.validate_on_submit():
         account, address = _attempt(form.username.data)
-        user = check_password(form.username.data, form.password.data)
-        if user is not None:
-            _guard().succeeded(account, address)
-            start_session(user)
-            response = redirect(target or url_for("movies.index"))
-            throttle.remember_device(response, account)
-            return response
-        flash(BAD_LOGIN, "error")
+        try:
+            user = check_password(form.username.data, form.password.data)
+        except BadInput as locked:
+            flash(str(locked), "error")
+        else:
+            if user is not None:
+                _guard().succeeded(account, address)
+                start_session(user)
+                response = redirect(target or url_for("movies.index"))
+                throttle.remember_device(response, account)
+                return response
+            flash(BAD_LOGIN, "error")
     return render_template(
         "auth/login.html", form=form, providers=oauth.available_providers(), next=target
     )
@@ -133,12 +143,15 @@ def _guard() -> LoginThrottle:
 
 
 def check_password(username: str, password: str) -> CurrentUser | None:
-    """The user when ``password`` is theirs; None for any failure, told apart to no one."""
+    """The user when ``password`` is theirs; None for any failure, told apart to no one.
+    Raises :class:`BadInput` (:data:`LOCKED`) when it is theirs and the account is locked."""
     db, hashing = get_session(), passwords()
     user = user_by_name(db, username)
     stored = user.password_hash if user is not None and user.password_hash else None
     if not hashing.verify(stored, password) or user is None or stored is None:
         return None
+    if user.locked_at is not None:  # told only to whoever knows the password
+        raise BadInput(LOCKED)
     if hashing.hasher.check_needs_rehash(stored):
         set_password_hash(db, user.id, hashing.hasher.hash(password))
         commit()

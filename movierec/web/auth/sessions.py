@@ -59,6 +59,8 @@ LOGIN_KEYS = ("_user_id", "_fresh", "_id", GENERATION, SESSION_ID, LOGGED_IN_AT,
 IDLE = "SESSION_IDLE_SECONDS"  # Flask config, from session_idle_minutes
 LIFETIME = "SESSION_LIFETIME_SECONDS"  # Flask config, from session_lifetime_hours
 BEARER = "Bearer "
+# What a login to an account an administrator locked (``movierec users lock``) is told.
+LOCKED = "This account is locked; ask the site's administrators."
 # The g key of the session's user as this request found or read them: (user id, session
 # id), user.
 SESSION_USER = "session_user"
@@ -131,6 +133,7 @@ def _authenticate_token_or_check_csrf() -> None:
 _USER_COLUMNS = (
     User.id, User.username, User.display_name, User.is_admin, User.session_generation,
     exists().where(EndedSession.session_id == bindparam("session_id")).label("session_ended"),
+    User.locked_at.isnot(None).label("locked"),
 )  # fmt: skip
 _USER = select(*_USER_COLUMNS).where(User.id == bindparam("user_id"))
 
@@ -258,8 +261,9 @@ def _cached_user(user_id: int, session_id: str) -> CurrentUser | None:
 
 def _remember(user_id: int, session_id: str, row: Row | None, stamp: int) -> CurrentUser | None:
     """The user of ``row`` (read at ``stamp``), kept for this request and this worker; None
-    for no row or a session that was logged out."""
-    if row is None or row.session_ended:
+    for no row, a session that was logged out or a locked account (``movierec users lock``:
+    its generation was raised too, but a lock must hold even against a login made since)."""
+    if row is None or row.session_ended or row.locked:
         return None
     user = CurrentUser.of(row)
     cache.caches().users.put((user_id, session_id), cache.Stamped(user, stamp))
