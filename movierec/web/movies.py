@@ -8,7 +8,7 @@ from flask_login import current_user
 from movierec.db import ShardUnavailable
 from movierec.db.schema import GENRES
 from movierec.errors import BadInput
-from movierec.web import cache, catalog, picks, popular
+from movierec.web import cache, catalog, picks, popular, stars
 from movierec.web.db import commit, get_session, read_session
 from movierec.web.forms import RateForm
 from movierec.web.users import rating_of, record_search
@@ -35,11 +35,14 @@ def search() -> tuple[str, int]:
     except BadInput as exc:
         flash(f"Search not understood: {exc}.", "error")
         return render_template("movies/search.html", page=None, genres=GENRES), 400
-    page = None
+    page, movies = None, ()
     if not query.is_empty:
         remember_search(query)
         page = cache.search(query)
-    return render_template("movies/search.html", page=page, query=query, genres=GENRES), 200
+        movies = stars.with_stars(page.movies)  # the page is everyone's; the stars are yours
+    return render_template(
+        "movies/search.html", page=page, movies=movies, query=query, genres=GENRES
+    ), 200
 
 
 @bp.get("/movies/<id:movie_id>")
@@ -55,7 +58,13 @@ def detail(movie_id: int) -> str:
             flash("Your ratings are out of reach for a moment; try again soon.", "error")
         form.rating.data = None if mine is None else str(mine)
     similar = picks.similar_to(movie_id, SIMILAR_ON_PAGE)
-    return render_template("movies/detail.html", movie=movie, mine=mine, form=form, similar=similar)
+    # The movie's and its similar movies' stars in one call.
+    predicted = stars.for_movies([movie_id, *(m.id for m in similar.movies)])
+    return render_template(
+        "movies/detail.html", movie=movie, mine=mine, form=form, similar=similar,
+        similar_movies=tuple(m.with_stars(predicted.get(m.id)) for m in similar.movies),
+        predicted=None if mine is not None else catalog.shown_stars(predicted.get(movie_id)),
+    )  # fmt: skip
 
 
 def remember_search(query: catalog.SearchQuery) -> None:
