@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-# λ in stars²: how many new ratings it takes to move a vector by as much as its prior holds
-# (measured on ml-100k's hold-out of each user's latest ratings by bench/bench_stars.py).
-FOLD_IN_REG = 5.0
+# λ in stars²: how firmly the trained vector holds against new ratings. The best of 0.5 to 20
+# for users folded in from nothing on ml-100k's hold-out of each user's latest ratings
+# (bench/bench_stars.py, BENCHMARKS.md).
+FOLD_IN_REG = 10.0
 
 
 def fold_in(

@@ -28,7 +28,7 @@ from movierec.ai.base import Recommendations, Recommender, Signals, Similar, cli
 from movierec.ai.candidates import Candidates, ServesCandidates, Shard, check_k, top_k
 from movierec.ai.dataset import RatingsData, dense_index, dense_lookup
 from movierec.ai.factors import Factors
-from movierec.ai.fold_in import fold_in
+from movierec.ai.fold_in import FOLD_IN_REG, fold_in
 from movierec.ai.stats import COUNTERS
 from movierec.errors import ModelNotReady, NotFound
 
@@ -174,6 +174,7 @@ class FactorModel(ServesCandidates, Recommender):
         self._rated_items = arrays["rated_items"]
         self._genre_column = {g.casefold(): j for j, g in enumerate(self.genre_names)}
         self.biased = bool(self.meta.get("biased", True))  # False for NMF
+        self.fold_in_reg = float(self.meta.get("fold_in_reg", FOLD_IN_REG))
         self._check_shapes()
         dim = self._qi.shape[1] + (1 if self.biased else 0)
         if ann is not None and (ann.n, ann.dim) != (self.n_items, dim):
@@ -406,6 +407,6 @@ class FactorModel(ServesCandidates, Recommender):
         targets = np.fromiter((r for _, r in new), np.float64, len(new))[found]
         if self.biased:
             targets -= self.global_mean + np.asarray(self._bi[rows], dtype=np.float64)
-            x = fold_in(self._qi[rows], targets, np.r_[prior_p, prior_b])
+            x = fold_in(self._qi[rows], targets, np.r_[prior_p, prior_b], self.fold_in_reg)
             return x[:dim], float(x[dim])
-        return fold_in(self._qi[rows], targets, prior_p, biased=False), 0.0
+        return fold_in(self._qi[rows], targets, prior_p, self.fold_in_reg, biased=False), 0.0
