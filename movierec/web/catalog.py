@@ -87,6 +87,7 @@ class SearchQuery:
     genre: str | None = None
     year: int | None = None
     page: int = 1
+    sort: str = "relevance"  # one of movierec.wire.site.SEARCH_SORTS
 
     @property
     def is_empty(self) -> bool:
@@ -104,12 +105,25 @@ def parse_search(args: Mapping[str, str]) -> SearchQuery:
     """The search in request arguments (``q``, ``genre``, ``year``, ``page``, read by
     :data:`movierec.wire.site.SEARCH`). Raises :class:`BadInput` naming every malformed one."""
     found = site.SEARCH.read(args)
-    return SearchQuery(q=found["q"], genre=found["genre"], year=found["year"], page=found["page"])
+    return SearchQuery(
+        q=found["q"], genre=found["genre"], year=found["year"], page=found["page"],
+        sort=found["sort"],
+    )  # fmt: skip
+
+
+# Orders a search may ask for besides relevance (site.SEARCH_SORTS); ties by the rest.
+_ORDERS = {
+    "title": (Movie.title,),
+    "newest": (Movie.year.desc().nulls_last(), Movie.title),
+    "oldest": (Movie.year.asc().nulls_last(), Movie.title),
+}
 
 
 def search(session: Session, query: SearchQuery) -> SearchPage:
     """One page of movies matching ``query``, best matches first."""
     stmt = select(*_COLUMNS)
+    if query.sort in _ORDERS:  # a chosen order comes before any relevance
+        stmt = stmt.order_by(*_ORDERS[query.sort])
     if query.q:
         words = func.plainto_tsquery("simple", query.q)
         word_match = Movie.title_tsv.bool_op("@@")(words)
@@ -127,7 +141,7 @@ def search(session: Session, query: SearchQuery) -> SearchPage:
         stmt = stmt.where(Movie.genres.contains([query.genre]))
     if query.year:
         stmt = stmt.where(Movie.year == query.year)
-    if not query.q:
+    if not query.q and query.sort not in _ORDERS:
         stmt = stmt.order_by(Movie.title)
     stmt = stmt.order_by(Movie.id).offset((query.page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     rows = [_item(row) for row in session.execute(stmt)]

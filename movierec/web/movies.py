@@ -12,6 +12,7 @@ from movierec.web import cache, catalog, picks, popular, stars
 from movierec.web.db import commit, get_session, read_session
 from movierec.web.forms import RateForm
 from movierec.web.users import rating_of, record_search
+from movierec.wire import site
 
 bp = Blueprint("movies", __name__)
 POPULAR_ON_HOME = 24
@@ -34,15 +35,18 @@ def search() -> tuple[str, int]:
         query = catalog.parse_search(request.args)
     except BadInput as exc:
         flash(f"Search not understood: {exc}.", "error")
-        return render_template("movies/search.html", page=None, genres=GENRES), 400
+        return render_template(
+            "movies/search.html", page=None, genres=GENRES, sorts=site.SEARCH_SORTS
+        ), 400
     page, movies = None, ()
     if not query.is_empty:
         remember_search(query)
         page = cache.search(query)
         movies = stars.with_stars(page.movies)  # the page is everyone's; the stars are yours
     return render_template(
-        "movies/search.html", page=page, movies=movies, query=query, genres=GENRES
-    ), 200
+        "movies/search.html", page=page, movies=movies, query=query, genres=GENRES,
+        sorts=site.SEARCH_SORTS,
+    ), 200  # fmt: skip
 
 
 @bp.get("/movies/<id:movie_id>")
