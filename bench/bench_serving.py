@@ -20,6 +20,9 @@ HAProxy processes.
 
     .venv/bin/python bench/bench_serving.py [--duration 10] [--repeat 3] [--state-dir DIR]
         [--configs 1x1,...] [--pages for-you,movie,search]
+
+Code A against code B: alternate runs on one ``--state-dir`` (the data is made once), the
+old tree's with ``PYTHONPATH=bench/code_from:<its worktree>`` (see bench/code_from).
 """
 
 from __future__ import annotations
