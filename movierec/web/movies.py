@@ -15,6 +15,7 @@ from movierec.web.users import rating_of, record_search
 from movierec.wire import site
 
 bp = Blueprint("movies", __name__)
+bp.add_app_template_filter(stars.badge, "star_badge")  # every page's movie lists use it
 POPULAR_ON_HOME = 24
 SIMILAR_ON_PAGE = 8
 USERS_OWN = frozenset({"same-origin", "none"})  # Sec-Fetch-Site of a search the user made
