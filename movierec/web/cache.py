@@ -18,10 +18,12 @@ Staleness, cache by cache:
   recommendations miss needs besides the recommender's answer, so that it asks the database
   only for movies no recent list showed.
 * ``similar`` (a movie's similar movies, per model version; LRU, 10 min TTL).
-* ``predictions`` (per user, the predicted stars of the movies their pages showed, LRU by
-  activity): kept and checked exactly as ``recommendations`` are (:class:`UserLists`, one
+* ``predictions`` (per user, the predicted stars of the movies their pages showed; LRU,
+  10 min TTL): kept and checked exactly as ``recommendations`` are (:class:`UserLists`, one
   entry per user), so a new rating shows new stars on the next page; a "for you" list's
-  stars come with the list and live in ``recommendations``.
+  stars come with the list and live in ``recommendations``. The model version compared is
+  the one ``/health`` reports, the ranking model's when there is one: a rating model
+  promoted alone shows its stars within the TTL.
 * ``recommendations`` (per user, LRU by activity): valid only while both the model version
   (from the AI servers' ``/health``, checked at most every few seconds) and the user's *taste
   version* are what they were when the entry was made. The taste version (number of ratings,
@@ -277,7 +279,7 @@ class WebCaches:
             recommendations=BoundedCache(
                 "recommendations", "lru", on * 20_000, total * 3 // 16, None
             ),
-            predictions=BoundedCache("predictions", "lru", on * 20_000, total // 16, None),
+            predictions=BoundedCache("predictions", "lru", on * 20_000, total // 16, 600.0, clock),
             fragments=BoundedCache("fragments", "lru", on * 20_000, total // 8, None),
             movie_html=BoundedCache("movie_html", "lfu", on * 50_000, total // 16, 600.0, clock),
             users=BoundedCache("users", "lru", on * 50_000, total // 16, None),

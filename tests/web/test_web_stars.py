@@ -73,3 +73,21 @@ def test_with_the_recommender_down_pages_render_without_stars(client, seed, ai, 
         assert "you'd rate it" not in answer.get_data(as_text=True)
     with app.app_context():
         assert cache.caches().predictions.peek((seed.ann, 0)) is None  # nothing kept
+
+
+def test_kept_stars_are_asked_again_after_ten_minutes(app, seed, ai, helpers):
+    """A rating model promoted alone does not change the version /health reports (the
+    ranking model's): the kept stars then live at most the cache's TTL."""
+    now = [1000.0]
+    app.extensions[cache.EXTENSION] = cache.WebCaches.sized(64, clock=lambda: now[0])
+    client = app.test_client()
+    ai.stars[seed.ann] = {seed.alien: 4.14}
+    helpers.log_in(client, "ann")
+    client.get(f"/movies/{seed.alien}")
+    now[0] += 599
+    client.get(f"/movies/{seed.alien}")
+    assert len(predictions_calls(ai)) == 1
+    ai.stars[seed.ann] = {seed.alien: 2.0}
+    now[0] += 2
+    page = client.get(f"/movies/{seed.alien}").get_data(as_text=True)
+    assert len(predictions_calls(ai)) == 2 and BADGE.format(2.0) in page
