@@ -19,6 +19,10 @@ Prints a markdown table, with the CPU time each request cost the web, AI, Postgr
 HAProxy processes.
 
     .venv/bin/python bench/bench_serving.py [--duration 10] [--repeat 3] [--state-dir DIR]
+        [--configs 1x1,...] [--pages for-you,movie,search]
+
+Code A against code B: alternate runs on one ``--state-dir`` (the data is made once), the
+old tree's with ``PYTHONPATH=bench/code_from:<its worktree>`` (see bench/code_from).
 """
 
 from __future__ import annotations
@@ -51,6 +55,19 @@ COLD_WARMUP_USERS = range(COLD_USERS + 1, DATA.users + 1)
 WARM_USERS = 50
 WARMUP_SECONDS = 3
 ENDPOINTS = ("/for-you", "/api/recommendations?k=10")
+# The pages by name (--pages): logged-in users each, the movie and search pages rotating over
+# 50 popular movies and 10 genre searches (the pages shared by users stay warm; what is each
+# user's own, their stars, is what cold measures).
+PAGES = {
+    "for-you": ("/for-you", ["/for-you"]),
+    "api": ("/api/recommendations?k=10", ["/api/recommendations?k=10"]),
+    "movie": ("/movies/ID", [f"/movies/{m}" for m in range(1, 51)]),
+    "search": ("/search?genre=G", [
+        f"/search?genre={g}"
+        for g in ("Drama", "Comedy", "Action", "Thriller", "Romance", "Adventure", "Crime",
+                  "Sci-Fi", "Horror", "Children")
+    ]),
+}  # fmt: skip
 CPU_ROLES = {"web": "web", "ai": "AI", "primary": "PG", "director": "HAProxy"}
 LUA = """
 cookies = {%s}
@@ -265,6 +282,11 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per row; the row shows the median one"
     )
+    parser.add_argument(
+        "--pages",
+        help=f"only these pages' rows, cold and warm (comma list of {', '.join(PAGES)}); "
+        "default: 'for you', the API, anonymous movies and the AI's own row",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -342,6 +364,12 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
             time.sleep(1)
             return result
 
+        if args.pages:
+            for name in args.pages.split(","):
+                label, paths = PAGES[name]
+                run(label, paths, cold, "cold")
+                run(label, paths, warm, "warm")
+            return rows
         for path in ENDPOINTS:
             run(path, [path], cold, "cold")
             run(path, [path], warm, "warm")

@@ -143,3 +143,26 @@ class Recommender(ABC):
     @abstractmethod
     def predict(self, user_id: int, movie_id: int) -> float:
         """The predicted rating in 0.5..5; unknown ids fall back to biases and the mean."""
+
+    def rated_movie_ids(self, user_id: int) -> Sequence[int]:
+        """Movies the user had rated when the model was trained (empty when it keeps none)."""
+        return ()
+
+    def predict_many(
+        self,
+        user_id: int,
+        movie_ids: Sequence[int],
+        ratings: Sequence[tuple[int, float]] = (),
+    ) -> dict[int, float]:
+        """Predicted stars (0.5..5) of the movies of ``movie_ids`` the model knows, for a user
+        whose ratings are ``ratings`` (``(movie_id, stars)``, all of them, as the database has
+        them). Movies among ``ratings`` are left out: the user said what they think.
+
+        This default asks :meth:`predict` per movie and ignores ratings made since training;
+        a factor model folds them in (:mod:`movierec.ai.fold_in`)."""
+        rated = {movie_id for movie_id, _ in ratings} | set(self.rated_movie_ids(user_id))
+        return {
+            m: self.predict(user_id, m)
+            for m in dict.fromkeys(movie_ids)
+            if m not in rated and self.knows_movie(m)
+        }

@@ -131,6 +131,13 @@ class KnnModel(Recommender):
         i = self._pos(self.movie_ids, movie_id)
         return i is not None and bool(self._estimator.known_items[i])
 
+    def rated_movie_ids(self, user_id: int) -> list[int]:
+        u = self._pos(self.user_ids, user_id)
+        if u is None:
+            return []
+        rows = self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]]
+        return self.movie_ids[rows].tolist()
+
     def predict(self, user_id: int, movie_id: int) -> float:
         u, i = self._pos(self.user_ids, user_id), self._pos(self.movie_ids, movie_id)
         return clip_rating(self._estimator.estimate(u, i))

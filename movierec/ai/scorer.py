@@ -26,8 +26,9 @@ from movierec.ai.ann import ANN_FILE, NPROBE, AnnIndex
 from movierec.ai.artifact import ArtifactInfo, load_arrays, read_artifact
 from movierec.ai.base import Recommendations, Recommender, Signals, Similar, clip_rating
 from movierec.ai.candidates import Candidates, ServesCandidates, Shard, check_k, top_k
-from movierec.ai.dataset import RatingsData, dense_index
+from movierec.ai.dataset import RatingsData, dense_index, dense_lookup
 from movierec.ai.factors import Factors
+from movierec.ai.fold_in import FOLD_IN_REG, fold_in
 from movierec.ai.stats import COUNTERS
 from movierec.errors import ModelNotReady, NotFound
 
@@ -173,6 +174,7 @@ class FactorModel(ServesCandidates, Recommender):
         self._rated_items = arrays["rated_items"]
         self._genre_column = {g.casefold(): j for j, g in enumerate(self.genre_names)}
         self.biased = bool(self.meta.get("biased", True))  # False for NMF
+        self.fold_in_reg = float(self.meta.get("fold_in_reg", FOLD_IN_REG))
         self._check_shapes()
         dim = self._qi.shape[1] + (1 if self.biased else 0)
         if ann is not None and (ann.n, ann.dim) != (self.n_items, dim):
@@ -360,3 +362,51 @@ class FactorModel(ServesCandidates, Recommender):
         if u is not None and i is not None:
             est += float(np.dot(self._pu[u], self._qi[i]))
         return clip_rating(est)
+
+    def predict_many(
+        self,
+        user_id: int,
+        movie_ids: Sequence[int],
+        ratings: Sequence[tuple[int, float]] = (),
+    ) -> dict[int, float]:
+        """Predicted stars of the known movies of ``movie_ids`` not among ``ratings``, with the
+        ratings the model was not trained on folded into the user's vector (see
+        :mod:`movierec.ai.fold_in`): a rating made a second ago moves them. Movies the user
+        rated when the model was trained are left out too, as :meth:`recommend` leaves them."""
+        rated = {movie_id for movie_id, _ in ratings}
+        rated.update(self.rated_movie_ids(user_id).tolist())
+        wanted = np.fromiter((m for m in dict.fromkeys(movie_ids) if m not in rated), np.int64)
+        columns, found = dense_lookup(self.movie_ids, wanted)
+        if not found.any():
+            return {}
+        columns, known = columns[found], wanted[found]
+        p, b = self._user_vector(user_id, ratings)
+        est = np.asarray(self._qi[columns], dtype=np.float64) @ p
+        if self.biased:
+            est += self.global_mean + b + np.asarray(self._bi[columns], dtype=np.float64)
+        return {int(m): clip_rating(e) for m, e in zip(known.tolist(), est.tolist(), strict=True)}
+
+    def _user_vector(
+        self, user_id: int, ratings: Sequence[tuple[int, float]]
+    ) -> tuple[np.ndarray, float]:
+        """The user's factors and bias, refitted to the ratings the model has not seen."""
+        u = self._user_pos(user_id)
+        dim = self._qi.shape[1]
+        if u is None:
+            prior_p, prior_b = np.zeros(dim), 0.0
+            trained: set[int] = set()
+        else:
+            prior_p, prior_b = np.asarray(self._pu[u], dtype=np.float64), float(self._bu[u])
+            trained = set(self.rated_movie_ids(user_id).tolist())
+        new = [(m, r) for m, r in ratings if m not in trained]
+        ids = np.fromiter((m for m, _ in new), np.int64, len(new))
+        rows, found = dense_lookup(self.movie_ids, ids)
+        if not found.any():  # nothing the model has not seen: its own prediction
+            return prior_p, prior_b if self.biased else 0.0
+        rows = rows[found]
+        targets = np.fromiter((r for _, r in new), np.float64, len(new))[found]
+        if self.biased:
+            targets -= self.global_mean + np.asarray(self._bi[rows], dtype=np.float64)
+            x = fold_in(self._qi[rows], targets, np.r_[prior_p, prior_b], self.fold_in_reg)
+            return x[:dim], float(x[dim])
+        return fold_in(self._qi[rows], targets, prior_p, self.fold_in_reg, biased=False), 0.0

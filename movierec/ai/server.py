@@ -9,10 +9,14 @@
                                        ranking model names the user's movie that weighed most
 ``POST /recommend?...``                the same, for the context sent in the JSON body
   ``{"context": {...}}``               (``movie_ids, stars, last_rated_at, genres, liked,
-                                       searched``) instead of read from the database
+                                       searched``) instead of read from the database;
+                                       ``stars=1`` adds each item's predicted ``stars``
 ``GET /predict?user=ID&movie=ID``      200 ``{user, movie, model_version, rating}`` from the
                                        rating model (503 when there is none, 404 for a
                                        movie it does not know)
+``GET|POST /predictions?user=ID``      200 ``{user, model_version, items: [{movie_id, stars}]}``:
+  ``&movies=1,2,3``                    a page's list at once, the user's ratings since
+                                       training folded in; rated and unknown movies left out
 ``GET /similar?movie=ID&k=N``          200 ``{movie, k, model_version, items}``; 404 when the
   ``&shard=I&shards=N``                  model does not know the movie
 ``GET /health``                        200 ``{status: "ok", model_version}`` (and ``shard``
@@ -75,7 +79,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -236,6 +240,7 @@ def _items(
     pairs: tuple[tuple[int, float], ...],
     because: tuple[int | None, ...] = (),
     demoted: Sequence[bool] = (),
+    stars: Mapping[int, float] | None = None,
 ) -> list[dict[str, float | int | bool]]:
     items: list[dict[str, float | int | bool]] = []
     for j, (movie_id, score) in enumerate(pairs):
@@ -245,6 +250,8 @@ def _items(
             item["because"] = because[j]
         if j < len(demoted) and demoted[j]:
             item["demoted"] = True
+        if stars and movie_id in stars:
+            item["stars"] = stars[movie_id]
         items.append(item)
     return items
 
@@ -287,14 +294,49 @@ def recommend():
         results.put(key, recs)
     # Marked, so that a caller merging shards' answers by score keeps them last as well.
     demoted = model.in_genres(recs.movie_ids, demote) if demote else ()
+    # Asked for with the list, so that a page showing it makes one call, not two.
+    stars = _stars(user_id, recs.movie_ids, context) if args["stars"] == "1" else None
     return jsonify(
         user=user_id,
         k=k,
         model_version=recs.model_version,
         fallback=recs.fallback,
         reason=recs.reason,
-        items=_items(recs.items, recs.because, demoted),
+        items=_items(recs.items, recs.because, demoted, stars),
     )
+
+
+def _stars(user_id: int, movie_ids: Sequence[int], context: UserContext) -> dict[int, float]:
+    """The rating model's stars (rounded to what a page shows) of ``movie_ids`` the user has
+    not rated, their newest ratings folded in; none without a rating model."""
+    model = current_app.extensions[EXTENSION]["watchers"]["rating"].current()
+    if model is None:
+        return {}
+    found = model.predict_many(user_id, movie_ids, context.ratings)
+    return {movie_id: round(value, 2) for movie_id, value in found.items()}
+
+
+@bp.route(wire.PREDICTIONS.path, methods=[wire.PREDICTIONS.method, wire.PREDICTIONS_POSTED.method])
+def predictions():
+    """Predicted stars of a list of movies for one user, from the rating model, with the
+    user's ratings since training folded in (see :mod:`movierec.ai.fold_in`): the stars
+    beside a page's movies, in one call per page. Movies the user rated, and movies the
+    model does not know, are left out. A POST carries the user's context as ``/recommend``'s
+    does; a GET reads it from the database. No rating model is an answer too, with no
+    stars (``model_version`` null): a page then shows none, and the instance is not taken
+    for a failing one."""
+    args = wire.PREDICTIONS.read(request.args)
+    user_id, movie_ids = args["user"], args["movies"]
+    model = current_app.extensions[EXTENSION]["watchers"]["rating"].current()
+    if model is None:
+        return jsonify(user=user_id, model_version=None, items=[])
+    if request.method == "POST":
+        context = _posted_context()
+    else:
+        context = current_app.extensions[EXTENSION]["users"].read(user_id, want_genres=False)
+    found = _stars(user_id, movie_ids, context)
+    items = [{"movie_id": movie_id, "stars": stars} for movie_id, stars in found.items()]
+    return jsonify(user=user_id, model_version=model.version, items=items)
 
 
 @bp.get(wire.PREDICT.path)

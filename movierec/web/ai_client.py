@@ -68,6 +68,8 @@ class Scored:
     because: int | None = None
     # Of a genre the request demoted: it comes after every item that is not.
     demoted: bool = False
+    # The user's predicted stars (asked for with stars=True), when the rating model has them.
+    stars: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,15 @@ class AIAnswer:
     reason: str | None = None
     # Some shards did not answer: the best of the movies of those that did.
     partial: bool = False
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """A user's predicted stars by movie (only movies they have not rated and the rating
+    model knows), and the rating model's version."""
+
+    stars: Mapping[int, float]
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,7 @@ class AIClient:
         exclude: Sequence[int] = (),
         demote_genres: Sequence[str] = (),
         context: Mapping[str, Any] | None = None,
+        stars: bool = False,
     ) -> AIAnswer:
         """The top ``k`` movies for ``user_id``, none of ``exclude`` (the first
         :data:`~movierec.wire.recommender.MAX_LIST` are sent), movies of ``demote_genres``
@@ -183,11 +195,14 @@ class AIClient:
 
         ``context`` is what the database says about the user
         (:func:`movierec.db.user_signals.as_json`), when the caller has read it: it is sent
-        with the request (a POST), so that the recommender need not read it.
+        with the request (a POST), so that the recommender need not read it. With ``stars``,
+        each item carries the user's predicted stars too (same call).
 
         Raises :class:`AIUnavailable`.
         """
         values = {"user": user_id, "k": k, "exclude": exclude, "demote_genres": demote_genres}
+        if stars:
+            values["stars"] = "1"
         if context is None:
             return self._fan_out(wire.RECOMMEND, values, k)
         payload = json.dumps({"context": context}).encode()
@@ -200,6 +215,34 @@ class AIClient:
         when no instance answers.
         """
         return self._fan_out(wire.SIMILAR, {"movie": movie_id, "k": k}, k)
+
+    def predictions(
+        self,
+        user_id: int,
+        movie_ids: Sequence[int],
+        context: Mapping[str, Any] | None = None,
+    ) -> Predicted:
+        """The user's predicted stars of ``movie_ids`` (the first
+        :data:`~movierec.wire.recommender.MAX_PREDICT`), in one call: a page's whole list.
+        ``context`` as for :meth:`recommend`. Every shard's server predicts every movie (the
+        rating model's users and movies stay whole), so the first shard that answers does.
+
+        Raises :class:`AIUnavailable`.
+        """
+        ids = list(dict.fromkeys(movie_ids))[: wire.MAX_PREDICT]
+        if not ids:
+            return Predicted({})
+        query = wire.PREDICTIONS.query(user=user_id, movies=ids)
+        op, payload = wire.PREDICTIONS, None
+        if context is not None:
+            op, payload = wire.PREDICTIONS_POSTED, json.dumps({"context": context}).encode()
+        problems = []
+        for index in range(len(self.shards)):
+            try:
+                return self._get(index, op, query, _predicted, payload)
+            except (AIUnavailable, NotFound) as exc:
+                problems.append(str(exc))
+        raise AIUnavailable("; ".join(problems))
 
     def model_version(self) -> str | None:
         """The model version the AI servers report on ``/health``, asked at most every
@@ -477,6 +520,7 @@ def _items(body: Mapping[str, Any]) -> tuple[Scored, ...]:
                 float(i["score"]),
                 _optional_int(i.get("because")),
                 i.get("demoted") is True,
+                _optional_stars(i.get("stars")),
             )
             for i in items
         )
@@ -490,6 +534,29 @@ def _optional_int(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"not a movie id: {value!r}")
     return int(value)
+
+
+def _optional_stars(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 5:
+        raise ValueError(f"not stars: {value!r}")
+    return float(value)
+
+
+def _predicted(body: Mapping[str, Any]) -> Predicted:
+    items = body.get("items")
+    if not isinstance(items, list):
+        raise _BadAnswer("no items list")
+    try:
+        stars = {int(i["movie_id"]): _optional_stars(i["stars"]) for i in items}
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise _BadAnswer(f"bad item: {exc}") from exc
+    version = body.get("model_version")
+    return Predicted(
+        {m: v for m, v in stars.items() if v is not None},
+        None if version is None else str(version),
+    )
 
 
 def _answer(body: Mapping[str, Any]) -> AIAnswer:

@@ -18,6 +18,12 @@ Staleness, cache by cache:
   recommendations miss needs besides the recommender's answer, so that it asks the database
   only for movies no recent list showed.
 * ``similar`` (a movie's similar movies, per model version; LRU, 10 min TTL).
+* ``predictions`` (per user, the predicted stars of the movies their pages showed; LRU,
+  10 min TTL): kept and checked exactly as ``recommendations`` are (:class:`UserLists`, one
+  entry per user), so a new rating shows new stars on the next page; a "for you" list's
+  stars come with the list and live in ``recommendations``. The model version compared is
+  the one ``/health`` reports, the ranking model's when there is one: a rating model
+  promoted alone shows its stars within the TTL.
 * ``recommendations`` (per user, LRU by activity): valid only while both the model version
   (from the AI servers' ``/health``, checked at most every few seconds) and the user's *taste
   version* are what they were when the entry was made. The taste version (number of ratings,
@@ -164,6 +170,14 @@ class UserLists:
         entry = Recommended(found.model_version, found.taste.version, picks, found.taste.stamp)
         self.entries.put((found.user_id, found.k), entry)
 
+    def extend(self, user_id: int, k: int, kept: object, picks: object) -> None:
+        """Replace the user's current value of ``k``, if it is still ``kept`` (what
+        :meth:`find` found), by ``picks`` made for the same versions: more of the same, as
+        when a page needs stars of movies the kept ones lack."""
+        entry = self.entries.peek((user_id, k))
+        if entry is not None and entry.picks is kept:
+            self.entries.put((user_id, k), replace(entry, picks=picks))
+
     def forget(self, user_id: int) -> None:
         """The current user changed what their lists depend on (a rating, a "not
         interested", their genres): drop their lists here.
@@ -227,6 +241,8 @@ class WebCaches:
     similar: BoundedCache[tuple[int, int, str | None], Any]
     # Keyed by (user id, k); read and written through ``lists``.
     recommendations: BoundedCache[tuple[int, int], Recommended]
+    # Keyed by (user id, 0); read and written through ``stars``.
+    predictions: BoundedCache[tuple[int, int], Recommended]
     # What is derived from a cached value (a list's HTML, a JSON body), by its identity and
     # the kind of derivation; see fragments.derived().
     fragments: BoundedCache[tuple[int, Hashable], tuple[object, Any]]
@@ -241,11 +257,17 @@ class WebCaches:
         """The users' recommendations, with the protocol that keeps them fresh."""
         return UserLists(self.recommendations)
 
+    @cached_property
+    def stars(self) -> UserLists:
+        """The users' predicted stars, kept fresh as their lists are."""
+        return UserLists(self.predictions)
+
     @classmethod
     def sized(cls, megabytes: int, clock: Callable[[], float] = time.monotonic) -> WebCaches:
-        """Caches sharing ``megabytes`` (0: every cache off): a quarter for recommendations,
-        an eighth each for movies, searches, the lists' HTML and whole pages, a sixteenth
-        each for listings, similar movies, each movie's HTML and users."""
+        """Caches sharing ``megabytes`` (0: every cache off): three sixteenths for
+        recommendations, an eighth each for movies, searches, the lists' HTML and whole
+        pages, a sixteenth each for listings, similar movies, predicted stars, each movie's
+        HTML and users."""
         total = megabytes * MiB
         on = 1 if megabytes > 0 else 0
         return cls(
@@ -254,7 +276,10 @@ class WebCaches:
             listings=BoundedCache("listings", "lfu", on * 100_000, total // 16, 60.0, clock),
             similar=BoundedCache("similar", "lru", on * 20_000, total // 16, 600.0, clock),
             pages=BoundedCache("pages", "lru", on * 20_000, total // 8, PAGE_TTL, clock),
-            recommendations=BoundedCache("recommendations", "lru", on * 20_000, total // 4, None),
+            recommendations=BoundedCache(
+                "recommendations", "lru", on * 20_000, total * 3 // 16, None
+            ),
+            predictions=BoundedCache("predictions", "lru", on * 20_000, total // 16, 600.0, clock),
             fragments=BoundedCache("fragments", "lru", on * 20_000, total // 8, None),
             movie_html=BoundedCache("movie_html", "lfu", on * 50_000, total // 16, 600.0, clock),
             users=BoundedCache("users", "lru", on * 50_000, total // 16, None),
@@ -267,6 +292,7 @@ class WebCaches:
             self.listings,
             self.similar,
             self.recommendations,
+            self.predictions,
             self.fragments,
             self.movie_html,
             self.pages,

@@ -36,6 +36,9 @@ class MovieItem:
     score: float | None = None
     # "Because you liked <because>": the title of the movie the recommender based this on.
     because: str | None = None
+    # The logged-in user's predicted stars from the rating model (one decimal, as shown), for
+    # a movie they have not rated; None: none to show (see movierec.web.stars).
+    predicted: float | None = None
 
     @property
     def approx_bytes(self) -> int:
@@ -49,13 +52,21 @@ class MovieItem:
             + sum(map(sys.getsizeof, self.genres))
         )
 
-    def scored(self, score: float | None, because: str | None) -> MovieItem:
-        """This movie with a recommender's ``score`` and ``because``: what
-        ``dataclasses.replace`` makes, at a fifth of its cost (it checks and passes every field
-        again), for the two dozen rows of each new list."""
+    def scored(
+        self, score: float | None, because: str | None, predicted: float | None = None
+    ) -> MovieItem:
+        """This movie with a recommender's ``score``, ``because`` and ``predicted`` stars:
+        what ``dataclasses.replace`` makes, at a fifth of its cost (it checks and passes every
+        field again), for the two dozen rows of each new list."""
         item = object.__new__(type(self))
-        item.__dict__.update(self.__dict__, score=score, because=because)
+        item.__dict__.update(
+            self.__dict__, score=score, because=because, predicted=shown_stars(predicted)
+        )
         return item
+
+    def with_stars(self, predicted: float | None) -> MovieItem:
+        """This movie with the user's ``predicted`` stars (None: none to show)."""
+        return self.scored(self.score, self.because, predicted)
 
     @property
     def imdb_url(self) -> str | None:
@@ -76,6 +87,7 @@ class SearchQuery:
     genre: str | None = None
     year: int | None = None
     page: int = 1
+    sort: str = "relevance"  # one of movierec.wire.site.SEARCH_SORTS
 
     @property
     def is_empty(self) -> bool:
@@ -93,12 +105,25 @@ def parse_search(args: Mapping[str, str]) -> SearchQuery:
     """The search in request arguments (``q``, ``genre``, ``year``, ``page``, read by
     :data:`movierec.wire.site.SEARCH`). Raises :class:`BadInput` naming every malformed one."""
     found = site.SEARCH.read(args)
-    return SearchQuery(q=found["q"], genre=found["genre"], year=found["year"], page=found["page"])
+    return SearchQuery(
+        q=found["q"], genre=found["genre"], year=found["year"], page=found["page"],
+        sort=found["sort"],
+    )  # fmt: skip
+
+
+# Orders a search may ask for besides relevance (site.SEARCH_SORTS); ties by the rest.
+_ORDERS = {
+    "title": (Movie.title,),
+    "newest": (Movie.year.desc().nulls_last(), Movie.title),
+    "oldest": (Movie.year.asc().nulls_last(), Movie.title),
+}
 
 
 def search(session: Session, query: SearchQuery) -> SearchPage:
     """One page of movies matching ``query``, best matches first."""
     stmt = select(*_COLUMNS)
+    if query.sort in _ORDERS:  # a chosen order comes before any relevance
+        stmt = stmt.order_by(*_ORDERS[query.sort])
     if query.q:
         words = func.plainto_tsquery("simple", query.q)
         word_match = Movie.title_tsv.bool_op("@@")(words)
@@ -116,7 +141,7 @@ def search(session: Session, query: SearchQuery) -> SearchPage:
         stmt = stmt.where(Movie.genres.contains([query.genre]))
     if query.year:
         stmt = stmt.where(Movie.year == query.year)
-    if not query.q:
+    if not query.q and query.sort not in _ORDERS:
         stmt = stmt.order_by(Movie.title)
     stmt = stmt.order_by(Movie.id).offset((query.page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     rows = [_item(row) for row in session.execute(stmt)]
@@ -147,21 +172,32 @@ def movies_by_ids(
     scored: Iterable[tuple[int, float]],
     because: Mapping[int, int] | None = None,
     rows: Callable[[Connection, set[int]], Mapping[int, MovieItem]] | None = None,
+    predicted: Mapping[int, float] | None = None,
 ) -> list[MovieItem]:
     """The movies for ``(id, score)`` pairs, in the given order; unknown ids drop.
 
     ``because`` maps movie ids to the movie they are recommended because of; those movies'
-    titles are set as each item's ``because``. The movies are read by ``rows`` (default
-    :func:`movie_rows`, one query), which a caller may put a cache in front of.
+    titles are set as each item's ``because``; ``predicted``, the user's predicted stars.
+    The movies are read by ``rows`` (default :func:`movie_rows`, one query), which a caller
+    may put a cache in front of.
     """
+    stars = predicted or {}
     scores = dict(scored)
     if not scores:
         return []
     reasons = {i: b for i, b in (because or {}).items() if i in scores}
     by_id = (rows or movie_rows)(conn, set(scores) | set(reasons.values()))
     return [
-        by_id[i].scored(scores[i], _title(by_id.get(reasons.get(i)))) for i in scores if i in by_id
+        by_id[i].scored(scores[i], _title(by_id.get(reasons.get(i))), stars.get(i))
+        for i in scores
+        if i in by_id
     ]
+
+
+def shown_stars(predicted: float | None) -> float | None:
+    """Predicted stars as a page shows them: one decimal, so that a movie's HTML in lists
+    (kept per distinct movie fields, :mod:`movierec.web.fragments`) takes few forms."""
+    return None if predicted is None else round(predicted, 1)
 
 
 def movie_rows(conn: Connection, ids: set[int]) -> dict[int, MovieItem]:

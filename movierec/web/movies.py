@@ -8,12 +8,14 @@ from flask_login import current_user
 from movierec.db import ShardUnavailable
 from movierec.db.schema import GENRES
 from movierec.errors import BadInput
-from movierec.web import cache, catalog, picks, popular
+from movierec.web import cache, catalog, picks, popular, stars
 from movierec.web.db import commit, get_session, read_session
 from movierec.web.forms import RateForm
 from movierec.web.users import rating_of, record_search
+from movierec.wire import site
 
 bp = Blueprint("movies", __name__)
+bp.add_app_template_filter(stars.badge, "star_badge")  # every page's movie lists use it
 POPULAR_ON_HOME = 24
 SIMILAR_ON_PAGE = 8
 USERS_OWN = frozenset({"same-origin", "none"})  # Sec-Fetch-Site of a search the user made
@@ -34,12 +36,18 @@ def search() -> tuple[str, int]:
         query = catalog.parse_search(request.args)
     except BadInput as exc:
         flash(f"Search not understood: {exc}.", "error")
-        return render_template("movies/search.html", page=None, genres=GENRES), 400
-    page = None
+        return render_template(
+            "movies/search.html", page=None, genres=GENRES, sorts=site.SEARCH_SORTS
+        ), 400
+    page, movies = None, ()
     if not query.is_empty:
         remember_search(query)
         page = cache.search(query)
-    return render_template("movies/search.html", page=page, query=query, genres=GENRES), 200
+        movies = stars.with_stars(page.movies)  # the page is everyone's; the stars are yours
+    return render_template(
+        "movies/search.html", page=page, movies=movies, query=query, genres=GENRES,
+        sorts=site.SEARCH_SORTS,
+    ), 200  # fmt: skip
 
 
 @bp.get("/movies/<id:movie_id>")
@@ -55,7 +63,13 @@ def detail(movie_id: int) -> str:
             flash("Your ratings are out of reach for a moment; try again soon.", "error")
         form.rating.data = None if mine is None else str(mine)
     similar = picks.similar_to(movie_id, SIMILAR_ON_PAGE)
-    return render_template("movies/detail.html", movie=movie, mine=mine, form=form, similar=similar)
+    # The movie's and its similar movies' stars in one call.
+    predicted = stars.for_movies([movie_id, *(m.id for m in similar.movies)])
+    return render_template(
+        "movies/detail.html", movie=movie, mine=mine, form=form, similar=similar,
+        similar_movies=tuple(m.with_stars(predicted.get(m.id)) for m in similar.movies),
+        predicted=None if mine is not None else catalog.shown_stars(predicted.get(movie_id)),
+    )  # fmt: skip
 
 
 def remember_search(query: catalog.SearchQuery) -> None:

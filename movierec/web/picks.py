@@ -139,9 +139,10 @@ def for_user(user_id: int, k: int, taste: Taste | None = None, record: bool = Fa
         return found.picks
     said_no, context = found.taste.read_with
     try:
+        # The list's predicted stars come with it (one call) and are kept with it.
         answer = ai_client().recommend(
             user_id, k, exclude=said_no.dismissed, demote_genres=said_no.demoted_genres,
-            context=context,
+            context=context, stars=True,
         )  # fmt: skip
     except AIUnavailable:
         return _popular(user_id, k, said_no)
@@ -175,6 +176,7 @@ def _picks(answer: AIAnswer, said_no: Refusals) -> Picks:
         ((i.movie_id, i.score) for i in items),
         because={i.movie_id: i.because for i in items if i.because is not None},
         rows=cache.listed_movies,
+        predicted={i.movie_id: i.stars for i in items if i.stars is not None},
     )
     return Picks(tuple(movies), answer.model_version, answer.fallback, answer.reason)
 

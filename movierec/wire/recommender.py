@@ -18,7 +18,7 @@ from movierec.wire.openapi import (
     nullable,
     obj,
 )
-from movierec.wire.params import MAX_ID, Ids, Integer, ShardOf, Words
+from movierec.wire.params import MAX_ID, Choice, Ids, Integer, ShardOf, Words
 
 MAX_K = 100
 DEFAULT_K = 10
@@ -39,6 +39,15 @@ DEMOTE = Words(
     max_chars=WORD_CHARS,
 )  # fmt: skip
 SHARD = ShardOf(most=MAX_SHARDS)
+MAX_PREDICT = 100  # movies per /predictions call: a page's list, its movie and more
+MOVIES = Ids(
+    "movies", "The movies to predict stars of (a page's list; none: no stars).",
+    max_items=MAX_PREDICT,
+)  # fmt: skip
+WITH_STARS = Choice(
+    "stars", "1: each item also carries the user's predicted stars from the rating model.",
+    choices=("0", "1"), default="0",
+)  # fmt: skip
 
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 STARS = {"type": "number", "minimum": 0.5, "maximum": 5}
@@ -54,6 +63,7 @@ ITEM = {
             "type": "boolean",
             "description": "of a demote_genres genre: after every item without the mark",
         },
+        "stars": {**STARS, "description": "with stars=1: the rating model's prediction"},
     },
     "additionalProperties": False,
 }
@@ -70,6 +80,16 @@ PREDICTED = obj(
     ["user", "movie", "model_version", "rating"],
     user=ID, movie=ID, model_version=STRING, rating=STARS,
 )  # fmt: skip
+PREDICTION = obj(["movie_id", "stars"], movie_id=ID, stars=STARS)
+PREDICTIONS_ANSWER = obj(
+    ["user", "model_version", "items"],
+    user=ID, model_version=nullable(STRING),
+    items=array_of(PREDICTION, maxItems=MAX_PREDICT),
+)  # fmt: skip
+PREDICTIONS_ANSWER["description"] = (
+    "Movies the model knows and the user has not rated, with their ratings since training "
+    "folded in; the others are left out. No rating model: model_version null, no items."
+)
 WORD = {"type": "string", "maxLength": WORD_CHARS}
 CONTEXT = obj(
     ["movie_ids", "stars", "last_rated_at", "genres", "liked", "searched"],
@@ -96,8 +116,8 @@ META = {"type": "object", "description": "the artifact's meta.json"}
 # Every operation but /health (and this document) wants the recommender key (movierec.ai.keys).
 KEY = ("key",)
 _RECOMMEND = dict(
-    params=(USER, K, EXCLUDE, DEMOTE, SHARD), answer=RECOMMENDED, errors=(400, 401, 503),
-    security=KEY,
+    params=(USER, K, EXCLUDE, DEMOTE, SHARD, WITH_STARS), answer=RECOMMENDED,
+    errors=(400, 401, 503), security=KEY,
 )  # fmt: skip
 RECOMMEND = Operation(
     "GET", "/recommend", "Top-k movies for a user (their context read from the database).",
@@ -114,6 +134,19 @@ SIMILAR = Operation(
 PREDICT = Operation(
     "GET", "/predict", "A user's predicted stars for a movie, from the rating model.",
     params=(USER, MOVIE), answer=PREDICTED, errors=(400, 401, 404, 503), security=KEY,
+)  # fmt: skip
+_PREDICTIONS = dict(
+    params=(USER, MOVIES), answer=PREDICTIONS_ANSWER, errors=(400, 401, 503), security=KEY
+)
+PREDICTIONS = Operation(
+    "GET", "/predictions",
+    "A user's predicted stars for a list of movies (their ratings read from the database).",
+    **_PREDICTIONS,
+)  # fmt: skip
+PREDICTIONS_POSTED = Operation(
+    "POST", "/predictions",
+    "A user's predicted stars for a list of movies, for the context the caller sends.",
+    body=POSTED, **_PREDICTIONS,
 )  # fmt: skip
 HEALTH = Operation(
     "GET", "/health", "Whether a model is loaded, and its version.",
@@ -132,7 +165,10 @@ METRICS = Operation(
     "GET", "/metrics", "Prometheus text: this worker's counters.", media="text/plain",
     errors=(401,), security=KEY,
 )  # fmt: skip
-OPERATIONS = (RECOMMEND, RECOMMEND_POSTED, SIMILAR, PREDICT, HEALTH, MODEL, MODELS, METRICS)
+OPERATIONS = (
+    RECOMMEND, RECOMMEND_POSTED, SIMILAR, PREDICT, PREDICTIONS, PREDICTIONS_POSTED, HEALTH,
+    MODEL, MODELS, METRICS,
+)  # fmt: skip
 OPENAPI = document(
     "movierec recommender",
     'Answers from the loaded model. Every error is JSON {"error": "one line"}.',

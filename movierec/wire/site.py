@@ -32,6 +32,23 @@ Q = Text("q", "Title words (typos are forgiven).", max_chars=MAX_QUERY_CHARS)
 GENRE = Choice("genre", "Only movies of this genre.", choices=tuple(GENRES))
 YEAR = Integer("year", "Only movies released this year.", low=1870, high=2100)
 SEARCH_PAGE = Integer("page", "Page of results, 20 a page.", default=1, high=MAX_SEARCH_PAGE)
+SEARCH_SORTS = ("relevance", "title", "newest", "oldest")
+SEARCH_SORT = Choice(
+    "sort", "Order: relevance (best title matches first; by title without words), title, "
+    "newest or oldest (by year).", choices=SEARCH_SORTS, default="relevance",
+)  # fmt: skip
+# "For you": the recommender's best MAX_K, FOR_YOU_PAGE_SIZE a page.
+FOR_YOU_PAGE_SIZE = 24
+FOR_YOU_PAGES = MAX_K // FOR_YOU_PAGE_SIZE
+FOR_YOU_PAGE = Integer(
+    "page", f"Page of recommendations, {FOR_YOU_PAGE_SIZE} a page.", default=1,
+    high=FOR_YOU_PAGES,
+)  # fmt: skip
+FOR_YOU_SORTS = ("best", "stars", "newest", "oldest", "title")
+FOR_YOU_SORT = Choice(
+    "sort", "Order: best (the recommender's), stars (your predicted stars), newest, oldest "
+    "or title.", choices=FOR_YOU_SORTS, default="best",
+)  # fmt: skip
 RATINGS_PAGE = Integer("page", "Page of ratings, newest first.", default=1, high=10_000)
 USERS_PAGE = Integer("page", "Page of users, oldest first.", default=1, high=100_000)
 K = Integer("k", "How many movies.", default=10, high=MAX_K)
@@ -84,7 +101,7 @@ MOVIE_GET = Operation(
 )  # fmt: skip
 SEARCH = Operation(
     "GET", "/api/search", "Movies by title words, genre and year: give at least one (400).",
-    params=(Q, GENRE, YEAR, SEARCH_PAGE), answer=SEARCHED, errors=(400, 503),
+    params=(Q, GENRE, YEAR, SEARCH_PAGE, SEARCH_SORT), answer=SEARCHED, errors=(400, 503),
 )  # fmt: skip
 MY_RATINGS = Operation(
     "GET", "/api/ratings", "Your ratings, newest first.",

@@ -149,3 +149,46 @@ def test_model_version_is_read_from_every_shard(clients, model_dirs):
     versions = {name: client.model_version() for name, client in made.items()}
     assert versions["whole"] is not None and versions["whole"].endswith(FORMS[form][0]), form
     assert set(versions.values()) == {versions["whole"]}
+
+
+def test_predictions_in_one_call_whole_and_sharded_agree(clients, synthetic):
+    """A page's stars: one call for its list, the same from every deployment, left out for
+    movies the user rated; the list's own stars (stars=True) are the same numbers."""
+    form, made = clients
+    user = synthetic.user_ids[0]
+    rated = synthetic.rated_by(user)
+    movies = list(synthetic.movie_ids[:30])
+    answers = {name: client.predictions(user, movies) for name, client in made.items()}
+    whole = answers["whole"]
+    if form in ("ease", "als", "easeals", "popularity") and not whole.stars:
+        # A deployment without a rating model answers no stars, not an error.
+        assert all(not a.stars for a in answers.values())
+        return
+    assert set(whole.stars) == set(movies) - rated, form
+    assert all(0.5 <= s <= 5 for s in whole.stars.values())
+    for name in ("kept shards", "asked shards"):
+        assert answers[name].stars == whole.stars, (form, name)
+    listed = made["whole"].recommend(user, 10, stars=True)
+    expected = made["whole"].predictions(user, [i.movie_id for i in listed.items]).stars
+    assert {i.movie_id: i.stars for i in listed.items if i.stars is not None} == expected
+
+
+def test_a_new_rating_moves_the_predicted_stars_at_once(clients, synthetic):
+    """Fold-in: the context's rating the model was not trained on changes the stars of the
+    other movies, without a retrain (for a factor model; others predict as trained)."""
+    form, made = clients
+    user = synthetic.user_ids[0]
+    unrated = [m for m in synthetic.movie_ids if m not in synthetic.rated_by(user)]
+    stars = {m: r for u, m, r in synthetic.ratings if u == user}
+    ratings = sorted(stars)
+    context = {
+        "movie_ids": ratings, "stars": [float(stars[m]) for m in ratings],
+        "last_rated_at": 1.7e9, "genres": None, "liked": None, "searched": None,
+    }  # fmt: skip
+    before = made["whole"].predictions(user, unrated[1:], context=context).stars
+    context["movie_ids"] = [*ratings, unrated[0]]
+    context["stars"] = [*context["stars"], 0.5]
+    after = made["whole"].predictions(user, unrated, context=context).stars
+    assert unrated[0] not in after  # rated now: the user's own word, not a prediction
+    if form == "factors":
+        assert after != before and max(abs(after[m] - before[m]) for m in before) > 0.01

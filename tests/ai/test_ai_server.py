@@ -185,6 +185,33 @@ def test_predict_answers_for_known_movies_only(client, loaded):
     assert missing.status_code == 404 and "999999" in missing.get_json()["error"]
 
 
+def test_predictions_read_a_rating_made_after_training_at_once(client, loaded, model, execute):
+    user = loaded.user_ids[0]
+    unrated = [m for m in loaded.movie_ids if m not in loaded.rated_by(user)][:12]
+    query = f"/predictions?user={user}&movies={','.join(map(str, unrated))}"
+    before = client.get(query)
+    assert before.status_code == 200
+    body = before.get_json()
+    assert body["model_version"] == model.version
+    stars = {i["movie_id"]: i["stars"] for i in body["items"]}
+    assert stars == {m: pytest.approx(model.predict(user, m), abs=0.01) for m in unrated}
+    execute(
+        "INSERT INTO ratings (user_id, movie_id, rating) VALUES (%s, %s, 0.5)", (user, unrated[0])
+    )
+    after = {i["movie_id"]: i["stars"] for i in client.get(query).get_json()["items"]}
+    assert set(after) == set(unrated[1:])  # the rated one is the user's own word now
+    assert any(abs(after[m] - stars[m]) >= 0.01 for m in after)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["user=1&movies=0", "user=1&movies=x", "movies=1,2", "user=1&movies=" + "1," * 101],
+)
+def test_bad_predictions_parameters_are_400_json(offline_client, query):
+    answer = offline_client.get(f"/predictions?{query}")
+    assert answer.status_code == 400 and answer.get_json()["error"]
+
+
 def test_the_openapi_document_is_the_wire_contract(offline_client):
     doc = offline_client.get("/openapi.json").get_json()
     assert doc == wire.OPENAPI
@@ -196,6 +223,7 @@ def test_the_openapi_document_is_the_wire_contract(offline_client):
         "demote_genres",
         "shard",
         "shards",
+        "stars",
     ]
 
 

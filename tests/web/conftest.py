@@ -57,6 +57,8 @@ class StandInAI:
     calls: list[str] = field(default_factory=list)
     contexts: dict[int, dict] = field(default_factory=dict)  # user -> the context POSTed last
     get_only: bool = False  # a recommender from before POST /recommend
+    # user -> movie -> predicted stars (/predictions, and /recommend's stars=1)
+    stars: dict[int, dict[int, float]] = field(default_factory=dict)
 
     def reset(self) -> None:
         # In place: the running stand-in app holds this very object.
@@ -92,6 +94,8 @@ def _stand_in_app(state: StandInAI) -> Flask:
             item = {"movie_id": m, "score": s}
             if m in state.because:
                 item["because"] = state.because[m]
+            if g.args["stars"] == "1" and m in state.stars.get(user, {}):
+                item["stars"] = state.stars[user][m]
             items.append(item)
         return jsonify(
             user=user,
@@ -101,6 +105,15 @@ def _stand_in_app(state: StandInAI) -> Flask:
             reason="new user" if state.fallback else None,
             items=items,
         )
+
+    @app.route("/predictions", methods=["GET", "POST"])
+    def predictions():
+        user = g.args["user"]
+        if request.method == "POST":
+            state.contexts[user] = request.get_json()["context"]
+        mine = state.stars.get(user, {})
+        items = [{"movie_id": m, "stars": mine[m]} for m in g.args["movies"] if m in mine]
+        return jsonify(user=user, model_version="stand-in-1", items=items)
 
     @app.get("/similar")
     def similar():

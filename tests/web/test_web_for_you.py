@@ -56,7 +56,7 @@ def test_not_interested_removes_the_movie_and_refreshes_the_cached_list(
     assert "You will not be shown Alien again" in after.get_data(as_text=True)
     calls = recommend_calls(ai)
     assert len(calls) == 2  # the taste version changed: the cached list was not used
-    assert calls[-1] == f"/recommend?user={seed.ann}&k=24&exclude={seed.alien}"
+    assert calls[-1] == f"/recommend?user={seed.ann}&k=24&exclude={seed.alien}&stars=1"
 
 
 def test_not_interested_needs_the_csrf_token(csrf_client, seed, ai, database):
@@ -78,7 +78,7 @@ def test_genres_of_two_dismissed_movies_are_demoted(client, seed, ai, helpers):
     client.get("/for-you")
     exclude = ",".join(str(m) for m in (seed.toy, seed.alien, seed.shining))  # newest first
     # Horror is in The Shining and Alien; Thriller, Sci-Fi and Toy Story's genres once each.
-    expected = f"/recommend?user={seed.ann}&k=24&exclude={exclude}&demote_genres=Horror"
+    expected = f"/recommend?user={seed.ann}&k=24&exclude={exclude}&demote_genres=Horror&stars=1"
     assert recommend_calls(ai) == [expected]
 
 
@@ -209,7 +209,7 @@ def test_filters_keep_the_matching_movies_of_more_candidates(
     page = client.get(f"/for-you?{query}")
     assert page.status_code == 200
     assert helpers.titles(page) == expected
-    assert recommend_calls(ai) == [f"/recommend?user={seed.ann}&k=100"]
+    assert recommend_calls(ai) == [f"/recommend?user={seed.ann}&k=100&stars=1"]
 
 
 def test_filters_say_when_nothing_matches(client, seed, ai, helpers):

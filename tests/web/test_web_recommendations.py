@@ -13,7 +13,7 @@ def test_for_you_shows_the_recommenders_picks_in_order(client, seed, ai, helpers
     assert response.status_code == 200
     assert helpers.titles(response) == ["Alien", "Toy Story"]  # 999 is unknown here: dropped
     assert "temporarily limited" not in page and "popular picks" not in page
-    assert f"/recommend?user={seed.ann}&k=24" in ai.calls
+    assert f"/recommend?user={seed.ann}&k=24&stars=1" in ai.calls
 
 
 def test_for_you_says_when_the_recommender_fell_back(client, seed, ai, helpers):

@@ -1,0 +1,93 @@
+"""Predicted stars beside movies ("you'd rate it ≈ 4.1"): one recommender call per page, kept
+as the user's lists are, gone with a new rating, and never in the way when the recommender is
+down. The stand-in answers /predictions per the wire contract; the real server's fold-in is
+tests/ai/test_ai_contract.py's."""
+
+from __future__ import annotations
+
+from movierec.web import cache
+
+BADGE = "you'd rate it ≈ {:.1f} ★"
+
+
+def predictions_calls(ai) -> list[str]:
+    return [c for c in ai.calls if c.startswith("/predictions")]
+
+
+def test_the_movie_page_shows_the_movies_and_its_similar_movies_stars_in_one_call(
+    client, seed, ai, helpers
+):
+    ai.similar[seed.alien] = [(seed.shining, 0.9), (seed.toy, 0.8)]
+    ai.stars[seed.ann] = {seed.alien: 4.14, seed.shining: 3.26, seed.toy: 2.0}
+    helpers.log_in(client, "ann")
+    page = client.get(f"/movies/{seed.alien}").get_data(as_text=True)
+    for stars in (4.1, 3.3, 2.0):
+        assert BADGE.format(stars) in page
+    assert "We predict you would rate it 4.1 out of 5 stars" in page  # read aloud
+    assert len(predictions_calls(ai)) == 1
+    client.get(f"/movies/{seed.alien}")
+    client.get(f"/movies/{seed.shining}")  # the same user's stars, kept: no call
+    assert len(predictions_calls(ai)) == 1
+
+
+def test_a_new_rating_drops_the_kept_stars_and_its_movie_shows_none(client, seed, ai, helpers):
+    ai.stars[seed.ann] = {seed.alien: 4.14}
+    helpers.log_in(client, "ann")
+    assert BADGE.format(4.1) in client.get(f"/movies/{seed.alien}").get_data(as_text=True)
+    assert client.post(f"/movies/{seed.alien}/rating", data={"rating": "2.0"}).status_code == 302
+    ai.stars[seed.ann] = {}  # the recommender leaves rated movies out
+    page = client.get(f"/movies/{seed.alien}").get_data(as_text=True)
+    assert "You rated it <strong>2</strong>" in page and "you'd rate it" not in page
+    assert len(predictions_calls(ai)) == 2
+
+
+def test_search_results_carry_stars_for_the_logged_in_user_only(client, seed, ai, helpers):
+    ai.stars[seed.ann] = {seed.shining: 3.5, seed.alien: 4.5}
+    anonymous = client.get("/search?genre=Horror").get_data(as_text=True)
+    assert "you'd rate it" not in anonymous and predictions_calls(ai) == []
+    helpers.log_in(client, "ann")
+    page = client.get("/search?genre=Horror").get_data(as_text=True)
+    assert BADGE.format(3.5) in page and BADGE.format(4.5) in page
+    assert len(predictions_calls(ai)) == 1
+    # The search page itself stays everyone's: bob's has no stars of ann's.
+    client.post("/auth/logout")
+    helpers.log_in(client, "bob")
+    assert "you'd rate it" not in client.get("/search?genre=Horror").get_data(as_text=True)
+
+
+def test_for_you_stars_come_with_the_list(client, seed, ai, helpers):
+    ai.recommendations[seed.ann] = [(seed.alien, 0.9), (seed.toy, 0.8)]
+    ai.stars[seed.ann] = {seed.alien: 4.24}
+    helpers.log_in(client, "ann")
+    page = client.get("/for-you").get_data(as_text=True)
+    assert BADGE.format(4.2) in page
+    assert predictions_calls(ai) == []  # with /recommend's stars=1: one call for the list
+
+
+def test_with_the_recommender_down_pages_render_without_stars(client, seed, ai, helpers, app):
+    helpers.log_in(client, "ann")
+    ai.status = 503
+    for path in (f"/movies/{seed.alien}", "/search?q=alien", "/for-you"):
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        assert "you'd rate it" not in answer.get_data(as_text=True)
+    with app.app_context():
+        assert cache.caches().predictions.peek((seed.ann, 0)) is None  # nothing kept
+
+
+def test_kept_stars_are_asked_again_after_ten_minutes(app, seed, ai, helpers):
+    """A rating model promoted alone does not change the version /health reports (the
+    ranking model's): the kept stars then live at most the cache's TTL."""
+    now = [1000.0]
+    app.extensions[cache.EXTENSION] = cache.WebCaches.sized(64, clock=lambda: now[0])
+    client = app.test_client()
+    ai.stars[seed.ann] = {seed.alien: 4.14}
+    helpers.log_in(client, "ann")
+    client.get(f"/movies/{seed.alien}")
+    now[0] += 599
+    client.get(f"/movies/{seed.alien}")
+    assert len(predictions_calls(ai)) == 1
+    ai.stars[seed.ann] = {seed.alien: 2.0}
+    now[0] += 2
+    page = client.get(f"/movies/{seed.alien}").get_data(as_text=True)
+    assert len(predictions_calls(ai)) == 2 and BADGE.format(2.0) in page
