@@ -6,19 +6,24 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 import pytest
+from sqlalchemy import delete
 
 from movierec.db import Movie
+from movierec.db.schema import MovieArrival
 from movierec.wire import site
 
 
 @pytest.fixture
 def many(database, seed):
-    """60 more movies (ids 101..160, years 1950..2009) for pages to page through."""
+    """60 more movies (ids 101..160, years 1950..2009) for pages to page through: part of the
+    catalogue, not new arrivals (the "New this week" slot is test_new_movies.py's)."""
     with database.session() as s:
         s.add_all(
             Movie(id=100 + i, title=f"Film {i:03d}", year=1949 + i, genres=["Drama"])
             for i in range(1, 61)
         )
+        s.flush()
+        s.execute(delete(MovieArrival))
     return list(range(101, 161))
 
 
