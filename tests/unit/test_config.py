@@ -44,3 +44,10 @@ def test_require_names_the_variable():
     with pytest.raises(ConfigError, match="MOVIEREC_SECRET_KEY"):
         s.require("secret_key")
     assert s.model_dir == Path(".state/models")
+
+
+def test_the_wait_for_a_switched_primary_is_a_number_of_seconds():
+    env = {"MOVIEREC_DATABASE_CONNECT_WAIT": "2.5"}
+    assert load_settings(environ=env, toml_path=None).database_connect_wait == 2.5
+    with pytest.raises(ConfigError, match="database_connect_wait: must not be negative"):
+        load_settings(environ={"MOVIEREC_DATABASE_CONNECT_WAIT": "-1"}, toml_path=None)
