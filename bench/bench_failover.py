@@ -99,6 +99,7 @@ def drill(state: Path, site: str, database: Database, kind: str, round_: int) ->
     failed = writer.failed()
     return {
         "outage": writer.outage_after(started),
+        "stall": writer.stall_after(started),
         "lost": len(writer.lost(database)),
         "acknowledged": len(writer.acknowledged()),
         "failed": len(failed),
@@ -136,7 +137,8 @@ def main() -> None:
             results = [drill(state, site, database, kind, r) for r in range(args.rounds)]
             for r in results:
                 print(
-                    f"{kind}: writes OK after {r['outage']:.1f} s, {r['lost']} of "
+                    f"{kind}: writes OK after {r['outage']:.1f} s (the longest stretch "
+                    f"without an acknowledged write {r['stall']:.1f} s), {r['lost']} of "
                     f"{r['acknowledged']} acknowledged lost, {r['failed']} failed "
                     f"{r['statuses']}, slowest answer {r['slowest']:.1f} s, healthy again "
                     f"(rejoined) after {r['rejoin']:.1f} s"

@@ -106,11 +106,20 @@ class SteadyWriter:
         that ended the longest stretch after ``moment`` in which none arrived. A request held
         while the site waits for a new primary counts as outage, as a failed one does (the
         time of a failed request alone would hide the wait)."""
+        _gap, end = self._longest_stall(moment)
+        return end - moment
+
+    def stall_after(self, moment: float) -> float:
+        """The longest stretch after ``moment`` in which no acknowledgement arrived: the
+        outage itself, without the time before it (a switchover's command and Patroni take
+        seconds before the old primary stops)."""
+        return self._longest_stall(moment)[0]
+
+    def _longest_stall(self, moment: float) -> tuple[float, float]:
         answered = sorted(o.at + o.took for o in self.outcomes if o.status == 200)
         after = [moment] + [t for t in answered if t > moment]
         assert len(after) > 1, "the site never took a write again"
-        _gap, end = max((b - a, b) for a, b in zip(after, after[1:], strict=False))
-        return end - moment
+        return max((b - a, b) for a, b in zip(after, after[1:], strict=False))
 
     def lost(self, database: Database) -> set[tuple[int, int]]:
         """Acknowledged writes that are not in the database."""
