@@ -18,12 +18,23 @@ gets through them in less than ``--duration`` ends there (10 s at 380 requests/s
 Prints a markdown table, with the CPU time each request cost the web, AI, PostgreSQL and
 HAProxy processes.
 
+``--routes switch,direct``: the database as a Patroni group with a replica behind the
+director's lower level (the database switch, HAProxy in TCP mode), and each row measured
+both ways, alternating run by run: the web and AI servers reaching the group through the
+switch (as ``cluster up --replicas`` starts them), then restarted with URLs straight to the
+primary's and the replica's own ports; the cold runs split the users between both. A route
+may name other code for the servers, ``switch@DIR`` (DIR holding a ``movierec`` package,
+put first on their PYTHONPATH, e.g. an earlier commit's ``git archive``): before/after
+figures of a change, alternating in one run.
+
     .venv/bin/python bench/bench_serving.py [--duration 10] [--repeat 3] [--state-dir DIR]
+        [--configs 1x1] [--paths /for-you] [--routes switch,direct]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -40,8 +51,10 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from movierec import cluster
+from movierec.cluster.launch import load_launch, save_launch
 from movierec.cluster.spec import port_free
 from movierec.config import load_settings
+from movierec.db.patroni import leader, load_group
 from movierec.demo import DemoOptions, prepare
 from movierec.web.auth.sessions import GENERATION, LOGGED_IN_AT, SEEN_AT, SESSION_ID
 
@@ -265,6 +278,14 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per row; the row shows the median one"
     )
+    parser.add_argument(
+        "--paths", default=",".join(ENDPOINTS), help="the endpoints measured, comma-separated"
+    )
+    parser.add_argument(
+        "--routes", default="",
+        help="switch,direct: a replicated group, each row through the database switch and "
+        "straight to the members, alternating (see the docstring)",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -292,9 +313,12 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
     """Bring a cluster of ``web`` x ``ai`` instances up, measure, take it down; the rows."""
     rows = []
     # One director: the figures go through one, and an idle second one only adds checks.
-    spec = cluster.ClusterSpec.on_port(free_base(), web=web, ai=ai, directors=1)
+    routes = [r for r in args.routes.split(",") if r]
+    replicas = 1 if routes else 0
+    spec = cluster.ClusterSpec.on_port(free_base(), web=web, ai=ai, directors=1, replicas=replicas)
     workers = spec.workers_per_web()
     record = cluster.up(settings, spec, say, prepare(DATA, say))
+    route_now = routes[0] if routes else ""
     try:
         secret = (settings.state_dir / "secret_key").read_text().strip()
         cold = session_cookies(secret, range(1, COLD_USERS + 1))
@@ -308,16 +332,26 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
         ai_key = (settings.state_dir / "ai_key").read_text().strip()
 
         def run(label: str, paths: list[str], cookies: list[str], kind: str, url: str = base):
-            # Cold repetitions each get users of their own, or the next would hit the caches.
-            runs = [
-                measure(paths, cookies[i :: args.repeat] if kind == "cold" else cookies, kind, url)
-                for i in range(args.repeat if kind != "-" else 1)
-            ]
-            result = sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
-            result["rps_range"] = (min(r["rps"] for r in runs), max(r["rps"] for r in runs))
-            result["web_workers"] = workers
-            rows.append((web, ai, via if url == base else "direct", label, kind, result))
-            say(f"{web} web x {ai} ai {label} {kind}: {result}")
+            nonlocal record, route_now
+            ways = routes if routes and url == base else [""]
+            repeat = args.repeat if kind != "-" else 1
+            runs: dict[str, list[dict]] = {way: [] for way in ways}
+            for i in range(repeat):
+                for j, way in enumerate(ways):
+                    if way and way != route_now:
+                        record = set_route(settings, way, say)
+                        route_now = way
+                    # Cold runs each get users of their own, or the next would hit the caches.
+                    step = repeat * len(ways)
+                    mine = cookies[i * len(ways) + j :: step] if kind == "cold" else cookies
+                    runs[way].append(measure(paths, mine, kind, url))
+            for way, done in runs.items():
+                result = sorted(done, key=lambda r: r["rps"])[(len(done) - 1) // 2]
+                result["rps_range"] = (min(r["rps"] for r in done), max(r["rps"] for r in done))
+                result["web_workers"] = workers
+                shown = f"{via}, db {way}" if way else via
+                rows.append((web, ai, shown if url == base else "direct", label, kind, result))
+                say(f"{web} web x {ai} ai {label} {kind} {way}: {result}")
 
         def measure(paths: list[str], cookies: list[str], kind: str, url: str) -> dict:
             if kind != "-":
@@ -342,9 +376,11 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
             time.sleep(1)
             return result
 
-        for path in ENDPOINTS:
+        for path in args.paths.split(","):
             run(path, [path], cold, "cold")
             run(path, [path], warm, "warm")
+        if routes:
+            return rows  # the comparison of the routes: the pages only
         movies = [f"/api/movies/{m}" for m in range(1, WARM_USERS + 1)]
         run("/api/movies/ID, anonymous", movies, [], "warm")
         if with_ai_row:
@@ -358,6 +394,44 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
     finally:
         cluster.down(settings, say)
     return rows
+
+
+def set_route(settings, route: str, say) -> cluster.ClusterRecord:
+    """Restart the web and AI servers with database URLs through the switch (``switch``, as
+    ``cluster up`` made them) or straight to the members' own ports (``direct``), running
+    the code in DIR for ``...@DIR``; the cluster's record with their new pids. Only their
+    launch records change."""
+    way, _, code = route.partition("@")
+    state = settings.state_dir.resolve()
+    group = load_group(state / "postgres")
+    primary = group.member(leader(group)).pg_port
+    replica = next(m.pg_port for m in group.members if m.pg_port != primary)
+    frontends = {group.primary_port: primary, group.replica_port: replica}
+    record = cluster.load_record(state)
+    names = [m.name for m in record.members if m.role in ("web", "ai")]
+    for name in names:
+        launch = load_launch(state, name)
+        env = dict(launch.env)
+        for key in ("MOVIEREC_DATABASE_URL", "MOVIEREC_REPLICA_URL"):
+            if env.get(key):
+                env[key] = route_url(env[key], frontends, direct=way == "direct")
+        env.pop("PYTHONPATH", None)
+        if code:
+            env["PYTHONPATH"] = code
+        save_launch(state, dataclasses.replace(launch, env=env))
+    cluster.restart(settings, say, names)
+    say(f"web and AI servers now reach the database {route}")
+    return cluster.load_record(state)
+
+
+def route_url(url: str, frontends: dict[int, int], direct: bool) -> str:
+    """``url`` with the switch's frontend port replaced by its member's port (``direct``), or
+    back."""
+    for frontend, member in frontends.items():
+        old, new = (frontend, member) if direct else (member, frontend)
+        if f":{old}/" in url:
+            return url.replace(f":{old}/", f":{new}/")
+    return url
 
 
 def check_users(base: str, last_cookie: str) -> None:
