@@ -64,7 +64,9 @@ COLD_WARMUP_USERS = range(COLD_USERS + 1, DATA.users + 1)
 WARM_USERS = 50
 WARMUP_SECONDS = 3
 ENDPOINTS = ("/for-you", "/api/recommendations?k=10")
-CPU_ROLES = {"web": "web", "ai": "AI", "primary": "PG", "director": "HAProxy"}
+CPU_ROLES = {
+    "web": "web", "ai": "AI", "primary": "PG", "director": "HAProxy", "dbswitch": "switch",
+}  # fmt: skip
 LUA = """
 cookies = {%s}
 paths = {%s}
@@ -459,7 +461,7 @@ def table(rows: list, args: argparse.Namespace) -> str:
         "counted).",
         "",
         "| web (workers each) | AI | via | endpoint | cache | req/s | (runs) | p50 ms | p99 ms "
-        "| recs hit rate | errors | CPU ms/req web / AI / PG / HAProxy |",
+        f"| recs hit rate | errors | CPU ms/req {' / '.join(CPU_ROLES.values())} |",
         "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for web, ai, via, path, kind, r in rows:
