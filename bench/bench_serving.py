@@ -450,10 +450,11 @@ def check_users(base: str, last_cookie: str) -> None:
 
 
 def table(rows: list, args: argparse.Namespace) -> str:
+    runs = args.repeat * max(len([r for r in args.routes.split(",") if r]), 1)
     lines = [
         f"wrk -t{args.threads} -c{args.connections}, {args.duration} s per run, the median of "
         f"{args.repeat} runs (req/s of all in brackets); cold: {COLD_USERS:,} users, each run "
-        f"asking once for each of its own {COLD_USERS // args.repeat:,} (so a fast run ends "
+        f"asking once for each of its own {COLD_USERS // runs:,} (so a fast run ends "
         f"sooner), after a {WARMUP_SECONDS} s warm-up on "
         f"{len(COLD_WARMUP_USERS)} others, warm: {WARM_USERS} users after a "
         f"{WARMUP_SECONDS} s warm-up; hit rate of the recommendations cache during the run "
