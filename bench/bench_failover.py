@@ -9,7 +9,9 @@ through the director's ``POST /api/ratings`` (4 API-token users, a new (user, mo
 request):
 
 * failover: ``kill -9`` of the primary's postmaster; the time until the site acknowledges
-  writes again, the acknowledged writes missing afterwards, the failed requests;
+  writes again (the end of the longest stretch without an acknowledgement: a write held
+  while the site waits for the new primary counts), the acknowledged writes missing
+  afterwards, the failed requests, the slowest answer;
 * rejoin: from the failover until the old primary streams again on the new timeline;
 * switchover: ``movierec db replica promote <replica>``; the same figures;
 
@@ -97,9 +99,12 @@ def drill(state: Path, site: str, database: Database, kind: str, round_: int) ->
     failed = writer.failed()
     return {
         "outage": writer.outage_after(started),
+        "stall": writer.stall_after(started),
         "lost": len(writer.lost(database)),
         "acknowledged": len(writer.acknowledged()),
         "failed": len(failed),
+        # The longest a write was held (waiting for the new primary) before its answer.
+        "slowest": max(o.took for o in writer.outcomes if o.at >= started),
         "statuses": sorted({o.status for o in failed}),
         "rejoin": rejoined_at,
     }
@@ -132,9 +137,11 @@ def main() -> None:
             results = [drill(state, site, database, kind, r) for r in range(args.rounds)]
             for r in results:
                 print(
-                    f"{kind}: writes OK after {r['outage']:.1f} s, {r['lost']} of "
+                    f"{kind}: writes OK after {r['outage']:.1f} s (the longest stretch "
+                    f"without an acknowledged write {r['stall']:.1f} s), {r['lost']} of "
                     f"{r['acknowledged']} acknowledged lost, {r['failed']} failed "
-                    f"{r['statuses']}, healthy again (rejoined) after {r['rejoin']:.1f} s"
+                    f"{r['statuses']}, slowest answer {r['slowest']:.1f} s, healthy again "
+                    f"(rejoined) after {r['rejoin']:.1f} s"
                 )
             outages = [r["outage"] for r in results]
             print(f"{kind}: median {statistics.median(outages):.1f} s, max {max(outages):.1f} s, "

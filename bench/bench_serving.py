@@ -18,8 +18,17 @@ gets through them in less than ``--duration`` ends there (10 s at 380 requests/s
 Prints a markdown table, with the CPU time each request cost the web, AI, PostgreSQL and
 HAProxy processes.
 
+``--routes switch,direct``: the database as a Patroni group with a replica behind the
+director's lower level (the database switch, HAProxy in TCP mode), and each row measured
+both ways, alternating run by run: the web and AI servers reaching the group through the
+switch (as ``cluster up --replicas`` starts them), then restarted with URLs straight to the
+primary's and the replica's own ports; the cold runs split the users between both. A route
+may name other code for the servers, ``switch@DIR`` (DIR holding a ``movierec`` package,
+put first on their PYTHONPATH, e.g. an earlier commit's ``git archive``): before/after
+figures of a change, alternating in one run.
+
     .venv/bin/python bench/bench_serving.py [--duration 10] [--repeat 3] [--state-dir DIR]
-        [--configs 1x1,...] [--pages for-you,movie,search]
+        [--configs 1x1,...] [--pages for-you,movie,search] [--routes switch,direct]
 
 Code A against code B: alternate runs on one ``--state-dir`` (the data is made once), the
 old tree's with ``PYTHONPATH=bench/code_from:<its worktree>`` (see bench/code_from).
@@ -28,6 +37,7 @@ old tree's with ``PYTHONPATH=bench/code_from:<its worktree>`` (see bench/code_fr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -44,8 +54,10 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from movierec import cluster
+from movierec.cluster.launch import load_launch, save_launch
 from movierec.cluster.spec import port_free
 from movierec.config import load_settings
+from movierec.db.patroni import leader, load_group
 from movierec.demo import DemoOptions, prepare
 from movierec.web.auth.sessions import GENERATION, LOGGED_IN_AT, SEEN_AT, SESSION_ID
 
@@ -68,7 +80,9 @@ PAGES = {
                   "Sci-Fi", "Horror", "Children")
     ]),
 }  # fmt: skip
-CPU_ROLES = {"web": "web", "ai": "AI", "primary": "PG", "director": "HAProxy"}
+CPU_ROLES = {
+    "web": "web", "ai": "AI", "primary": "PG", "director": "HAProxy", "dbswitch": "switch",
+}  # fmt: skip
 LUA = """
 cookies = {%s}
 paths = {%s}
@@ -287,6 +301,11 @@ def main() -> None:
         help=f"only these pages' rows, cold and warm (comma list of {', '.join(PAGES)}); "
         "default: 'for you', the API, anonymous movies and the AI's own row",
     )
+    parser.add_argument(
+        "--routes", default="",
+        help="switch,direct: a replicated group, each row through the database switch and "
+        "straight to the members, alternating (see the docstring)",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
@@ -314,9 +333,12 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
     """Bring a cluster of ``web`` x ``ai`` instances up, measure, take it down; the rows."""
     rows = []
     # One director: the figures go through one, and an idle second one only adds checks.
-    spec = cluster.ClusterSpec.on_port(free_base(), web=web, ai=ai, directors=1)
+    routes = [r for r in args.routes.split(",") if r]
+    replicas = 1 if routes else 0
+    spec = cluster.ClusterSpec.on_port(free_base(), web=web, ai=ai, directors=1, replicas=replicas)
     workers = spec.workers_per_web()
     record = cluster.up(settings, spec, say, prepare(DATA, say))
+    route_now = routes[0] if routes else ""
     try:
         secret = (settings.state_dir / "secret_key").read_text().strip()
         cold = session_cookies(secret, range(1, COLD_USERS + 1))
@@ -330,16 +352,26 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
         ai_key = (settings.state_dir / "ai_key").read_text().strip()
 
         def run(label: str, paths: list[str], cookies: list[str], kind: str, url: str = base):
-            # Cold repetitions each get users of their own, or the next would hit the caches.
-            runs = [
-                measure(paths, cookies[i :: args.repeat] if kind == "cold" else cookies, kind, url)
-                for i in range(args.repeat if kind != "-" else 1)
-            ]
-            result = sorted(runs, key=lambda r: r["rps"])[(len(runs) - 1) // 2]
-            result["rps_range"] = (min(r["rps"] for r in runs), max(r["rps"] for r in runs))
-            result["web_workers"] = workers
-            rows.append((web, ai, via if url == base else "direct", label, kind, result))
-            say(f"{web} web x {ai} ai {label} {kind}: {result}")
+            nonlocal record, route_now
+            ways = routes if routes and url == base else [""]
+            repeat = args.repeat if kind != "-" else 1
+            runs: dict[str, list[dict]] = {way: [] for way in ways}
+            for i in range(repeat):
+                for j, way in enumerate(ways):
+                    if way and way != route_now:
+                        record = set_route(settings, way, say)
+                        route_now = way
+                    # Cold runs each get users of their own, or the next would hit the caches.
+                    step = repeat * len(ways)
+                    mine = cookies[i * len(ways) + j :: step] if kind == "cold" else cookies
+                    runs[way].append(measure(paths, mine, kind, url))
+            for way, done in runs.items():
+                result = sorted(done, key=lambda r: r["rps"])[(len(done) - 1) // 2]
+                result["rps_range"] = (min(r["rps"] for r in done), max(r["rps"] for r in done))
+                result["web_workers"] = workers
+                shown = f"{via}, db {way}" if way else via
+                rows.append((web, ai, shown if url == base else "direct", label, kind, result))
+                say(f"{web} web x {ai} ai {label} {kind} {way}: {result}")
 
         def measure(paths: list[str], cookies: list[str], kind: str, url: str) -> dict:
             if kind != "-":
@@ -373,6 +405,8 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
         for path in ENDPOINTS:
             run(path, [path], cold, "cold")
             run(path, [path], warm, "warm")
+        if routes:
+            return rows  # the comparison of the routes: the pages only
         movies = [f"/api/movies/{m}" for m in range(1, WARM_USERS + 1)]
         run("/api/movies/ID, anonymous", movies, [], "warm")
         if with_ai_row:
@@ -386,6 +420,44 @@ def bench_cluster(settings, web: int, ai: int, args, with_ai_row: bool, say) -> 
     finally:
         cluster.down(settings, say)
     return rows
+
+
+def set_route(settings, route: str, say) -> cluster.ClusterRecord:
+    """Restart the web and AI servers with database URLs through the switch (``switch``, as
+    ``cluster up`` made them) or straight to the members' own ports (``direct``), running
+    the code in DIR for ``...@DIR``; the cluster's record with their new pids. Only their
+    launch records change."""
+    way, _, code = route.partition("@")
+    state = settings.state_dir.resolve()
+    group = load_group(state / "postgres")
+    primary = group.member(leader(group)).pg_port
+    replica = next(m.pg_port for m in group.members if m.pg_port != primary)
+    frontends = {group.primary_port: primary, group.replica_port: replica}
+    record = cluster.load_record(state)
+    names = [m.name for m in record.members if m.role in ("web", "ai")]
+    for name in names:
+        launch = load_launch(state, name)
+        env = dict(launch.env)
+        for key in ("MOVIEREC_DATABASE_URL", "MOVIEREC_REPLICA_URL"):
+            if env.get(key):
+                env[key] = route_url(env[key], frontends, direct=way == "direct")
+        env.pop("PYTHONPATH", None)
+        if code:
+            env["PYTHONPATH"] = code
+        save_launch(state, dataclasses.replace(launch, env=env))
+    cluster.restart(settings, say, names)
+    say(f"web and AI servers now reach the database {route}")
+    return cluster.load_record(state)
+
+
+def route_url(url: str, frontends: dict[int, int], direct: bool) -> str:
+    """``url`` with the switch's frontend port replaced by its member's port (``direct``), or
+    back."""
+    for frontend, member in frontends.items():
+        old, new = (frontend, member) if direct else (member, frontend)
+        if f":{old}/" in url:
+            return url.replace(f":{old}/", f":{new}/")
+    return url
 
 
 def check_users(base: str, last_cookie: str) -> None:
@@ -402,10 +474,11 @@ def check_users(base: str, last_cookie: str) -> None:
 
 
 def table(rows: list, args: argparse.Namespace) -> str:
+    runs = args.repeat * max(len([r for r in args.routes.split(",") if r]), 1)
     lines = [
         f"wrk -t{args.threads} -c{args.connections}, {args.duration} s per run, the median of "
         f"{args.repeat} runs (req/s of all in brackets); cold: {COLD_USERS:,} users, each run "
-        f"asking once for each of its own {COLD_USERS // args.repeat:,} (so a fast run ends "
+        f"asking once for each of its own {COLD_USERS // runs:,} (so a fast run ends "
         f"sooner), after a {WARMUP_SECONDS} s warm-up on "
         f"{len(COLD_WARMUP_USERS)} others, warm: {WARM_USERS} users after a "
         f"{WARMUP_SECONDS} s warm-up; hit rate of the recommendations cache during the run "
@@ -413,7 +486,7 @@ def table(rows: list, args: argparse.Namespace) -> str:
         "counted).",
         "",
         "| web (workers each) | AI | via | endpoint | cache | req/s | (runs) | p50 ms | p99 ms "
-        "| recs hit rate | errors | CPU ms/req web / AI / PG / HAProxy |",
+        f"| recs hit rate | errors | CPU ms/req {' / '.join(CPU_ROLES.values())} |",
         "|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for web, ai, via, path, kind, r in rows:

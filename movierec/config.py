@@ -59,6 +59,9 @@ class Settings:
     instance_name: str = ""  # e.g. web-1: labels /metrics (the local cluster sets it)
     ai_workers: int = 1
     statement_timeout_ms: int = 5000
+    # Seconds a request waits for the primary when the database switch turns its connection
+    # away (a switchover under way), before a 503; 0 = fail at once (movierec.db.primary_wait).
+    database_connect_wait: float = 8.0
     github_client_id: str | None = None
     github_client_secret: str | None = None
     google_client_id: str | None = None
@@ -207,6 +210,8 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
         problems.append("api_token_days: must not exceed api_token_max_days")
     if values["login_free_failures"] < 1:
         problems.append("login_free_failures: must be at least 1")
+    if values["database_connect_wait"] < 0:
+        problems.append("database_connect_wait: must not be negative (0 = no waiting)")
     if values["ai_timeout"] <= 0:
         problems.append("ai_timeout: must be positive")
     if values["ease_max_items"] < 1:

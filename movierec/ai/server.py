@@ -159,7 +159,7 @@ def create_app(
         for kind in ("ranking", "rating")
     }
     watcher = _Either(watchers["ranking"], watchers["rating"])
-    database = Database(settings) if settings.database_url else None
+    database = Database(_database_settings(settings)) if settings.database_url else None
     app.extensions[EXTENSION] = {
         "watcher": watcher,
         "watchers": watchers,
@@ -434,3 +434,12 @@ def _movierec_error(exc: MovierecError):
 def _unexpected_error(exc: Exception):
     log.exception("unexpected error in %s %s", request.method, request.path)
     return jsonify(error="internal error"), 500
+
+
+def _database_settings(settings: Settings) -> Settings:
+    """The recommender's database settings: it waits for a switched primary at most half the
+    time the site gives it to answer (``ai_timeout``). Its reads are optional context (without
+    them it answers from the model alone), and a request held longer than the site waits
+    would fail the page instead of degrading it."""
+    wait = min(settings.database_connect_wait, settings.ai_timeout / 2)
+    return settings.replace(database_connect_wait=wait)

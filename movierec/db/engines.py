@@ -21,6 +21,7 @@ engine's ``handle_error`` hook), never a driver error.
 
 from __future__ import annotations
 
+import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from movierec.config import Settings
 from movierec.db.errors import translate
+from movierec.db.primary_wait import PrimaryWait
 from movierec.errors import DatabaseUnavailable
 
 POOL_SIZE = 10  # connections per engine and process (make_engine)
@@ -85,9 +87,17 @@ def libpq_conninfo(
     return make_conninfo(**params)
 
 
-def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = POOL_SIZE) -> Engine:
+def make_engine(
+    url: str,
+    statement_timeout_ms: int = 5000,
+    pool_size: int = POOL_SIZE,
+    primary_wait: float | None = None,
+) -> Engine:
     """An engine whose connections time out statements after ``statement_timeout_ms``; at
-    most ``pool_size`` of them, all kept open.
+    most ``pool_size`` of them, all kept open. With ``primary_wait`` (seconds), an engine for
+    writes: it connects only to a server that takes writes (``target_session_attrs=
+    read-write``: libpq checks the ``in_hot_standby`` the server reports as it connects, no
+    query), and waits out a switch of the primary (:mod:`movierec.db.primary_wait`).
 
     No overflow: a recommender's requests are greenlets (see :mod:`movierec.serving`), as
     many at once as it has connections, and with an overflow above the pool's size a burst
@@ -95,15 +105,17 @@ def make_engine(url: str, statement_timeout_ms: int = 5000, pool_size: int = POO
     measured with the site's pages served the same way and a pool of 5 + 5). A request
     beyond the pool waits for a connection instead.
     """
+    connect_args: dict[str, Any] = {
+        "options": f"-c statement_timeout={statement_timeout_ms} -c {GENERIC_PLANS}",
+        "connect_timeout": 5,
+    }
+    if primary_wait is not None:
+        connect_args["target_session_attrs"] = "read-write"
     engine = create_engine(
-        sqlalchemy_url(url),
-        pool_size=pool_size,
-        max_overflow=0,
-        connect_args={
-            "options": f"-c statement_timeout={statement_timeout_ms} -c {GENERIC_PLANS}",
-            "connect_timeout": 5,
-        },
+        sqlalchemy_url(url), pool_size=pool_size, max_overflow=0, connect_args=connect_args
     )
+    if primary_wait:
+        _wait_for_primary(engine, PrimaryWait(primary_wait))
     _ping_when_idle(engine, PING_AFTER_IDLE)
     role = make_url(sqlalchemy_url(url)).username or "postgres"
     _translate_errors(engine, role, statement_timeout_ms)
@@ -126,8 +138,25 @@ def _translate_errors(engine: Engine, role: str, statement_timeout_ms: int) -> N
             raise found
 
 
+def _wait_for_primary(engine: Engine, wait: PrimaryWait) -> None:
+    """Make ``engine``'s connection attempts through ``wait`` (the driver's errors of the
+    last one still go to the ``handle_error`` hook)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return wait.connect(lambda: dialect.connect(*cargs, **cparams))
+
+
 def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
-    """SQLAlchemy's ``pool_pre_ping``, only for connections idle over ``idle_seconds``."""
+    """SQLAlchemy's ``pool_pre_ping``, only for connections idle over ``idle_seconds`` or
+    with something to read.
+
+    An idle connection has nothing to read unless the server sent it something on its own:
+    most often that it is going away (a switchover's shutdown sends FATAL 57P01 and closes;
+    the database switch cuts a demoted member's sessions, an EOF). A poll of the socket, a
+    system call and no round trip, finds such a connection in steady use too, so a request
+    that arrives after a switchover gets a fresh connection instead of a 503 from a dead one.
+    """
     returned = "movierec_returned_at"
 
     @event.listens_for(engine, "connect")
@@ -138,7 +167,7 @@ def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         at = record.info.get(returned)
-        if at is not None and _clock() - at < idle_seconds:
+        if at is not None and _clock() - at < idle_seconds and not _has_input(dbapi_conn):
             return
         try:
             alive = engine.dialect.do_ping(dbapi_conn)
@@ -147,6 +176,15 @@ def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
         if not alive:
             # The pool drops this connection and checks out another (a fresh one if need be).
             raise DisconnectionError("connection closed while idle in the pool")
+
+
+def _has_input(dbapi_conn: Any) -> bool:
+    """Whether the server sent this idle connection something (or closed it)."""
+    try:
+        fd = dbapi_conn.pgconn.socket
+    except Exception:  # noqa: BLE001 - closed: no socket, and the ping will say so
+        return True
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 class Database:
@@ -158,7 +196,12 @@ class Database:
 
     @cached_property
     def primary(self) -> Engine:
-        return make_engine(self.settings.database_url, self.settings.statement_timeout_ms)
+        settings = self.settings
+        return make_engine(
+            settings.database_url,
+            settings.statement_timeout_ms,
+            primary_wait=settings.database_connect_wait,
+        )
 
     @cached_property
     def replica(self) -> Engine | None:

@@ -21,6 +21,21 @@ from movierec.errors import ConfigError, DatabaseUnavailable, MovierecError, fir
 
 NO_PRIVILEGE = "42501"  # SQLSTATE insufficient_privilege
 DISK_FULL = "53100"
+CANNOT_CONNECT_NOW = "57P03"  # the server is starting up or shutting down
+# What a failed connection attempt says (psycopg gives no SQLSTATE for a failure to connect)
+# when it reached something that turned it away for now: a server starting up or shutting
+# down (57P03: "the database system is shutting down", "... is starting up", "... is not yet
+# accepting connections"); the database switch with no primary behind it, which accepts the
+# TCP connection and closes it at once; with target_session_attrs=read-write, a member that
+# is a standby (or has just been demoted), refused by libpq itself. The messages are English
+# unless the server or the client runs in another language; then they are not recognised and
+# not waited out (a 503 at once, as before).
+_TURNED_AWAY = (
+    "the database system is ",
+    "server closed the connection unexpectedly",
+    "is in hot standby mode",
+    "session is read-only",
+)
 
 
 class QueryTimeout(DatabaseUnavailable):
@@ -94,3 +109,22 @@ def translate(
     ):
         return DatabaseUnavailable(f"database unavailable: {line}")
     return None
+
+
+def turned_away(exc: BaseException) -> bool:
+    """Whether a failed *connection attempt* met a primary being switched (see the messages
+    above, and a server starting or shutting down: 57P03), so that asking again in a moment
+    can reach the new one. Not a refused connection, a timeout or an unknown host (nothing
+    answers there: waiting would only delay the 503), nor a wrong password or database.
+
+    Only meaningful for an attempt to connect: the same message from a statement means a
+    connection lost while in use, whose work may or may not have been done.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    if not isinstance(orig, psycopg.OperationalError):
+        return False
+    state = str(getattr(orig, "sqlstate", None) or "")
+    if state:
+        return state == CANNOT_CONNECT_NOW
+    message = str(orig)
+    return any(sign in message for sign in _TURNED_AWAY)

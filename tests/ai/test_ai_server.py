@@ -281,6 +281,13 @@ def test_database_down_still_answers_from_the_model(trained, loaded, settings, m
     assert client.get("/recommend?user=9001&k=3").get_json()["fallback"] is True
 
 
+def test_the_recommender_waits_for_a_switched_primary_less_than_the_site_waits_for_it(
+    settings, make_app
+):
+    app = make_app(settings.replace(ai_timeout=2.0, database_connect_wait=8.0), reload_interval=0)
+    assert app.extensions["movierec.ai"]["database"].settings.database_connect_wait == 1.0
+
+
 @pytest.mark.integration
 def test_recommend_over_a_real_socket(trained, loaded, settings, make_app):
     server = make_server("127.0.0.1", 0, make_app(settings), threaded=True)

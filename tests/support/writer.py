@@ -102,15 +102,24 @@ class SteadyWriter:
         return [o for o in self.outcomes if o.status != 200]
 
     def outage_after(self, moment: float) -> float:
-        """Seconds from ``moment`` to the first acknowledged write sent after the last
-        failed one that followed ``moment`` (0 when none failed)."""
-        failures = [o for o in self.outcomes if o.at >= moment and o.status != 200]
-        if not failures:
-            return 0.0
-        last = max(o.at for o in failures)
-        ok = [o for o in self.outcomes if o.at > last and o.status == 200]
-        assert ok, "the site never took a write again"
-        return ok[0].at + ok[0].took - moment
+        """Seconds from ``moment`` until the site took writes again: to the acknowledgement
+        that ended the longest stretch after ``moment`` in which none arrived. A request held
+        while the site waits for a new primary counts as outage, as a failed one does (the
+        time of a failed request alone would hide the wait)."""
+        _gap, end = self._longest_stall(moment)
+        return end - moment
+
+    def stall_after(self, moment: float) -> float:
+        """The longest stretch after ``moment`` in which no acknowledgement arrived: the
+        outage itself, without the time before it (a switchover's command and Patroni take
+        seconds before the old primary stops)."""
+        return self._longest_stall(moment)[0]
+
+    def _longest_stall(self, moment: float) -> tuple[float, float]:
+        answered = sorted(o.at + o.took for o in self.outcomes if o.status == 200)
+        after = [moment] + [t for t in answered if t > moment]
+        assert len(after) > 1, "the site never took a write again"
+        return max((b - a, b) for a, b in zip(after, after[1:], strict=False))
 
     def lost(self, database: Database) -> set[tuple[int, int]]:
         """Acknowledged writes that are not in the database."""

@@ -55,3 +55,10 @@ def test_the_impression_sample_is_a_fraction(value):
 def test_the_dashboards_owner_url_is_checked_like_the_others():
     with pytest.raises(ConfigError, match="admin_database_url"):
         load_settings(environ={"MOVIEREC_ADMIN_DATABASE_URL": "mysql://x/y"}, toml_path=None)
+
+
+def test_the_wait_for_a_switched_primary_is_a_number_of_seconds():
+    env = {"MOVIEREC_DATABASE_CONNECT_WAIT": "2.5"}
+    assert load_settings(environ=env, toml_path=None).database_connect_wait == 2.5
+    with pytest.raises(ConfigError, match="database_connect_wait: must not be negative"):
+        load_settings(environ={"MOVIEREC_DATABASE_CONNECT_WAIT": "-1"}, toml_path=None)
