@@ -1,10 +1,13 @@
-"""The database goes away in the middle of a request: a failover cuts the site's pooled
-connections, and during a switchover a connection can reach a member that was just made a
-replica. The user gets 503 with Retry-After (the site is back within seconds), never a 500,
-and the next request works on a fresh connection.
+"""The database goes away under the site: a failover cuts the site's pooled connections, and
+during a switchover a connection can reach a member that was just made a replica. A cut
+connection is replaced before a request uses it; a write refused by a demoted member is a 503
+with Retry-After (the site is back within seconds), never a 500, and the next request works
+on a fresh connection.
 """
 
 from __future__ import annotations
+
+import time
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -33,27 +36,23 @@ def _cut_the_site_off(pg_server, settings) -> int:
         ).fetchone()[0]
 
 
-def test_a_connection_lost_mid_request_is_a_503_with_retry_after(
+def test_connections_a_failover_cut_are_replaced_before_a_request_uses_them(
     client, seed, database, pg_server, settings
 ):
+    """A failover ends the site's pooled connections while they are idle: the pool finds
+    each one ended when it is handed out (the server's goodbye waits on its socket) and
+    connects afresh, so the user never sees the cut. A connection that dies *while* a
+    statement runs on it is a DatabaseUnavailable (tests/db/test_db_pool.py), which every
+    view answers 503 with Retry-After (test_web_unavailable.py)."""
     bearer = _token(database, seed)
     assert client.get("/api/ratings", headers=bearer).status_code == 200  # a pooled connection
     assert _cut_the_site_off(pg_server, settings) >= 1
-    # The pooled connection is used again at once (not pinged: it was idle for less than a
-    # second) and dies under the token lookup, before any view runs.
-    lost = client.post("/api/ratings", json={"movie_id": 1, "rating": 4}, headers=bearer)
-    assert lost.status_code == 503, lost.get_data(as_text=True)
-    assert lost.headers["Retry-After"].isdigit()
-    assert "temporarily unavailable" in lost.get_json()["error"]
-    again = client.post("/api/ratings", json={"movie_id": 1, "rating": 4}, headers=bearer)
-    assert again.status_code == 200, again.get_data(as_text=True)
-
-    assert client.get("/api/ratings", headers=bearer).status_code == 200
+    time.sleep(0.2)  # the FATAL message and the close reach the pooled sockets
+    after = client.post("/api/ratings", json={"movie_id": 1, "rating": 4}, headers=bearer)
+    assert after.status_code == 200, after.get_data(as_text=True)
     _cut_the_site_off(pg_server, settings)
-    page = client.get("/movies/1")
-    assert page.status_code in (200, 503)  # a read may land on a fresh connection
-    if page.status_code == 503:
-        assert page.headers["Retry-After"].isdigit()
+    time.sleep(0.2)
+    assert client.get("/movies/1").status_code == 200
 
 
 def test_a_write_on_a_server_that_became_read_only_is_a_503(
