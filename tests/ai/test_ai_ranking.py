@@ -13,9 +13,9 @@ from werkzeug.serving import make_server
 from movierec.ai.algorithms import ALGORITHMS, get_algorithm
 from movierec.ai.base import Signals
 from movierec.ai.dataset import ratings_from_arrays, to_trainset
+from movierec.ai.loader import load_model
 from movierec.ai.refresh import refresh
 from movierec.ai.registry import live_version, promote, rollback, serving_version
-from movierec.ai.scorer import load_model
 from movierec.ai.server import create_app
 from movierec.ai.train import train_on_data
 from movierec.config import load_settings
