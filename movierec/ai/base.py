@@ -6,7 +6,8 @@ As in surprise (``AlgoBase.predict`` around each algorithm's ``estimate``) and i
 takes the top ``k`` and falls back to the most rated movies with a ``reason``. A model supplies
 only what it makes of a user (:meth:`Recommender._query`), their scores
 (:meth:`Recommender._scores`, with explanations) and, when it has an ANN index, its own
-approximate top-k (:meth:`Recommender._ann_top`). "Cannot personalise" is a result, not an
+own top-k when it has a faster way than scoring every movie, such as an ANN index
+(:meth:`Recommender._own_top`). "Cannot personalise" is a result, not an
 error: a user the model cannot score gets popular movies with ``fallback=True``.
 """
 
@@ -199,7 +200,7 @@ class Recommender(ABC):
         if query is None:
             return self._fallback(k, excluded, genres or (), demoted, shard)
         blocked = np.union1d(excluded, cand.from_full(query.seen))
-        found = None if cand.ann is None else self._ann_top(query, k, blocked, shard, demoted)
+        found = self._own_top(query, k, blocked, shard, demoted)
         if found is None:
             COUNTERS.add("movierec_recommender_scored_total", method="exact")
             scores, explain = self._scores(query)
@@ -221,12 +222,12 @@ class Recommender(ABC):
         """A new array of scores over every candidate (higher is better), and how to explain
         chosen candidates (None: this model gives no explanations)."""
 
-    def _ann_top(
+    def _own_top(
         self, query: Query, k: int, blocked: np.ndarray, shard: Shard | None, demoted: list[int]
     ) -> tuple[np.ndarray, np.ndarray, Explain | None] | None:
-        """With an ANN index: the top ``k`` candidate positions (not ``blocked``, of
-        ``shard``, ``demoted`` genre columns last), their scores and explanations; None
-        when this model scores exactly anyway."""
+        """This model's own top ``k`` candidate positions (not ``blocked``, of ``shard``,
+        ``demoted`` genre columns last), their scores and explanations, when it has a faster
+        way than scoring every candidate (an ANN index, a cached order); None: score them."""
         return None
 
     def _shown(self, value: float) -> float:

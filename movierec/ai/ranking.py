@@ -307,6 +307,13 @@ class PopularityModel(RankingModel):
         # Equal counts keep the popularity order's ties: lower index, older (smaller) id.
         return np.asarray(self._cand.popularity, dtype=np.float64).copy(), None
 
+    def _own_top(self, query, k, blocked, shard, demoted):
+        """The cached popularity order (walked, not sorted, per request); the same answer
+        as :meth:`_scores` would give."""
+        cand = self._cand
+        top = np.array(cand.most_rated(k, set(blocked.tolist()), [], demoted, shard), np.int64)
+        return top, np.asarray(cand.popularity[top], dtype=np.float64), None
+
 
 class EaseModel(RankingModel):
     """EASE: scores ``q · B`` with a dense ``B``."""
@@ -358,7 +365,10 @@ class AlsModel(RankingModel):
         vector, factors, contributions = self._folded_in(self._signal_rows, *query.state)
         return np.asarray(factors @ vector.astype(np.float32), dtype=np.float64), contributions
 
-    def _ann_top(self, query, k, blocked, shard, demoted):
+    def _own_top(self, query, k, blocked, shard, demoted):
+        """With an ANN index: it searches the folded-in vector."""
+        if self._cand.ann is None:
+            return None
         vector, factors, contributions = self._folded_in(self._signal_rows, *query.state)
         vector = vector.astype(np.float32)
         top, values, _ = self._cand.ann_top(
@@ -416,12 +426,14 @@ class SansaAlsModel(SansaModel):
         scores[reached] += values / self._ease_scale
         return scores, self._blended(self._sansa_parts(idx, w), als_parts)
 
-    def _ann_top(self, query, k, blocked, shard, demoted):
-        """The movies SANSA reaches scored exactly, the others (whose SANSA part is 0, so
-        their order is their ALS part's) from the index's best ``k`` by the ALS part; exact
-        whenever the index's answer is."""
-        idx, w = query.state
+    def _own_top(self, query, k, blocked, shard, demoted):
+        """With an ANN index: the movies SANSA reaches scored exactly, the others (whose
+        SANSA part is 0, so their order is their ALS part's) from the index's best ``k`` by
+        the ALS part; exact whenever the index's answer is."""
         cand = self._cand
+        if cand.ann is None:
+            return None
+        idx, w = query.state
         mask = cand.shard_mask(shard)
         reached, values = self._sparse.scores(idx, w)
         vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)

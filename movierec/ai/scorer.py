@@ -202,9 +202,11 @@ class FactorModel(RatingModel):
             query.state, cand.arrays["item_factors"], cand.arrays["item_bias"]
         ), None
 
-    def _ann_top(self, query, k, blocked, shard, demoted):
-        """The index searches the user's factors (with a 1 for the item bias)."""
+    def _own_top(self, query, k, blocked, shard, demoted):
+        """With an ANN index: it searches the user's factors (with a 1 for the item bias)."""
         u, cand = query.state, self._cand
+        if cand.ann is None:
+            return None
         user = np.asarray(self._pu[u], dtype=np.float32)
         vector = np.r_[user, np.float32(1.0)] if self.biased else user
         qi, bi = cand.arrays["item_factors"], cand.arrays["item_bias"]
