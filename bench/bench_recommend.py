@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_for_you import code_tree  # the same export of code A
+
 ROOT = Path(__file__).resolve().parents[1]
 FORMS = {  # label: (algorithm, parameters, ANN index)
     "svd": ("svd", {"factors": 32, "epochs": 5}, False),
@@ -68,18 +70,6 @@ def main() -> None:
             print(f"round {i + 1}/{len(order)}: {code}", file=sys.stderr, flush=True)
             results[code].append(worker(trees[code], job))
     report(results, args)
-
-
-def code_tree(where: str, target: Path) -> Path:
-    """A directory holding the ``movierec`` package of ``where`` (a directory or a revision)."""
-    if Path(where).is_dir():
-        return Path(where).resolve()
-    target.mkdir()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", where, "movierec"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
-    return target
 
 
 def train(model_dir: Path, args) -> tuple[dict[str, str], list[int]]:

@@ -3,6 +3,7 @@ every form): unknown users, k's bounds, exclusions, shards and demotion answer a
 
 import numpy as np
 import pytest
+from support.algorithms import FAST
 
 from movierec.ai.algorithms import ALGORITHMS
 from movierec.ai.dataset import ratings_from_arrays
@@ -14,12 +15,6 @@ from movierec.errors import BadInput
 COMEDY = list(range(100, 112))
 HORROR = list(range(200, 212))
 GENRES = np.array(["Comedy", "Horror"])
-FAST = {
-    "svd": {"factors": 4, "epochs": 5}, "svdpp": {"factors": 4, "epochs": 2},
-    "nmf": {"factors": 4, "epochs": 5}, "als": {"factors": 4, "iterations": 3},
-    "ease": {"lam": 10}, "easeals": {"lam": 10, "factors": 4, "iterations": 3, "reg": 0.5},
-    "sansa": {"lam": 10}, "sansaals": {"lam": 10, "factors": 4, "iterations": 3, "reg": 0.5},
-}  # fmt: skip
 FAN = 1000  # a known user: likes comedies
 
 
