@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--ratings", type=int, default=150_000)
     parser.add_argument("--calls", type=int, default=400, help="timed calls per variant")
+    parser.add_argument("--forms", default=",".join(FORMS), help="comma-separated labels")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a round's JSON job
     args = parser.parse_args()
     if args.worker:
@@ -62,7 +63,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="movierec-bench-recommend-") as tmp:
         root = Path(tmp)
         trees = {"A": code_tree(args.a, root / "a"), "B": Path(args.b).resolve()}
-        versions, users = train(root / "models", args)
+        forms = [f.strip() for f in args.forms.split(",")]
+        if unknown := set(forms) - set(FORMS):
+            raise SystemExit(f"unknown forms: {', '.join(sorted(unknown))}")
+        versions, users = train(root / "models", args, forms)
         job = {"model_dir": str(root / "models"), "versions": versions, "users": users}
         results: dict[str, list[dict]] = {"A": [], "B": []}
         order = [c for p in range(args.pairs) for c in ("AB" if p % 2 == 0 else "BA")]
@@ -72,7 +76,7 @@ def main() -> None:
     report(results, args)
 
 
-def train(model_dir: Path, args) -> tuple[dict[str, str], list[int]]:
+def train(model_dir: Path, args, forms: list[str]) -> tuple[dict[str, str], list[int]]:
     import numpy as np
 
     from movierec.ai.dataset import ratings_from_arrays
@@ -92,7 +96,8 @@ def train(model_dir: Path, args) -> tuple[dict[str, str], list[int]]:
     genres = np.array([[(m + g) % 5 == 0 or (m * 7 + g) % 11 == 0 for g in range(5)]
                        for m in data.movie_ids.tolist()])  # fmt: skip
     versions = {}
-    for label, (algo, params, ann) in FORMS.items():
+    for label in forms:
+        algo, params, ann = FORMS[label]
         print(f"training {label} ...", file=sys.stderr, flush=True)
         report = train_on_data(
             data, model_dir, algo, params, test_size=0, genre_names=np.array(GENRES),
@@ -152,13 +157,16 @@ def report(results: dict[str, list[dict]], args) -> None:
         f"{args.ratings} ratings; {args.pairs} A/B pairs, {args.calls} calls per variant)"
     )
     print(f"A: {results['A'][0]['code']}\nB: {results['B'][0]['code']}\n")
-    print("| form | variant | A µs | B µs | B/A |")
+    print("| form | variant | A µs | B µs | B/A of pairs: median (range) |")
     print("|---|---|---:|---:|---:|")
     for key in (k for k in results["A"][0] if k != "code"):
         a = statistics.median(r[key] for r in results["A"])
         b = statistics.median(r[key] for r in results["B"])
+        # A round and the round next to it ran back to back: their ratio drifts least.
+        ratios = [rb[key] / ra[key] for ra, rb in zip(results["A"], results["B"], strict=True)]
+        spread = f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
         form, variant = key.split("/")
-        print(f"| {form} | {variant} | {a:.0f} | {b:.0f} | {b / a:.3f} |")
+        print(f"| {form} | {variant} | {a:.0f} | {b:.0f} | {spread} |")
 
 
 if __name__ == "__main__":
