@@ -25,9 +25,9 @@ from threadpoolctl import threadpool_limits
 from movierec.ai import ann
 from movierec.ai.artifact import write_artifact
 from movierec.ai.base import Signals
-from movierec.ai.candidates import Shard
 from movierec.ai.dataset import read_movielens
-from movierec.ai.scorer import load_model
+from movierec.ai.loader import load_model
+from movierec.ai.shard import Shard
 from movierec.ai.train import train_on_data
 
 ML_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens" / "ml-latest-small"

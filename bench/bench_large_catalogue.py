@@ -40,7 +40,7 @@ from movierec.ai.algorithms import get_algorithm  # noqa: E402
 from movierec.ai.base import Signals  # noqa: E402
 from movierec.ai.dataset import RatingsData, read_movielens  # noqa: E402
 from movierec.ai.evaluation import per_user_split  # noqa: E402
-from movierec.ai.scorer import load_model  # noqa: E402
+from movierec.ai.loader import load_model  # noqa: E402
 from movierec.ai.train import resolve_algo, score_top_n, time_split, train_on_data  # noqa: E402
 
 # (label, algorithm or "auto" / "auto-large", parameters)

@@ -9,14 +9,36 @@
 The server is ``movierec.ai.server:create_app()`` (run by ``movierec serve``).
 """
 
-from movierec.ai.artifact import ArtifactInfo, list_artifacts, newest_version, read_artifact
-from movierec.ai.base import Recommendations, Recommender, Similar
-from movierec.ai.candidates import Shard
-from movierec.ai.dataset import RatingsData, ratings_from_arrays, read_ratings, to_trainset
-from movierec.ai.evaluation import Metrics, holdout_split, kfold
-from movierec.ai.factors import Factors
-from movierec.ai.scorer import FactorModel, load_model, model_arrays
-from movierec.ai.train import TrainParams, TrainReport, fit_svd, train_model
+import importlib
+
+# What this package offers and the module each comes from, imported on first use: a recommender
+# server imports movierec.ai.server, and must not pay for (nor import) training, surprise or the
+# database driver because this package's front door names them.
+_HOMES = {
+    "ArtifactInfo": "movierec.ai.artifact",
+    "FactorModel": "movierec.ai.scorer",
+    "Factors": "movierec.ai.factors",
+    "Metrics": "movierec.ai.evaluation",
+    "RatingsData": "movierec.ai.dataset",
+    "Recommendations": "movierec.ai.base",
+    "Recommender": "movierec.ai.base",
+    "Shard": "movierec.ai.shard",
+    "Similar": "movierec.ai.base",
+    "TrainParams": "movierec.ai.train",
+    "TrainReport": "movierec.ai.train",
+    "fit_svd": "movierec.ai.train",
+    "holdout_split": "movierec.ai.evaluation",
+    "kfold": "movierec.ai.evaluation",
+    "list_artifacts": "movierec.ai.artifact",
+    "load_model": "movierec.ai.loader",
+    "model_arrays": "movierec.ai.scorer",
+    "newest_version": "movierec.ai.artifact",
+    "ratings_from_arrays": "movierec.ai.dataset",
+    "read_artifact": "movierec.ai.artifact",
+    "read_ratings": "movierec.ai.dataset",
+    "to_trainset": "movierec.ai.dataset",
+    "train_model": "movierec.ai.train",
+}
 
 __all__ = [
     "ArtifactInfo",
@@ -43,3 +65,10 @@ __all__ = [
     "to_trainset",
     "train_model",
 ]
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -6,7 +6,7 @@ into place when complete: readers (recommender servers polling for new versions)
 artifact or none. Arrays load memory-mapped, so every gunicorn worker on a machine shares one
 copy of the pages (numpy maps a read-only ``.npy`` with ``MAP_SHARED``: the pages belong to
 the page cache, not to the process); the ANN index (``ann.faiss``) is mapped the same way.
-Files a server derives from an artifact (a shard's slice, see :mod:`movierec.ai.candidates`)
+Files a server derives from an artifact (a shard's slice, see :mod:`movierec.ai.slices`)
 are written into a sub-directory of it, the same way, and mapped the same way.
 """
 

@@ -2,9 +2,9 @@
 
 Database ids are sparse 64-bit numbers; models want dense indices 0..n-1. :class:`RatingsData`
 keeps both directions: ``user_ids[user_index[j]]`` is the database user of rating ``j``, and
-:func:`dense_index` maps database ids back. The ratings table is streamed with a binary
-``COPY ... TO STDOUT`` and parsed with ``np.frombuffer``: no Python object per rating, so tens
-of millions of rows read in seconds with memory for the arrays only.
+:func:`~movierec.ai.ids.dense_index` maps database ids back. The ratings table is streamed
+with a binary ``COPY ... TO STDOUT`` and parsed with ``np.frombuffer``: no Python object per
+rating, so tens of millions of rows read in seconds with memory for the arrays only.
 
 Movie metadata rides along when known (``genre_names``/``item_genres``/``item_years``): the
 database loader fills it from the movies table, :func:`read_movielens` from ``u.item`` (ml-100k)
@@ -58,7 +58,8 @@ GENRE_CHUNK_ROWS = 50_000
 class RatingsData:
     """One rating per row, in dense indices, plus the maps back to database ids.
 
-    ``user_ids`` and ``movie_ids`` are sorted, so :func:`dense_index` is a binary search.
+    ``user_ids`` and ``movie_ids`` are sorted, so :func:`~movierec.ai.ids.dense_index` is a
+    binary search.
     """
 
     user_index: np.ndarray  # int32, one per rating
@@ -256,23 +257,6 @@ def _read_movielens_movies(folder: Path, movie_ids: np.ndarray):
             matrix[row, column[genre]] = True
         item_years[row] = years.get(movie, 0)
     return np.array(genre_names, dtype=np.str_), matrix, item_years
-
-
-def dense_index(sorted_ids: np.ndarray, ids: Iterable[int]) -> np.ndarray:
-    """Dense indices of those ``ids`` present in ``sorted_ids`` (absent ones are dropped)."""
-    pos, found = dense_lookup(sorted_ids, np.fromiter(ids, dtype=np.int64))
-    return pos[found]
-
-
-def dense_lookup(sorted_ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each of ``wanted`` (int64), its position in ``sorted_ids`` and whether it is there:
-    one vectorised search for a whole list (a served request looks up each of a user's
-    ratings)."""
-    if wanted.size == 0 or sorted_ids.size == 0:
-        return np.zeros(wanted.size, dtype=np.int64), np.zeros(wanted.size, dtype=bool)
-    ids = sorted_ids.view(np.ndarray)  # a memory map's indexing costs more than the search
-    pos = np.minimum(np.searchsorted(ids, wanted), ids.size - 1)
-    return pos, ids[pos] == wanted
 
 
 def read_ratings(database: Database, progress: Progress | None = None) -> RatingsData:

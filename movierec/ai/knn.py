@@ -9,17 +9,17 @@ refuses more than ``MAX_ENTITIES`` (the bench shows the numbers).
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from movierec.ai.base import Recommendations, Recommender, Signals, Similar, clip_rating
-from movierec.ai.candidates import Shard, check_k
-from movierec.ai.dataset import dense_index
-from movierec.errors import BadInput, ModelNotReady, NotFound
+from movierec.ai.ann import AnnIndex
+from movierec.ai.base import COMMON_ARRAYS, Query, RatingModel, Signals, Similar, clip_rating
+from movierec.ai.candidates import Candidates
+from movierec.ai.ids import dense_index
+from movierec.ai.shard import Shard
+from movierec.errors import ModelNotReady, NotFound
 
 MAX_ENTITIES = 30_000
 KNN_ARRAYS = ("knn_sim", "knn_indptr", "knn_neighbours", "knn_ratings")
@@ -85,20 +85,29 @@ class KnnEstimator:
         return out
 
 
-class KnnModel(Recommender):
+class KnnModel(RatingModel):
     """A served KNNBaseline rating model: ``/predict`` stars, and top-k by estimated stars."""
 
-    kind = "rating"
+    array_names = (*COMMON_ARRAYS, *KNN_ARRAYS, "user_bias", "item_bias", "global_mean")
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]):
-        """Raises :class:`ModelNotReady` when the arrays do not fit together."""
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any],
+        *,
+        ann: AnnIndex | None = None,
+        hot_bytes: int = 0,
+    ):
+        """Raises :class:`ModelNotReady` when the arrays do not fit together (a KNN model
+        is small: no ANN index, nothing kept hot)."""
         self.meta = dict(meta)
         self.version = str(meta.get("version", "unsaved"))
         self.user_ids, self.movie_ids = arrays["user_ids"], arrays["movie_ids"]
         self.popularity = arrays["popularity"]
         self._rated_indptr, self._rated_items = arrays["rated_indptr"], arrays["rated_items"]
         self._popular_order = arrays["popular_order"]
-        self._genre_column = {str(g).casefold(): j for j, g in enumerate(arrays["genre_names"])}
+        self.genre_names = [str(g) for g in arrays["genre_names"]]
+        self._genre_column = {g.casefold(): j for j, g in enumerate(self.genre_names)}
         self._movie_genres = arrays["movie_genres"]
         n_users, n_items = self.user_ids.shape[0], self.movie_ids.shape[0]
         params = self.meta.get("params", {})
@@ -117,7 +126,10 @@ class KnnModel(Recommender):
             int(params.get("min_k", 1)),
             user_based,
         )
-        self._shard: Shard | None = None
+        # No per-movie arrays of its own: a shard keeps its ids, popularity and genres.
+        self._cand = Candidates(
+            self.movie_ids, self.popularity, self._popular_order, self._movie_genres, {}
+        )
 
     def _pos(self, ids: np.ndarray, wanted: int) -> int | None:
         found = dense_index(ids, (wanted,))
@@ -142,66 +154,21 @@ class KnnModel(Recommender):
         u, i = self._pos(self.user_ids, user_id), self._pos(self.movie_ids, movie_id)
         return clip_rating(self._estimator.estimate(u, i))
 
-    def recommend(
-        self,
-        user_id: int,
-        k: int = 10,
-        exclude: Iterable[int] = (),
-        genres: Sequence[str] | None = None,
-        signals: Signals | None = None,
-        demote_genres: Sequence[str] = (),
-        shard: Shard | None = None,
-    ) -> Recommendations:
-        """Top ``k`` by estimated stars (one estimate per movie: meant for small catalogues);
-        an unknown user gets the most rated movies, marked as a fallback. Movies of
-        ``demote_genres`` come after all others; only ``shard``'s movies when given (or when
-        restricted to one). ``genres`` and ``signals`` are not used: the neighbours are those
-        of the training ratings."""
-        k = check_k(k)
-        skip = set(dense_index(self.movie_ids, exclude).tolist())
-        if self._shard is not None and shard not in (None, self._shard):
-            raise BadInput(f"this server holds shard {self._shard} only, not {shard}")
-        shard = shard or self._shard
-        if shard is not None:
-            skip |= set(np.flatnonzero(~shard.mask(self.movie_ids)).tolist())
-        demoted = self._demoted(demote_genres)
+    def _query(self, user_id: int, genres: Sequence[str], signals: Signals) -> Query | None:
+        """The user's training ratings; ``genres`` and ``signals`` are not used: the
+        neighbours are those of the training ratings."""
         u = self._pos(self.user_ids, user_id)
         if u is None or not self._estimator.known_users[u]:
-            order = [i for i in np.asarray(self._popular_order).tolist() if i not in skip]
-            order = sorted(order, key=lambda i: bool(demoted[i]))[:k]  # stable: by popularity
-            items = tuple((int(self.movie_ids[i]), float(self.popularity[i])) for i in order)
-            return Recommendations(items, self.version, True, "unknown user: the most rated movies")
-        skip |= set(self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]].tolist())
-        candidates = np.array([i for i in range(self.movie_ids.shape[0]) if i not in skip])
-        if candidates.size == 0:
-            return Recommendations((), self.version)
-        est = self._estimator.estimate_pairs(np.full(candidates.shape[0], u), candidates)
-        # Demoted movies last, each group by estimate (lexsort: the last key sorts first).
-        best = np.lexsort((-est, demoted[candidates]))[:k]
-        items = tuple((int(self.movie_ids[candidates[j]]), clip_rating(est[j])) for j in best)
-        return Recommendations(items, self.version)
+            return None
+        rated = np.asarray(self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]])
+        return Query(seen=rated, state=u)
 
-    def in_genres(self, movie_ids: Sequence[int], genres: Sequence[str]) -> list[bool]:
-        return self._demoted(genres)[dense_index(self.movie_ids, movie_ids)].tolist()
-
-    def _demoted(self, genres: Sequence[str]) -> np.ndarray:
-        """Per movie, whether it is of one of ``genres`` (unknown genre names match none)."""
-        columns = [
-            self._genre_column[g.casefold()] for g in genres if g.casefold() in self._genre_column
-        ]
-        if not columns:
-            return np.zeros(self.movie_ids.shape[0], dtype=bool)
-        return np.asarray(self._movie_genres[:, columns]).any(axis=1)
-
-    @property
-    def shard(self) -> Shard | None:
-        return self._shard
-
-    def restrict(self, shard: Shard, directory: Path | None = None) -> KnnModel:
-        """This model answering for ``shard`` only (a KNN model is small: nothing is sliced)."""
-        restricted = copy.copy(self)
-        restricted._shard = shard
-        return restricted
+    def _scores(self, query: Query) -> tuple[np.ndarray, None]:
+        """One estimate per candidate: meant for small catalogues."""
+        cand = self._cand
+        movies = np.arange(cand.n) if cand.rows is None else np.asarray(cand.rows)
+        users = np.full(movies.shape[0], query.state)
+        return self._estimator.estimate_pairs(users, movies), None
 
     def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
         raise NotFound(f"model {self.version} (knnbaseline) answers no similar-movie queries")

@@ -14,44 +14,33 @@ carries the signal that contributed most to its score (``because``; a blend adds
 signal's shares of both parts).
 Nobody is refused: a user with no signal at all gets popular movies marked as a fallback.
 
+Each form is a class (:data:`FORMS` maps an artifact's ``form`` to it); what every form does
+alike (signals, exclusions, shards, demotion, top-k, fallback) is
+:meth:`movierec.ai.base.Recommender.recommend`'s.
+
 >>> model = load_model(".state/models", kind="ranking")        # doctest: +SKIP
 >>> model.recommend(42, k=5, signals=Signals(liked=(318,))).because   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from movierec.ai.algorithms.als import fold_in
-from movierec.ai.algorithms.ease import signal_weights
 from movierec.ai.ann import AnnIndex
-from movierec.ai.base import Recommendations, Recommender, Signals, Similar
-from movierec.ai.candidates import Candidates, HotRows, ServesCandidates, Shard, check_k, top_k
-from movierec.ai.dataset import dense_index, dense_lookup
+from movierec.ai.base import COMMON_ARRAYS, Explain, Query, Recommender, Signals, Similar
+from movierec.ai.candidates import Candidates
+from movierec.ai.folding import fold_in, signal_weights
+from movierec.ai.hot_rows import HotRows
+from movierec.ai.ids import dense_index, dense_lookup
+from movierec.ai.shard import Shard
 from movierec.ai.sparse_weights import SparseWeights, csr_from_arrays, csr_names
 from movierec.ai.stats import COUNTERS
+from movierec.ai.topk import check_k, top_k
 from movierec.errors import BadInput, ModelNotReady, NotFound
 
-COMMON_ARRAYS = (
-    "user_ids", "movie_ids", "popularity", "popular_order", "genre_names", "movie_genres",
-    "rated_indptr", "rated_items", "rated_values",
-)  # fmt: skip
-FORM_ARRAYS = {
-    "ease": ("ease_weights",),
-    "als": ("item_factors", "item_gram"),
-    "easeals": ("ease_weights", "item_factors", "item_gram"),
-    "sansa": csr_names("sansa_weights"),
-    "sansaals": (*csr_names("sansa_weights"), "item_factors", "item_gram"),
-    "popularity": (),
-}  # fmt: skip
-SANSA_FORMS = ("sansa", "sansaals")
-BLENDS = ("easeals", "sansaals")  # an item-item part plus ALS, each over its fixed scale
-ANN_FORMS = ("als", "sansaals")  # forms whose ALS part an ANN index may search
 OPTIONAL_ARRAYS = ("item_norms",)  # ALS artifacts have them since ANN indexes exist
 LIKED_STARS = 4.5  # a favourite counts like a 4.5-star rating
 EXPLAIN_STARS = 3.5  # "because you liked X" only names movies rated at least this
@@ -60,15 +49,23 @@ GENRE_WEIGHT = 0.3  # ... each weighing this much (a rating weighs about 1)
 SEARCH_WEIGHT = 0.1  # a searched genre is a weaker hint than a stated preference
 
 
-class RankingModel(ServesCandidates, Recommender):
+class RankingModel(Recommender):
     """One ranking artifact, memory-mapped; thread-safe (requests share it read-only).
 
     Two movie spaces: signals (a user's rated and liked movies) may be any movie of the model,
     while what is scored, excluded and returned are the candidates (all movies, or one shard's
-    slice, see :mod:`movierec.ai.candidates`).
+    slice, see :mod:`movierec.ai.candidates`). A subclass per form says which arrays it
+    needs (``array_names``) and scores; this class folds a user's signals into weights.
     """
 
     kind = "ranking"
+    fallback_reason = "no ratings or preferences yet"
+    form = ""
+    array_names = COMMON_ARRAYS
+    optional_arrays = OPTIONAL_ARRAYS
+    uses_ann = False  # whether an ANN index may search (its ALS part)
+    blend = False  # an item-item part plus ALS, each over its fixed scale
+    sparse = False  # SANSA's sparse B
 
     def __init__(
         self,
@@ -78,12 +75,9 @@ class RankingModel(ServesCandidates, Recommender):
         ann: AnnIndex | None = None,
         hot_bytes: int = 0,
     ):
-        """Raises :class:`ModelNotReady` when the form is unknown or arrays do not fit."""
+        """Raises :class:`ModelNotReady` when the arrays do not fit."""
         self.meta = dict(meta)
         self.version = str(meta.get("version", "unsaved"))
-        self.form = str(meta.get("form", ""))
-        if self.form not in FORM_ARRAYS:
-            raise ModelNotReady(f"model {self.version} has an unknown form {self.form!r}")
         self.user_ids, self.movie_ids = arrays["user_ids"], arrays["movie_ids"]
         self.popularity = arrays["popularity"]
         self._popular_order = arrays["popular_order"]
@@ -100,29 +94,7 @@ class RankingModel(ServesCandidates, Recommender):
         self._alpha = float(self.meta.get("alpha", 1.0))
         self._ease_scale = float(self.meta.get("ease_scale", 1.0))
         self._als_scale = float(self.meta.get("als_scale", 1.0))
-        n_users, n_items = self.user_ids.shape[0], self.movie_ids.shape[0]
-        ok = {
-            "popularity": self.popularity.shape == self._popular_order.shape == (n_items,),
-            "rated": self._indptr.shape == (n_users + 1,)
-            and self._items.shape == self._values.shape,
-            "movie_genres": self._movie_genres.shape == (n_items, len(self.genre_names)),
-            "ease_weights": self._weights is None or self._weights.shape == (n_items, n_items),
-            "item_factors": self._factors is None or self._factors.shape[0] == n_items,
-            "sansa": self.form not in SANSA_FORMS
-            or arrays["sansa_weights_indptr"].shape == (n_items + 1,),
-            "ann": ann is None
-            or self._factors is not None
-            and (ann.n, ann.dim) == self._factors.shape,
-        }
-        if self.form in BLENDS:
-            ok["blend"] = (
-                (self._weights is not None or self.form == "sansaals")
-                and self._factors is not None
-                and self._ease_scale > 0 and self._als_scale > 0
-            )  # fmt: skip
-        bad = [name for name, good in ok.items() if not good]
-        if bad:
-            raise ModelNotReady(f"model {self.version} is damaged: {', '.join(bad)} mismatch")
+        self._check(arrays, ann)
         item_arrays: dict[str, np.ndarray] = {}
         if self._weights is not None:
             item_arrays["ease_weights"] = self._weights
@@ -131,54 +103,61 @@ class RankingModel(ServesCandidates, Recommender):
             if norms is None:  # artifacts from before item_norms was saved
                 norms = np.linalg.norm(np.asarray(self._factors), axis=1).astype(np.float32)
             item_arrays |= {"item_factors": self._factors, "item_norms": norms}
-        if self.form in SANSA_FORMS:
+        if self.sparse:
             item_arrays |= {name: arrays[name] for name in csr_names("sansa_weights")}
         self._all = Candidates(
             self.movie_ids, self.popularity, self._popular_order, self._movie_genres,
-            item_arrays, ann if self.form in ANN_FORMS else None,
+            item_arrays, ann if self.uses_ann else None,
         )  # fmt: skip
         self._cand = self._all
         self._hot_bytes = hot_bytes
-        self._signal_rows = self._hot_signal_rows()
-        self._sparse = self._sparse_weights()
+        self._restricted()
         # The blend's ALS part: item factors of any movie (not sliced by a shard).
         self._factor_rows = (
-            HotRows(self._factors, self._popular_order, hot_bytes // 2)
-            if self.form in BLENDS
-            else None
+            HotRows(self._factors, self._popular_order, hot_bytes // 2) if self.blend else None
         )
+
+    def _check(self, arrays: Mapping[str, np.ndarray], ann: AnnIndex | None) -> None:
+        n_users, n_items = self.user_ids.shape[0], self.movie_ids.shape[0]
+        ok = {
+            "popularity": self.popularity.shape == self._popular_order.shape == (n_items,),
+            "rated": self._indptr.shape == (n_users + 1,)
+            and self._items.shape == self._values.shape,
+            "movie_genres": self._movie_genres.shape == (n_items, len(self.genre_names)),
+            "ease_weights": self._weights is None or self._weights.shape == (n_items, n_items),
+            "item_factors": self._factors is None or self._factors.shape[0] == n_items,
+            "sansa": not self.sparse or arrays["sansa_weights_indptr"].shape == (n_items + 1,),
+            "ann": ann is None
+            or self._factors is not None
+            and (ann.n, ann.dim) == self._factors.shape,
+        }
+        if self.blend:
+            ok["blend"] = (
+                (self._weights is not None or self.sparse)
+                and self._factors is not None
+                and self._ease_scale > 0 and self._als_scale > 0
+            )  # fmt: skip
+        bad = [name for name, good in ok.items() if not good]
+        if bad:
+            raise ModelNotReady(f"model {self.version} is damaged: {', '.join(bad)} mismatch")
+
+    def _restricted(self) -> None:
+        self._signal_rows = self._hot_signal_rows()
+        self._sparse = self._sparse_weights()
 
     def _sparse_weights(self) -> SparseWeights | None:
         """SANSA's weights: every movie's row, the candidates' columns."""
-        if self.form not in SANSA_FORMS:
+        if not self.sparse:
             return None
         return SparseWeights(csr_from_arrays(self._cand.arrays, "sansa_weights", self._cand.n))
 
     def _hot_signal_rows(self) -> HotRows | None:
-        """What a fold-in reads per signal movie: EASE's rows of the candidates' columns, ALS's
-        item factors (any movie); the most rated movies' rows kept in memory (the blend
-        splits the budget between its two parts)."""
-        if self.form in ("ease", "easeals"):
-            matrix = self._cand.arrays["ease_weights"]
-        elif self.form == "als":
-            matrix = self._factors
-        else:
-            return None
-        budget = self._hot_bytes // 2 if self.form == "easeals" else self._hot_bytes
-        return HotRows(matrix, self._popular_order, budget)
+        """What a fold-in reads per signal movie (None: this form reads none through it)."""
+        return None
 
     @property
     def n_items(self) -> int:
         return int(self.movie_ids.shape[0])
-
-    def restrict(self, shard: Shard, directory: Path | None = None) -> RankingModel:
-        """This model keeping and scoring only ``shard``'s movies (see
-        :meth:`Candidates.slice`); signals may still be any movie."""
-        restricted = copy.copy(self)
-        restricted._cand = self._all.slice(shard, directory)
-        restricted._signal_rows = restricted._hot_signal_rows()
-        restricted._sparse = restricted._sparse_weights()
-        return restricted
 
     def _user_pos(self, user_id: int) -> int | None:
         found = dense_index(self.user_ids, (user_id,))
@@ -189,6 +168,20 @@ class RankingModel(ServesCandidates, Recommender):
 
     def knows_movie(self, movie_id: int) -> bool:
         return dense_index(self.movie_ids, (movie_id,)).size > 0
+
+    def _query(self, user_id: int, genres: Sequence[str], signals: Signals) -> Query | None:
+        """The user's signals (the training ratings unless ``signals`` are complete), with
+        ``genres`` added to the preferred ones; None when there is no signal at all."""
+        if genres:
+            signals = Signals(
+                signals.ratings, signals.liked, (*signals.genres, *genres),
+                signals.searched_genres, signals.complete,
+            )  # fmt: skip
+        idx, w, explainable, seen = self._signal_vector(user_id, signals)
+        if idx.size == 0:
+            return None
+        seen_idx = np.fromiter(seen, dtype=np.int64, count=len(seen))
+        return Query(seen=seen_idx, state=(idx, w), signals=idx, explainable=explainable)
 
     def _signal_vector(self, user_id: int, signals: Signals):
         """Dense movie indices, weights and whether each is explainable; plus the seen set."""
@@ -224,9 +217,9 @@ class RankingModel(ServesCandidates, Recommender):
         w = np.fromiter(weights.values(), dtype=np.float64, count=len(weights))
         return idx, w, np.array([i in explainable for i in idx.tolist()], dtype=bool), seen
 
-    def _scores(self, idx: np.ndarray, w: np.ndarray):
-        """Scores over every candidate, and a function explaining chosen candidates by signal
-        row (EASE)."""
+    def _item_item_scores(self, idx: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, Explain]:
+        """EASE's scores ``q · B`` over every candidate, and a function explaining chosen
+        candidates by signal row."""
         signal_rows = np.sort(idx)
         order = np.argsort(idx)
         weights = w[order].astype(self._signal_rows.matrix.dtype)
@@ -247,164 +240,12 @@ class RankingModel(ServesCandidates, Recommender):
         factors = self._cand.arrays["item_factors"]
         return folded.vector, factors, lambda top: folded.shares(factors[top])
 
-    def _sansa_scores(self, idx: np.ndarray, w: np.ndarray):
-        """Scores over every candidate (SANSA's; for the blend plus the ALS part) and a
-        function explaining chosen candidates by signal."""
-        sparse = self._sparse
-        reached, values = sparse.scores(idx, w)
-        if self.form == "sansa":
-            scores = np.zeros(self._cand.n)
-            scores[reached] = values
-            return scores, lambda top: sparse.contributions(idx, w, top)
-        vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
-        scores = np.asarray(factors @ vector.astype(np.float32), np.float64) / self._als_scale
-        scores[reached] += values / self._ease_scale
-        return scores, self._sansa_blend_parts(idx, w, als_parts)
-
-    def _sansa_blend_parts(self, idx: np.ndarray, w: np.ndarray, als_parts):
+    def _blended(self, item_item: Explain, als: Explain) -> Explain:
         def contributions(top: np.ndarray) -> np.ndarray:
             """Each signal's share of the blended score: both parts are sums over signals."""
-            sansa_parts = self._sparse.contributions(idx, w, top)
-            return sansa_parts / self._ease_scale + als_parts(top) / self._als_scale
+            return item_item(top) / self._ease_scale + als(top) / self._als_scale
 
         return contributions
-
-    def _sansaals_ann(self, idx, w, explainable, k, blocked, mask, shard, demoted):
-        """The blend's top-``k`` with an ANN index: the movies SANSA reaches scored exactly,
-        the others (whose SANSA part is 0, so their order is their ALS part's) from the
-        index's best ``k`` by the ALS part; exact whenever the index's answer is."""
-        cand = self._cand
-        reached, values = self._sparse.scores(idx, w)
-        vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
-        query = vector.astype(np.float32)
-        others, other_als, _ = cand.ann_top(
-            query, k, np.union1d(blocked, reached), shard, lambda pos: factors[pos] @ query,
-            demoted,
-        )  # fmt: skip
-        keep = ~np.isin(reached, blocked)
-        if mask is not None:
-            keep &= mask[reached]
-        near = reached[keep]
-        near_scores = values[keep] / self._ease_scale
-        near_scores += np.asarray(factors[near] @ query, np.float64) / self._als_scale
-        pos = np.concatenate([near, others])
-        scores = np.concatenate([near_scores, np.asarray(other_als, np.float64) / self._als_scale])
-        low = cand.genre_mask(demoted)[pos] if demoted else np.zeros(pos.size, dtype=bool)
-        order = np.lexsort((pos, -scores, low))[:k]
-        top, values = pos[order], scores[order]
-        if low[order].any() and not low[order].all():
-            values[low[order]] -= float(values.max() - values.min()) + 1.0
-        contributions = self._sansa_blend_parts(idx, w, als_parts)
-        return self._answer(top, values, contributions, idx, explainable)
-
-    def recommend(
-        self,
-        user_id: int,
-        k: int = 10,
-        exclude: Iterable[int] = (),
-        genres: Sequence[str] | None = None,
-        signals: Signals | None = None,
-        demote_genres: Sequence[str] = (),
-        shard: Shard | None = None,
-    ) -> Recommendations:
-        """The ``k`` best movies for ``user_id`` given ``signals`` (the training ratings when
-        None), never one rated, liked or in ``exclude``; movies in ``demote_genres`` come after
-        all others. ``genres`` adds preferred genres to the signals; ``shard`` keeps only that
-        shard's movies.
-
-        Raises :class:`BadInput` when ``k`` is not a positive integer or this object keeps
-        another shard.
-        """
-        k = check_k(k)
-        cand = self._cand
-        mask = cand.shard_mask(shard)
-        signals = signals or Signals()
-        if genres:
-            signals = Signals(
-                signals.ratings, signals.liked, (*signals.genres, *genres),
-                signals.searched_genres, signals.complete,
-            )  # fmt: skip
-        excluded = set(cand.positions(exclude).tolist())
-        demoted = self._genre_columns(demote_genres)
-        if self.form == "popularity":
-            _, _, _, seen = self._signal_vector(user_id, signals)
-            blocked = excluded | set(cand.from_full(np.fromiter(seen, np.int64)).tolist())
-            picked = cand.most_rated(k, blocked, [], demoted, shard)
-            items = tuple((int(cand.movie_ids[i]), float(cand.popularity[i])) for i in picked)
-            return Recommendations(items, self.version, reason="popularity model")
-        idx, w, explainable, seen = self._signal_vector(user_id, signals)
-        if idx.size == 0:
-            return self._fallback(k, excluded, demoted, shard)
-        blocked = np.fromiter(
-            excluded | set(cand.from_full(np.fromiter(seen, np.int64)).tolist()), dtype=np.int64
-        )
-        if self.form == "als":
-            vector, factors, contributions = self._folded_in(self._signal_rows, idx, w)
-            if cand.ann is not None:
-                query = vector.astype(np.float32)
-                top, values, n_low = cand.ann_top(
-                    query, k, blocked, shard, lambda pos: factors[pos] @ query, demoted
-                )
-                if n_low and top.size > n_low:
-                    values[-n_low:] -= float(values[:-n_low].max() - values.min()) + 1.0
-                return self._answer(top, values, contributions, idx, explainable)
-            scores = np.asarray(factors @ vector.astype(np.float32), dtype=np.float64)
-        elif self.form == "sansaals" and cand.ann is not None:
-            return self._sansaals_ann(idx, w, explainable, k, blocked, mask, shard, demoted)
-        elif self.form in SANSA_FORMS:
-            scores, contributions = self._sansa_scores(idx, w)
-        elif self.form == "easeals":
-            scores, ease_parts = self._scores(idx, w)
-            scores /= self._ease_scale
-            vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
-            scores += np.asarray(factors @ vector.astype(np.float32), np.float64) / self._als_scale
-
-            def contributions(top: np.ndarray) -> np.ndarray:
-                """Each signal's share of the blended score: both parts are sums over signals."""
-                return ease_parts(top) / self._ease_scale + als_parts(top) / self._als_scale
-
-        else:
-            scores, contributions = self._scores(idx, w)
-        COUNTERS.add("movierec_recommender_scored_total", method="exact")
-        scores[blocked] = -np.inf
-        if mask is not None:
-            scores[~mask] = -np.inf
-        top = top_k(self._demoted(scores, demoted), k)
-        return self._answer(top, scores[top], contributions, idx, explainable)
-
-    def _answer(self, top, values, contributions, idx, explainable) -> Recommendations:
-        """Items ``top`` (candidate positions) with ``values``, each explained by the
-        explainable signal that contributed most to it."""
-        because: list[int | None] = [None] * top.size
-        if explainable.any() and top.size:
-            parts = contributions(top)[explainable]
-            best = np.argmax(parts, axis=0)
-            # Whole-array lookups: one index into a memory-mapped array costs microseconds.
-            sources = self.movie_ids[idx[explainable][best]].tolist()
-            weighs = parts[best, np.arange(top.size)].tolist()
-            because = [s if weight > 0 else None for s, weight in zip(sources, weighs, strict=True)]
-        movie_ids = self._cand.movie_ids[top].tolist()
-        items = tuple(zip(movie_ids, np.asarray(values, dtype=np.float64).tolist(), strict=True))
-        return Recommendations(items, self.version, because=tuple(because))
-
-    def _demoted(self, scores: np.ndarray, columns: Sequence[int]) -> np.ndarray:
-        """``scores`` to rank by: those of the genre ``columns`` below all others. A copy,
-        so that the answer keeps each movie's own score (shards' answers are merged by it,
-        and each shard's shift would differ)."""
-        finite = np.isfinite(scores)
-        if not columns or not finite.any():
-            return scores
-        shift = float(scores[finite].max() - scores[finite].min()) + 1.0
-        ranked = scores.copy()
-        ranked[self._cand.genre_mask(columns) & finite] -= shift
-        return ranked
-
-    def _fallback(self, k, excluded, demoted, shard) -> Recommendations:
-        cand = self._cand
-        picked = cand.most_rated(k, excluded, [], demoted, shard)
-        reason = "no ratings or preferences yet: the most rated movies"
-        items = tuple((int(cand.movie_ids[i]), float(cand.popularity[i])) for i in picked)
-        return Recommendations(items, self.version, fallback=True, reason=reason)
 
     def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
         """Movies most like ``movie_id`` (only ``shard``'s when given): EASE or SANSA weights
@@ -415,33 +256,207 @@ class RankingModel(ServesCandidates, Recommender):
         """
         k = check_k(k)
         found = dense_index(self.movie_ids, (movie_id,))
-        if found.size == 0 or self.form == "popularity":
+        answer = None if found.size == 0 else self._similar_top(int(found[0]), k, shard)
+        if answer is None:
             raise NotFound(f"movie {movie_id} has no similar movies in model {self.version}")
-        i = int(found[0])
-        cand = self._cand
-        skip = cand.from_full(np.array([i]))
-        if self.form in ("ease", "easeals", *SANSA_FORMS):
-            COUNTERS.add("movierec_recommender_scored_total", method="exact")
-            if self._sparse is not None:  # SANSA's sparse B[i], 0 where it reaches not
-                sims = np.zeros(cand.n)
-                reached, values = self._sparse.scores(np.array([i]), np.array([1.0]))
-                sims[reached] = values
-            else:
-                sims = np.array(cand.arrays["ease_weights"][i], dtype=np.float64)
-            sims[skip] = -np.inf
-            mask = cand.shard_mask(shard)
-            if mask is not None:
-                sims[~mask] = -np.inf
-            top = top_k(sims, k)
-            values = sims[top]
-        else:
-            top, values = cand.cosine_top(np.asarray(self._factors[i]), k, skip, shard)
+        top, values = answer
         items = tuple(
-            (int(cand.movie_ids[j]), float(v))
+            (int(self._cand.movie_ids[j]), float(v))
             for j, v in zip(top.tolist(), np.asarray(values).tolist(), strict=True)
         )
         return Similar(movie_id=int(movie_id), items=items, model_version=self.version)
 
+    def _similar_top(
+        self, i: int, k: int, shard: Shard | None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The top ``k`` candidates like dense movie ``i`` by :meth:`_similar_scores`, and
+        their similarities; None when this form answers no similar-movie queries."""
+        sims = self._similar_scores(i)
+        if sims is None:
+            return None
+        cand = self._cand
+        COUNTERS.add("movierec_recommender_scored_total", method="exact")
+        sims[cand.from_full(np.array([i]))] = -np.inf
+        mask = cand.shard_mask(shard)
+        if mask is not None:
+            sims[~mask] = -np.inf
+        top = top_k(sims, k)
+        return top, sims[top]
+
+    def _similar_scores(self, i: int) -> np.ndarray | None:
+        """A new array of similarities of every candidate to dense movie ``i`` (None: none)."""
+        return None
+
     def predict(self, user_id: int, movie_id: int) -> float:
         """Refused: raises :class:`BadInput` (stars come from a rating model, ``/predict``)."""
         raise BadInput(f"model {self.version} ranks movies; stars come from a rating model")
+
+
+class PopularityModel(RankingModel):
+    """The most rated movies the user has not seen: a baseline, and what a new site serves."""
+
+    form = "popularity"
+    answer_reason = "popularity model"
+
+    def _query(self, user_id: int, genres: Sequence[str], signals: Signals) -> Query:
+        """Only what the user has seen (never a fallback: this is the model's answer)."""
+        _, _, _, seen = self._signal_vector(user_id, signals)
+        return Query(seen=np.fromiter(seen, dtype=np.int64, count=len(seen)))
+
+    def _scores(self, query: Query) -> tuple[np.ndarray, None]:
+        # Equal counts keep the popularity order's ties: lower index, older (smaller) id.
+        return np.asarray(self._cand.popularity, dtype=np.float64).copy(), None
+
+    def _own_top(self, query, k, blocked, shard, demoted):
+        """The cached popularity order (walked, not sorted, per request); the same answer
+        as :meth:`_scores` would give."""
+        cand = self._cand
+        top = np.array(cand.most_rated(k, set(blocked.tolist()), [], demoted, shard), np.int64)
+        return top, np.asarray(cand.popularity[top], dtype=np.float64), None
+
+
+class EaseModel(RankingModel):
+    """EASE: scores ``q · B`` with a dense ``B``."""
+
+    form = "ease"
+    array_names = (*COMMON_ARRAYS, "ease_weights")
+
+    def _hot_signal_rows(self) -> HotRows | None:
+        """EASE's rows of the candidates' columns; the most rated movies' rows kept in memory
+        (a blend splits the budget between its two parts)."""
+        budget = self._hot_bytes // 2 if self.blend else self._hot_bytes
+        return HotRows(self._cand.arrays["ease_weights"], self._popular_order, budget)
+
+    def _scores(self, query: Query) -> tuple[np.ndarray, Explain]:
+        return self._item_item_scores(*query.state)
+
+    def _similar_scores(self, i: int) -> np.ndarray:
+        return np.array(self._cand.arrays["ease_weights"][i], dtype=np.float64)
+
+
+class EaseAlsModel(EaseModel):
+    """EASE plus ALS, each part over its scale fixed at training time."""
+
+    form = "easeals"
+    array_names = (*COMMON_ARRAYS, "ease_weights", "item_factors", "item_gram")
+    blend = True
+
+    def _scores(self, query: Query) -> tuple[np.ndarray, Explain]:
+        idx, w = query.state
+        scores, ease_parts = self._item_item_scores(idx, w)
+        scores /= self._ease_scale
+        vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
+        scores += np.asarray(factors @ vector.astype(np.float32), np.float64) / self._als_scale
+        return scores, self._blended(ease_parts, als_parts)
+
+
+class AlsModel(RankingModel):
+    """ALS: the user's vector solved from their signals against fixed item factors."""
+
+    form = "als"
+    array_names = (*COMMON_ARRAYS, "item_factors", "item_gram")
+    uses_ann = True
+
+    def _hot_signal_rows(self) -> HotRows | None:
+        """ALS's item factors of any movie, the most rated ones kept in memory."""
+        return HotRows(self._factors, self._popular_order, self._hot_bytes)
+
+    def _scores(self, query: Query) -> tuple[np.ndarray, Explain]:
+        vector, factors, contributions = self._folded_in(self._signal_rows, *query.state)
+        return np.asarray(factors @ vector.astype(np.float32), dtype=np.float64), contributions
+
+    def _own_top(self, query, k, blocked, shard, demoted):
+        """With an ANN index: it searches the folded-in vector."""
+        if self._cand.ann is None:
+            return None
+        vector, factors, contributions = self._folded_in(self._signal_rows, *query.state)
+        vector = vector.astype(np.float32)
+        top, values, _ = self._cand.ann_top(
+            vector, k, blocked, shard, lambda pos: factors[pos] @ vector, demoted
+        )
+        return top, values, contributions
+
+    def _similar_top(self, i: int, k: int, shard: Shard | None):
+        """The cosine of item factors (over the ANN's probed cells when there is an index)."""
+        cand = self._cand
+        return cand.cosine_top(
+            np.asarray(self._factors[i]), k, cand.from_full(np.array([i])), shard
+        )
+
+
+class SansaModel(RankingModel):
+    """SANSA: scores ``q · B`` with a sparse ``B`` (only the movies reached score)."""
+
+    form = "sansa"
+    array_names = (*COMMON_ARRAYS, *csr_names("sansa_weights"))
+    sparse = True
+
+    def _scores(self, query: Query) -> tuple[np.ndarray, Explain]:
+        idx, w = query.state
+        reached, values = self._sparse.scores(idx, w)
+        scores = np.zeros(self._cand.n)
+        scores[reached] = values
+        return scores, lambda top: self._sparse.contributions(idx, w, top)
+
+    def _similar_scores(self, i: int) -> np.ndarray:
+        """SANSA's sparse ``B[i]``, 0 where it reaches not."""
+        sims = np.zeros(self._cand.n)
+        reached, values = self._sparse.scores(np.array([i]), np.array([1.0]))
+        sims[reached] = values
+        return sims
+
+
+class SansaAlsModel(SansaModel):
+    """SANSA plus ALS, each part over its scale fixed at training time. With an ANN index it
+    scores exactly the movies SANSA reaches and asks the index for the best of the others."""
+
+    form = "sansaals"
+    array_names = (*COMMON_ARRAYS, *csr_names("sansa_weights"), "item_factors", "item_gram")
+    blend = True
+    uses_ann = True
+
+    def _sansa_parts(self, idx: np.ndarray, w: np.ndarray) -> Explain:
+        return lambda top: self._sparse.contributions(idx, w, top)
+
+    def _scores(self, query: Query) -> tuple[np.ndarray, Explain]:
+        idx, w = query.state
+        reached, values = self._sparse.scores(idx, w)
+        vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
+        scores = np.asarray(factors @ vector.astype(np.float32), np.float64) / self._als_scale
+        scores[reached] += values / self._ease_scale
+        return scores, self._blended(self._sansa_parts(idx, w), als_parts)
+
+    def _own_top(self, query, k, blocked, shard, demoted):
+        """With an ANN index: the movies SANSA reaches scored exactly, the others (whose
+        SANSA part is 0, so their order is their ALS part's) from the index's best ``k`` by
+        the ALS part; exact whenever the index's answer is."""
+        cand = self._cand
+        if cand.ann is None:
+            return None
+        idx, w = query.state
+        mask = cand.shard_mask(shard)
+        reached, values = self._sparse.scores(idx, w)
+        vector, factors, als_parts = self._folded_in(self._factor_rows, idx, w)
+        vector = vector.astype(np.float32)
+        others, other_als, _ = cand.ann_top(
+            vector, k, np.union1d(blocked, reached), shard, lambda pos: factors[pos] @ vector,
+            demoted,
+        )  # fmt: skip
+        keep = ~np.isin(reached, blocked)
+        if mask is not None:
+            keep &= mask[reached]
+        near = reached[keep]
+        near_scores = values[keep] / self._ease_scale
+        near_scores += np.asarray(factors[near] @ vector, np.float64) / self._als_scale
+        pos = np.concatenate([near, others])
+        scores = np.concatenate([near_scores, np.asarray(other_als, np.float64) / self._als_scale])
+        low = cand.genre_mask(demoted)[pos] if demoted else np.zeros(pos.size, dtype=bool)
+        order = np.lexsort((pos, -scores, low))[:k]
+        return pos[order], scores[order], self._blended(self._sansa_parts(idx, w), als_parts)
+
+
+# An artifact's ``form`` -> the class serving it.
+FORMS: dict[str, type[RankingModel]] = {
+    cls.form: cls
+    for cls in (PopularityModel, EaseModel, EaseAlsModel, AlsModel, SansaModel, SansaAlsModel)
+}

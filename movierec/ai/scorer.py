@@ -15,22 +15,23 @@ is :mod:`movierec.ai.candidates`'s business.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from movierec.ai.ann import ANN_FILE, NPROBE, AnnIndex
-from movierec.ai.artifact import ArtifactInfo, load_arrays, read_artifact
-from movierec.ai.base import Recommendations, Recommender, Signals, Similar, clip_rating
-from movierec.ai.candidates import Candidates, ServesCandidates, Shard, check_k, top_k
-from movierec.ai.dataset import RatingsData, dense_index, dense_lookup
-from movierec.ai.factors import Factors
+from movierec.ai.ann import AnnIndex
+from movierec.ai.base import Query, RatingModel, Signals, Similar, clip_rating
+from movierec.ai.candidates import Candidates
 from movierec.ai.fold_in import FOLD_IN_REG, fold_in
-from movierec.ai.stats import COUNTERS
+from movierec.ai.ids import dense_index, dense_lookup
+from movierec.ai.shard import Shard
+from movierec.ai.topk import check_k
 from movierec.errors import ModelNotReady, NotFound
+
+if TYPE_CHECKING:
+    from movierec.ai.dataset import RatingsData
+    from movierec.ai.factors import Factors
 
 ARRAY_NAMES = (
     "user_ids", "movie_ids", "user_factors", "item_factors", "user_bias", "item_bias",
@@ -86,67 +87,10 @@ def model_arrays(
     }
 
 
-def model_from_artifact(
-    info: ArtifactInfo, shard: Shard | None = None, nprobe: int = NPROBE, hot_bytes: int = 0
-) -> Recommender:
-    """The serving class for an artifact's ``form`` (``factors`` when the meta has none),
-    restricted to ``shard`` when given; its ANN index searched with ``nprobe`` (0: exact
-    scoring); up to ``hot_bytes`` of the most rated movies' vectors copied into memory.
-
-    Raises :class:`ModelNotReady` when arrays are missing or damaged or the form is unknown.
-    """
-    from movierec.ai.knn import KNN_ARRAYS, KnnModel
-    from movierec.ai.ranking import COMMON_ARRAYS, FORM_ARRAYS, OPTIONAL_ARRAYS, RankingModel
-
-    form = info.meta.get("form", "factors")
-    index = info.path / ANN_FILE
-    ann = AnnIndex.open(index, nprobe) if nprobe > 0 and index.exists() else None
-    model: Recommender
-    if form == "factors":
-        model = FactorModel(load_arrays(info, ARRAY_NAMES), info.meta, ann=ann)
-    elif form == "knn":
-        names = (*COMMON_ARRAYS, *KNN_ARRAYS, "user_bias", "item_bias", "global_mean")
-        model = KnnModel(load_arrays(info, names), info.meta)
-    elif form in FORM_ARRAYS:
-        names = COMMON_ARRAYS + FORM_ARRAYS[form]
-        optional = tuple(n for n in OPTIONAL_ARRAYS if (info.path / f"{n}.npy").exists())
-        arrays = load_arrays(info, names + optional)
-        model = RankingModel(arrays, info.meta, ann=ann, hot_bytes=hot_bytes)
-    else:
-        raise ModelNotReady(f"model {info.version} has an unknown form {form!r}")
-    return model.restrict(shard, info.path) if shard is not None else model
-
-
-def load_model(
-    model_dir: Path | str,
-    version: str | None = None,
-    kind: str | None = None,
-    *,
-    shard: Shard | None = None,
-    nprobe: int = NPROBE,
-    hot_bytes: int = 0,
-) -> Recommender:
-    """Load an artifact memory-mapped: ``version``; else the live (or newest) one of ``kind``;
-    else the newest of all. ``shard``, ``nprobe`` and ``hot_bytes``: see
-    :func:`model_from_artifact`.
-
-    Raises :class:`ModelNotReady` when there is no model or it is damaged, and
-    :class:`NotFound` when ``version`` does not exist.
-    """
-    if version is None and kind is not None:
-        from movierec.ai.registry import serving_version
-
-        version = serving_version(Path(model_dir), kind)
-        if version is None:
-            raise ModelNotReady(f"no {kind} model in {model_dir}; run `movierec model train`")
-    info = read_artifact(Path(model_dir), version)
-    return model_from_artifact(info, shard, nprobe, hot_bytes)
-
-
-class FactorModel(ServesCandidates, Recommender):
+class FactorModel(RatingModel):
     """A matrix-factorisation rating model (SVD, SVD++, NMF, BaselineOnly) over its arrays."""
 
-    kind = "rating"
+    array_names = ARRAY_NAMES
 
     def __init__(
         self,
@@ -154,6 +98,7 @@ class FactorModel(ServesCandidates, Recommender):
         meta: Mapping[str, Any],
         *,
         ann: AnnIndex | None = None,
+        hot_bytes: int = 0,
     ):
         """Raises :class:`ModelNotReady` when the arrays (or the ANN index) do not fit."""
         self.meta = dict(meta)
@@ -230,13 +175,6 @@ class FactorModel(ServesCandidates, Recommender):
             return np.empty(0, dtype=np.int64)
         return self.movie_ids[self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]]]
 
-    def restrict(self, shard: Shard, directory: Path | None = None) -> FactorModel:
-        """This model keeping and scoring only ``shard``'s movies (see
-        :meth:`Candidates.slice`); users, ``/predict`` and query movies stay whole."""
-        restricted = copy.copy(self)
-        restricted._cand = self._cand.slice(shard, directory)
-        return restricted
-
     def estimate_all(self, user_id: int) -> np.ndarray | None:
         """Unclipped rating estimates of ``user_id`` for every movie (aligned with
         ``movie_ids``), or None when the model does not know the user."""
@@ -251,81 +189,33 @@ class FactorModel(ServesCandidates, Recommender):
         scores += np.float32(self.global_mean + self._bu[u])
         return scores
 
-    def recommend(
-        self,
-        user_id: int,
-        k: int = 10,
-        exclude: Iterable[int] = (),
-        genres: Sequence[str] | None = None,
-        signals: Signals | None = None,
-        demote_genres: Sequence[str] = (),
-        shard: Shard | None = None,
-    ) -> Recommendations:
-        """The ``k`` best movies for ``user_id`` that it has not rated and ``exclude`` lacks.
-
-        A user the model does not know gets the most rated movies (in ``genres`` when given
-        and any match), with ``fallback=True`` and a ``reason``; ``genres`` is ignored for
-        known users, whose factors already say what they like. ``signals`` are ignored (a
-        rating model knows its training ratings only; ranking models fold signals in); movies
-        in ``demote_genres`` come after all others; only ``shard``'s movies when given.
-        Raises :class:`BadInput` when ``k`` is not a positive integer or this object keeps
-        another shard.
-        """
-        k = check_k(k)
-        cand = self._cand
-        mask = cand.shard_mask(shard)
-        excluded = cand.positions(exclude)
+    def _query(self, user_id: int, genres: Sequence[str], signals: Signals) -> Query | None:
+        """The user's factors and training ratings; ``genres`` and ``signals`` are not used
+        (a rating model knows its training ratings only; ranking models fold signals in)."""
         u = self._user_pos(user_id)
         if u is None:
-            return self._popular(k, excluded, genres or (), shard)
+            return None
         rated = np.asarray(self._rated_items[self._rated_indptr[u] : self._rated_indptr[u + 1]])
-        blocked = np.union1d(cand.from_full(rated), excluded)
-        columns = self._genre_columns(demote_genres)
-        if cand.ann is not None:
-            user = np.asarray(self._pu[u], dtype=np.float32)
-            query = np.r_[user, np.float32(1.0)] if self.biased else user
-            qi, bi = cand.arrays["item_factors"], cand.arrays["item_bias"]
-            top, estimates, _ = cand.ann_top(
-                query, k, blocked, shard, lambda pos: self._estimates(u, qi[pos], bi[pos]), columns
-            )
-            items = tuple(
-                (int(cand.movie_ids[i]), clip_rating(e))
-                for i, e in zip(top.tolist(), estimates.tolist(), strict=True)
-            )
-            return Recommendations(items=items, model_version=self.version)
-        COUNTERS.add("movierec_recommender_scored_total", method="exact")
-        scores = self._estimates(u, cand.arrays["item_factors"], cand.arrays["item_bias"])
-        scores[blocked] = -np.inf
-        if mask is not None:
-            scores[~mask] = -np.inf
-        estimates = scores.copy()
-        finite = np.isfinite(scores)
-        if columns and finite.any():
-            shift = float(scores[finite].max() - scores[finite].min()) + 1.0
-            scores[cand.genre_mask(columns) & finite] -= shift
-        top = top_k(scores, k)
-        items = tuple(
-            (int(cand.movie_ids[i]), clip_rating(float(estimates[i]))) for i in top.tolist()
-        )
-        return Recommendations(items=items, model_version=self.version)
+        return Query(seen=rated, state=u)
 
-    def _popular(
-        self, k: int, excluded: np.ndarray, genres: Sequence[str], shard: Shard | None = None
-    ) -> Recommendations:
+    def _scores(self, query: Query) -> tuple[np.ndarray, None]:
         cand = self._cand
-        columns = self._genre_columns(genres)
-        skip = set(excluded.tolist())
-        picked = cand.most_rated(k, skip, columns, shard=shard)
-        if columns and picked:
-            names = ", ".join(self.genre_names[c] for c in columns)
-            reason = f"unknown user: the most rated movies in {names}"
-        elif genres:
-            picked = cand.most_rated(k, skip, shard=shard)
-            reason = f"unknown user: no rated movie in {', '.join(genres)}; the most rated movies"
-        else:
-            reason = "unknown user: the most rated movies"
-        items = tuple((int(cand.movie_ids[i]), float(cand.popularity[i])) for i in picked)
-        return Recommendations(items, self.version, fallback=True, reason=reason)
+        return self._estimates(
+            query.state, cand.arrays["item_factors"], cand.arrays["item_bias"]
+        ), None
+
+    def _own_top(self, query, k, blocked, shard, demoted):
+        """With an ANN index: it searches the user's factors (with a 1 for the item bias)."""
+        u, cand = query.state, self._cand
+        if cand.ann is None:
+            return None
+        user = np.asarray(self._pu[u], dtype=np.float32)
+        vector = np.r_[user, np.float32(1.0)] if self.biased else user
+        qi, bi = cand.arrays["item_factors"], cand.arrays["item_bias"]
+        top, estimates, _ = cand.ann_top(
+            vector, k, blocked, shard, lambda pos: self._estimates(u, qi[pos], bi[pos]), demoted
+        )
+        return top, estimates, None
 
     def similar(self, movie_id: int, k: int = 10, shard: Shard | None = None) -> Similar:
         """The ``k`` movies nearest to ``movie_id`` by cosine similarity of item factors

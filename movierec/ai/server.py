@@ -89,8 +89,8 @@ from werkzeug.exceptions import HTTPException
 from movierec.ai import keys, stats
 from movierec.ai.base import Recommendations, Recommender
 from movierec.ai.cache import ResultCache
-from movierec.ai.candidates import Shard
-from movierec.ai.scorer import load_model
+from movierec.ai.loader import load_model
+from movierec.ai.shard import Shard
 from movierec.ai.user_context import UserContext, UserContextReader, from_json
 from movierec.ai.watcher import ModelWatcher
 from movierec.config import Settings, load_settings

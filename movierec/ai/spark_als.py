@@ -34,8 +34,9 @@ from pyspark.sql import functions as F
 
 from movierec.ai.algorithms.als import Als, FittedAls
 from movierec.ai.algorithms.base import RANKING, Algorithm, Fitted
-from movierec.ai.algorithms.ease import NEUTRAL_RATING
-from movierec.ai.dataset import RatingsData, dense_lookup
+from movierec.ai.dataset import RatingsData
+from movierec.ai.folding import NEUTRAL_RATING
+from movierec.ai.ids import dense_lookup
 from movierec.ai.snapshot import pyarrow_modules
 
 

@@ -293,6 +293,24 @@ def with_movie_info(
     return data, genre_names, movie_genres
 
 
+def algorithm_params(
+    name: str,
+    given: Mapping[str, Any] | None = None,
+    params: TrainParams | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """``name``'s hyper-parameters, later ones winning: SVD's from ``params`` when given
+    (``--factors``, ``--epochs``, ``--lr``, ``--reg``), the ``algo_params`` setting, then
+    ``given``. One merge for every caller: the CLI's and :func:`train_model`'s had drifted
+    apart (the library dropped ``params`` when SVD was named with parameters)."""
+    merged: dict[str, Any] = {}
+    if name == ALGORITHM and params is not None:
+        merged |= params.algo_params()
+    if settings is not None:
+        merged |= dict(settings.algo_params.get(name, {}))
+    return merged | dict(given or {})
+
+
 def train_model(
     database: Database,
     model_dir: Path,
@@ -306,22 +324,20 @@ def train_model(
 ) -> TrainReport:
     """Train on every rating in the database and write a new artifact to ``model_dir``.
 
-    Without ``algo`` this is surprise's SVD with ``params``; ``algo="auto"`` picks the EASE +
-    ALS blend or ALS by catalogue size. ``params`` always supplies ``test_size`` and ``seed``.
+    Without ``algo`` this is surprise's SVD; ``algo="auto"`` picks the EASE + ALS blend or
+    ALS by catalogue size. Hyper-parameters: :func:`algorithm_params` (of ``params`` and
+    ``algo_params``); ``params`` always supplies ``test_size`` and ``seed``.
     Raises :class:`ModelNotReady` when the database holds no rating, :class:`BadInput` for bad
     parameters, :class:`DatabaseUnavailable` when the database cannot be read.
     """
     params = (params or TrainParams()).check()
     data, genre_names, movie_genres = read_training_data(database, progress)
-    if algo is None or algo == ALGORITHM and algo_params is None:
-        name, given = ALGORITHM, params.algo_params()
-    else:
-        name, given = resolve_algo(algo, data.n_items, ease_max_items), dict(algo_params or {})
+    name = resolve_algo(algo or ALGORITHM, data.n_items, ease_max_items)
     return train_on_data(
         data,
         model_dir,
         name,
-        given,
+        algorithm_params(name, algo_params, params),
         test_size=params.test_size,
         seed=params.seed,
         genre_names=genre_names,
@@ -329,6 +345,50 @@ def train_model(
         progress=progress,
         ann_min_items=ann_min_items,
     )
+
+
+def train_models(
+    database: Database,
+    settings: Settings,
+    params: TrainParams | None = None,
+    progress: StageProgress | None = None,
+    *,
+    algo: str | None = None,
+    algo_params: Mapping[str, Any] | None = None,
+) -> list[TrainReport]:
+    """``algo``'s model (``auto``: the ``ranking_algo`` setting); without one, the models the
+    site serves, as the demo trains them: the ranking model (``ranking_algo``) that picks
+    recommendations, then the rating model (``rating_algo``) that predicts stars, from one
+    read of the ratings. Writes into ``settings.model_dir``; promotes nothing.
+
+    Raises :class:`BadInput` for ``algo_params`` without ``algo`` (the two models take
+    different parameters) and what :func:`train_model` raises.
+    """
+    if algo is None and algo_params:
+        raise BadInput("algorithm parameters need an algorithm: name one (--algo)")
+    params = (params or TrainParams()).check()
+    wanted = [algo] if algo else [settings.ranking_algo, settings.rating_algo]
+    data, genre_names, movie_genres = read_training_data(database, progress)
+    reports = []
+    for chosen in wanted:
+        chosen = settings.ranking_algo if chosen == "auto" else chosen
+        name = resolve_algo(chosen, data.n_items, settings.ease_max_items)
+        given = algorithm_params(name, algo_params, params, settings)
+        reports.append(
+            train_on_data(
+                data,
+                settings.model_dir,
+                name,
+                given,
+                test_size=params.test_size,
+                seed=params.seed,
+                genre_names=genre_names,
+                movie_genres=movie_genres,
+                progress=progress,
+                ann_min_items=settings.ann_min_items,
+            )  # fmt: skip
+        )
+    return reports
 
 
 ENGINES = ("local", "spark")

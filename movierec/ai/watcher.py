@@ -21,8 +21,8 @@ from pathlib import Path
 
 from movierec.ai.artifact import META_FILE, newest_version
 from movierec.ai.base import Recommender
+from movierec.ai.loader import load_model
 from movierec.ai.registry import serving_version
-from movierec.ai.scorer import load_model
 from movierec.errors import ModelNotReady, MovierecError
 
 log = logging.getLogger(__name__)

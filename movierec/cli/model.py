@@ -23,7 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from movierec.ai import TrainParams, list_artifacts, read_artifact, train_model
+from movierec.ai import TrainParams, list_artifacts, read_artifact
 from movierec.ai.algorithms import ALGORITHMS, RANKING, get_algorithm
 from movierec.ai.artifact import update_meta
 from movierec.ai.compare import evaluate_algorithms, parse_grid, write_chart
@@ -36,9 +36,12 @@ from movierec.ai.registry import promote as promote_version
 from movierec.ai.registry import rollback as rollback_kind
 from movierec.ai.train import (
     ENGINES,
+    TrainReport,
+    algorithm_params,
     read_training_data,
     resolve_algo,
     snapshot_dir,
+    train_models,
     train_on_data,
     train_with_spark,
 )
@@ -114,11 +117,6 @@ def _params(specs: list[str] | None) -> dict[str, str]:
     return found
 
 
-def _algo_params(settings: Settings, algo: str, cli: dict[str, str]) -> dict[str, object]:
-    """Config hyper-parameters of ``algo`` (``algo_params``), overridden by the CLI's."""
-    return {**dict(settings.algo_params.get(algo, {})), **cli}
-
-
 def _load(settings: Settings, dataset: tuple[str, str] | None, progress=None):
     """``(data, genre_names, movie_genres, label)`` from MovieLens files or the database."""
     if dataset and dataset[0]:
@@ -154,9 +152,12 @@ def train(
     ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split and of the factor start.")] = 0,
     algo: Annotated[
-        str,
-        typer.Option(help=f"Algorithm: {', '.join(ALGORITHMS)}, or auto (chosen by size)."),
-    ] = "svd",
+        str | None,
+        typer.Option(
+            help=f"Algorithm: {', '.join(ALGORITHMS)}, or auto (chosen by size). Default: "
+            "the two models the site serves (ranking_algo, then rating_algo)."
+        ),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="Hyper-parameter name=value (repeatable)."),
@@ -170,11 +171,14 @@ def train(
         ),
     ] = "local",  # fmt: skip
 ) -> None:
-    """Train a model on every rating in the database and save it as a new version.
+    """Train on every rating in the database and save each model as a new version: with
+    no --algo, the ranking model (recommendations) and the rating model (predicted stars)
+    the site serves.
 
-    The model is evaluated on a hold-out share, then refitted on all ratings. --factors,
-    --epochs, --lr and --reg are SVD's; other algorithms take --param name=value (and the
-    algo_params setting). `movierec model params` lists every algorithm's parameters.
+    Each model is evaluated on a hold-out share, then refitted on all ratings. --factors,
+    --epochs, --lr and --reg are SVD's; other algorithms take --param name=value (with
+    --algo) and the algo_params setting. `movierec model params` lists every algorithm's
+    parameters.
     """
     settings = settings_from(ctx)
     settings.require("database_url")
@@ -186,44 +190,39 @@ def train(
     try:
         with _stage_progress() as progress:
             if engine == "spark":
-                report = train_with_spark(
-                    database, settings.model_dir, params, progress,
-                    algo=None if algo == "svd" else algo, algo_params=_algo_params(
-                        settings, "als", cli),
-                    master=settings.spark_master, ann_min_items=settings.ann_min_items,
-                    snapshot_dir=snapshot_dir(settings),
-                )  # fmt: skip
-            elif algo == "svd" and not cli and not settings.algo_params.get("svd"):
-                report = train_model(
-                    database, settings.model_dir, params, progress,
-                    ann_min_items=settings.ann_min_items,
-                )  # fmt: skip
+                reports = [
+                    train_with_spark(
+                        database,
+                        settings.model_dir,
+                        params,
+                        progress,
+                        algo=algo,
+                        algo_params=algorithm_params("als", cli, settings=settings),
+                        master=settings.spark_master,
+                        ann_min_items=settings.ann_min_items,
+                        snapshot_dir=snapshot_dir(settings),
+                    )  # fmt: skip
+                ]
             else:
-                data, names, genres = read_training_data(database, progress)
-                name = resolve_algo(
-                    settings.ranking_algo if algo == "auto" else algo,
-                    data.n_items,
-                    settings.ease_max_items,
+                reports = train_models(
+                    database, settings, params, progress, algo=algo, algo_params=cli
                 )
-                given = _algo_params(settings, name, cli)
-                if name == "svd":
-                    given = {**params.algo_params(), **given}
-                report = train_on_data(
-                    data, settings.model_dir, name, given, test_size=test_size, seed=seed,
-                    genre_names=names, movie_genres=genres, progress=progress,
-                    ann_min_items=settings.ann_min_items,
-                )  # fmt: skip
     finally:
         database.dispose()
-    if promote:
-        promote_version(settings.model_dir, report.artifact.version)
+    for report in reports:
+        if promote:
+            promote_version(settings.model_dir, report.artifact.version)
+        _print_trained(report, test_size, promote)
+
+
+def _print_trained(report: TrainReport, test_size: float, promoted: bool) -> None:
     console.print(
         f"saved model [bold]{report.artifact.version}[/bold] "
         f"({report.n_users} users, {report.n_movies} movies, {report.n_ratings} ratings; "
         f"final fit {report.train_seconds:.1f}s) in {report.artifact.path}",
         highlight=False,
     )
-    if promote:
+    if promoted:
         console.print(f"live {report.kind} model: {report.artifact.version}", highlight=False)
     if report.top_n is not None:
         t = report.top_n
@@ -380,10 +379,10 @@ def refresh(
         name = resolve_algo(wanted, data.n_items, settings.ease_max_items)
         if get_algorithm(name).kind != kind:
             raise BadInput(f"{name} is a {get_algorithm(name).kind} algorithm, not {kind}")
+        given = algorithm_params(name, cli, settings=settings)
         return refresh_model(
-            data, settings.model_dir, name, _algo_params(settings, name, cli), force=force,
-            seed=seed, genre_names=names, movie_genres=genres,
-            ann_min_items=settings.ann_min_items,
+            data, settings.model_dir, name, given, force=force, seed=seed, genre_names=names,
+            movie_genres=genres, ann_min_items=settings.ann_min_items,
         )  # fmt: skip
 
     interval = _duration(every) if every else settings.model_refresh_interval
@@ -428,7 +427,7 @@ def evaluate(
     with _stage_progress() as progress:
         data, _, _, label = _load(settings, dataset, progress)
         results = evaluate_algorithms(
-            data, names, {n: _algo_params(settings, n, {}) for n in ALGORITHMS}, folds,
+            data, names, {n: algorithm_params(n, settings=settings) for n in ALGORITHMS}, folds,
             test_size, k, seed, progress,
         )  # fmt: skip
     table = Table(
@@ -504,7 +503,7 @@ def tune(
     console.print("best: " + " ".join(f"--param {k}={v}" for k, v in best.items()), highlight=False)
     if save:
         report = train_on_data(
-            data, settings.model_dir, name, {**_algo_params(settings, name, {}), **best},
+            data, settings.model_dir, name, algorithm_params(name, best, settings=settings),
             genre_names=names, movie_genres=genres, seed=seed,
             ann_min_items=settings.ann_min_items,
         )  # fmt: skip

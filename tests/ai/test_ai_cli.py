@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from movierec.ai import newest_version
+from movierec.ai.registry import live_version
 from movierec.cli.main import app
 
 
@@ -28,9 +29,14 @@ FAST = ("--factors", "8", "--epochs", "40", "--lr", "0.01", "--reg", "0.05")
 
 
 def test_train_prints_metrics_then_list_and_show_the_version(run, loaded, settings):
+    """With no --algo: the two models the site serves, each saved, promoted and scored."""
     trained = run("model", "train", *FAST, "--seed", "3")
     assert trained.exit_code == 0, trained.output
-    version = newest_version(settings.model_dir)  # the directory also holds LIVE-rating
+    ranking = live_version(settings.model_dir, "ranking")
+    version = live_version(settings.model_dir, "rating")
+    assert ranking.endswith("-easeals") and version.endswith("-svd")
+    assert version == newest_version(settings.model_dir)  # the rating model comes second
+    assert f"saved model {ranking}" in trained.stdout and "NDCG@10" in trained.stdout
     assert f"saved model {version}" in trained.stdout
     assert "SVD" in trained.stdout and "global mean" in trained.stdout
     assert "fitting on all ratings" in trained.stderr  # the stage progress
@@ -65,3 +71,17 @@ def test_list_and_show_without_models(run):
 def test_out_of_range_options_are_refused(run):
     result = run("model", "train", "--factors", "0")
     assert result.exit_code == 2 and "--factors" in result.output
+
+
+def test_parameters_without_an_algorithm_are_refused_in_one_line(run):
+    """The ranking and rating models take different parameters: which one is meant?"""
+    result = run("model", "train", "--param", "lam=50")
+    assert result.exit_code == 1 and result.stderr.strip().count("\n") == 0
+    assert "--algo" in result.stderr
+
+
+def test_svd_named_with_parameters_keeps_the_svd_options(run, loaded, settings):
+    trained = run("model", "train", "--algo", "svd", *FAST, "--param", "epochs=5")
+    assert trained.exit_code == 0, trained.output
+    meta = json.loads(run("model", "show", "--json").stdout)
+    assert (meta["params"]["factors"], meta["params"]["epochs"]) == (8, 5)

@@ -42,7 +42,7 @@ def test_train_ranking_and_rating_models_then_serve_both(run, loaded, settings, 
     ease = run("model", "train", "--algo", "ease", "--param", "lam=50")
     assert ease.exit_code == 0, ease.output
     assert "NDCG@10" in ease.stdout and "live ranking model" in ease.stdout
-    svd = run("model", "train", "--factors", "8", "--epochs", "40", "--lr", "0.01")
+    svd = run("model", "train", "--algo", "svd", "--factors", "8", "--epochs", "40", "--lr", "0.01")
     assert svd.exit_code == 0, svd.output
     ranking = live_version(settings.model_dir, "ranking")
     rating = live_version(settings.model_dir, "rating")

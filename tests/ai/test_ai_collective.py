@@ -8,9 +8,9 @@ from movierec.ai.algorithms import choose_ranking_algo, get_algorithm
 from movierec.ai.algorithms.blend import FittedEaseAls
 from movierec.ai.algorithms.ease import PLAIN_EASE, collective_gram, side_rows
 from movierec.ai.base import Signals
-from movierec.ai.candidates import Shard
 from movierec.ai.dataset import ratings_from_arrays, read_movie_info, read_movielens
-from movierec.ai.scorer import load_model
+from movierec.ai.loader import load_model
+from movierec.ai.shard import Shard
 from movierec.ai.train import train_on_data
 from movierec.errors import BadInput
 

@@ -5,12 +5,12 @@ import pytest
 
 from movierec.ai import dataset
 from movierec.ai.dataset import (
-    dense_index,
     ratings_from_arrays,
     read_movie_genres,
     read_ratings,
     to_trainset,
 )
+from movierec.ai.ids import dense_index
 from movierec.errors import BadInput, DatabaseUnavailable
 
 

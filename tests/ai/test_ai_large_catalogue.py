@@ -11,7 +11,7 @@ from movierec.ai.algorithms.sansa import pruned_product
 from movierec.ai.base import Signals
 from movierec.ai.dataset import read_movielens
 from movierec.ai.evaluation import per_user_split
-from movierec.ai.scorer import load_model
+from movierec.ai.loader import load_model
 from movierec.ai.sparse_weights import SparseWeights, csr_arrays, csr_from_arrays, slice_columns
 from movierec.ai.train import resolve_algo, score_top_n, train_on_data
 

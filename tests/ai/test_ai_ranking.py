@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 import requests
+from support.algorithms import FAST
 from support.keys import AI_KEY, KEYED
 from surprise import KNNBaseline, SVDpp
 from werkzeug.serving import make_server
@@ -13,9 +14,9 @@ from werkzeug.serving import make_server
 from movierec.ai.algorithms import ALGORITHMS, get_algorithm
 from movierec.ai.base import Signals
 from movierec.ai.dataset import ratings_from_arrays, to_trainset
+from movierec.ai.loader import load_model
 from movierec.ai.refresh import refresh
 from movierec.ai.registry import live_version, promote, rollback, serving_version
-from movierec.ai.scorer import load_model
 from movierec.ai.server import create_app
 from movierec.ai.train import train_on_data
 from movierec.config import load_settings
@@ -24,12 +25,6 @@ from movierec.errors import BadInput, NotFound
 COMEDY = list(range(100, 120))  # liked by the first half of the users
 HORROR = list(range(200, 220))  # liked by the second half
 GENRES = np.array(["Comedy", "Horror"])
-FAST = {
-    "svd": {"factors": 4, "epochs": 5}, "svdpp": {"factors": 4, "epochs": 3},
-    "nmf": {"factors": 4, "epochs": 10}, "als": {"factors": 8, "iterations": 5},
-    "ease": {"lam": 10}, "easeals": {"lam": 10, "factors": 8, "iterations": 5, "reg": 0.5},
-    "sansa": {"lam": 10}, "sansaals": {"lam": 10, "factors": 8, "iterations": 5, "reg": 0.5},
-}  # fmt: skip
 
 
 def make_groups(seed=0, n_users=60):

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from movierec.ai.base import Signals
-from movierec.ai.candidates import HotRows, Shard
 from movierec.ai.dataset import ratings_from_arrays
-from movierec.ai.scorer import load_model
+from movierec.ai.hot_rows import HotRows
+from movierec.ai.loader import load_model
 from movierec.ai.server import create_app
+from movierec.ai.shard import Shard
 from movierec.ai.stats import COUNTERS
 from movierec.ai.train import train_model, train_on_data
 from movierec.config import load_settings

@@ -91,3 +91,12 @@ def test_too_few_ratings_for_a_hold_out(database, settings, execute, fast_params
     execute("INSERT INTO ratings (user_id, movie_id, rating) VALUES (1, 1, 4)")
     with pytest.raises(BadInput, match="too few"):
         train_model(database, settings.model_dir, fast_params)
+
+
+def test_svd_named_with_parameters_keeps_the_train_params(loaded, database, tmp_path):
+    """The library merged SVD's parameters unlike the CLI: naming the algorithm with one
+    parameter dropped --factors and the others (the algorithm's defaults came back)."""
+    params = TrainParams(factors=8, epochs=40, lr=0.01, reg=0.05, test_size=0)
+    report = train_model(database, tmp_path, params, algo="svd", algo_params={"epochs": 5})
+    assert report.artifact.meta["params"]["factors"] == 8
+    assert report.artifact.meta["params"]["epochs"] == 5

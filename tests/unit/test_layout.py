@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,17 +125,38 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("package", ["movierec.web", "movierec.db"])
+@pytest.mark.parametrize("package", ["movierec.web", "movierec.db", "movierec.ai", "movierec"])
 def test_no_import_circles(package):
     """A module that needs another at import time, or inside a function to dodge a circle,
-    is one room split in two: ``web/account`` and ``web/auth/security`` were."""
+    is one room split in two: ``web/account`` and ``web/auth/security`` were, and
+    ``ai/base``, ``ai/candidates`` and ``ai/dataset``."""
     parsed = modules()
     names = set(parsed)
     graph = {
         name: {m for m in imported(name, tree) if m in names and m != name}
         for name, tree in parsed.items()
-        if name.startswith(package + ".")
+        if name.startswith(package + ".") or package == "movierec"
     }
     # Edges into a package (its __init__, which only re-exports) are left out: every module
     # that imports a name of its own package would otherwise close a circle with it.
     assert cycles({n: {m for m in e if m not in _packages()} for n, e in graph.items()}) == []
+
+
+def test_serving_a_model_imports_no_database_or_training_library():
+    """A recommender loads and scores a model without psycopg, SQLAlchemy, surprise or
+    implicit: they cost start-up time and memory in every worker, for a binary search."""
+    serving = (
+        "movierec.ai.loader", "movierec.ai.base", "movierec.ai.candidates",
+        "movierec.ai.ranking", "movierec.ai.scorer", "movierec.ai.knn", "movierec.ai.ids",
+        "movierec.ai.shard", "movierec.ai.slices", "movierec.ai.hot_rows",
+    )  # fmt: skip
+    script = (
+        "import sys\n"
+        + "".join(f"import {name}\n" for name in serving)
+        + "print(' '.join(sorted(m for m in ('psycopg', 'sqlalchemy', 'surprise', 'implicit')"
+        " if m in sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == []

@@ -38,9 +38,9 @@ import scipy.sparse as sp
 
 from movierec.ai.algorithms.base import RANKING, Algorithm, Fitted, Param, non_negative, positive
 from movierec.ai.dataset import RatingsData, user_item_matrix
+from movierec.ai.folding import signal_weights
 from movierec.errors import BadInput
 
-NEUTRAL_RATING = 3.0
 DENSE_BLOCK_ROWS, GRAM_CHUNK = 256, 2048
 FIRST_DECADE, N_DECADES = 1920, 9  # decade rows: <1930, 1930s, ..., 1990s and later
 # Each block of side rows (as side_rows names it) and the parameter weighing it.
@@ -49,11 +49,6 @@ BLOCK_WEIGHTS = {
     "decades": "decade_weight", "windows": "window_weight",
 }  # fmt: skip
 SIDE_PARAMS = tuple(BLOCK_WEIGHTS.values())
-
-
-def signal_weights(ratings: np.ndarray, rating_weight: float) -> np.ndarray:
-    """The weight of each rated movie in a user's query vector (never below 0.05)."""
-    return np.maximum(1.0 + rating_weight * (ratings - NEUTRAL_RATING), 0.05).astype(np.float32)
 
 
 def _binary_rows(row_ids: np.ndarray, items: np.ndarray, n_rows: int, n_items: int):

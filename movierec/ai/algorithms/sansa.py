@@ -38,8 +38,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from movierec.ai.algorithms.base import RANKING, Algorithm, Fitted, Param, positive
-from movierec.ai.algorithms.ease import BLOCK_WEIGHTS, EASE_PARAMS, side_rows, signal_weights
+from movierec.ai.algorithms.ease import BLOCK_WEIGHTS, EASE_PARAMS, side_rows
 from movierec.ai.dataset import RatingsData, user_item_matrix
+from movierec.ai.folding import signal_weights
 from movierec.ai.sparse_weights import csr_arrays
 from movierec.errors import BadInput
 
