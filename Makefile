@@ -23,11 +23,12 @@ test: install
 	./ops/audit.sh $(BIN)
 	$(BIN)/pytest
 
-# Every fault drill, the slow ones too (`make test` runs only the quick ones): a local cluster
-# on loopback under a bounded load, members killed and restarted, each drill's numbers printed
-# as a table row at the end (BENCHMARKS.md, "Drills").
+# Every fault drill, the slow ones too (`make test` runs only the quick ones; the slow ones,
+# marker drill_slow, live beside the tests of what they break): a local cluster on loopback
+# under a bounded load, members killed and restarted, each drill's numbers printed as a table
+# row at the end (BENCHMARKS.md, "Drills").
 drills: install
-	$(BIN)/pytest tests/drills -m "drill or drill_slow"
+	$(BIN)/pytest -m "drill or drill_slow"
 
 install: system test-tools $(STAMP)
 

@@ -162,6 +162,7 @@ def test_a_row_on_the_primary_shows_on_the_read_frontend(ha_group):
             time.sleep(0.05)
 
 
+@pytest.mark.drill_slow  # `make drills`: waits out Patroni's 30 s ttl for the slot
 def test_create_then_remove_a_replica_and_the_switch_follows(ha_group):
     ha_group.wait_healthy()
     created = ha_group.cli("create")

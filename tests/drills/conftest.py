@@ -3,7 +3,7 @@
 One cluster serves every drill of a session (2 web, 2 AI, two directors, a tiny catalogue on
 loopback): a drill breaks a member and brings it back, and the next one starts with every
 member running again (``cluster restart`` reconciles first). Drills marked ``drill_slow`` run
-only when ``-m`` names that marker (``make drills``); plain ``pytest`` skips them, saying so.
+only with ``make drills`` (tests/conftest.py); plain ``pytest`` skips them, saying so.
 Every drill's table row is printed at the end of the run.
 """
 
@@ -16,15 +16,6 @@ from support.cluster import ClusterHome, cluster_home, free_spec, tiny_catalogue
 from support.drill import DRILL_ENV, HEADER, REPORTS, Drill
 
 from movierec import cluster
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if "drill_slow" in (config.option.markexpr or ""):
-        return
-    skip = pytest.mark.skip(reason="slow drill: `make drills` runs it (pytest -m drill_slow)")
-    for item in items:
-        if item.get_closest_marker("drill_slow"):
-            item.add_marker(skip)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

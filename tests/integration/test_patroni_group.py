@@ -291,6 +291,7 @@ def test_switchover_under_load_fails_only_requests_in_flight_at_the_switch(ha_cl
     database.dispose()
 
 
+@pytest.mark.drill_slow  # `make drills`: 30-45 s of the suite's 15-minute budget
 def test_with_etcd_killed_the_primary_keeps_taking_writes(ha_cluster):
     """Patroni's failsafe_mode: without the DCS, a leader that every member's REST API still
     calls the leader keeps its role past the lock's TTL, instead of demoting itself."""
@@ -355,6 +356,7 @@ def cluster_etcd(ha_cluster: HACluster):
     return etcd_for(ha_cluster.state, ha_cluster.base)
 
 
+@pytest.mark.drill_slow  # `make drills`: 30-45 s of the suite's 15-minute budget
 def test_after_a_failover_backup_and_restore_bring_every_row_back_on_every_member(ha_cluster):
     ha_cluster.wait(ha_cluster.healthy, "healthy")
     backed_up = movierec(ha_cluster.state, "backup", "create", "--type", "full")
