@@ -29,7 +29,7 @@ import numpy as np
 from movierec.ai import FactorModel, TrainParams, fit_svd, model_arrays, ratings_from_arrays
 from movierec.ai.dataset import RatingsData, read_movielens
 from movierec.ai.evaluation import per_user_split, rmse
-from movierec.ai.fold_in import FOLD_IN_REG
+from movierec.ai.rating_fold_in import FOLD_IN_REG
 from movierec.ai.train import time_split
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/movielens/ml-100k"

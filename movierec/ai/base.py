@@ -335,7 +335,7 @@ class Recommender(ABC):
         them). Movies among ``ratings`` are left out: the user said what they think.
 
         This default asks :meth:`predict` per movie and ignores ratings made since training;
-        a factor model folds them in (:mod:`movierec.ai.fold_in`)."""
+        a factor model folds them in (:mod:`movierec.ai.rating_fold_in`)."""
         rated = {movie_id for movie_id, _ in ratings} | set(self.rated_movie_ids(user_id))
         return {
             m: self.predict(user_id, m)

@@ -23,8 +23,8 @@ import numpy as np
 from movierec.ai.ann import AnnIndex
 from movierec.ai.base import Query, RatingModel, Signals, Similar, clip_rating
 from movierec.ai.candidates import Candidates
-from movierec.ai.fold_in import FOLD_IN_REG, fold_in
 from movierec.ai.ids import dense_index, dense_lookup
+from movierec.ai.rating_fold_in import FOLD_IN_REG, fold_in_ratings
 from movierec.ai.shard import Shard
 from movierec.ai.topk import check_k
 from movierec.errors import ModelNotReady, NotFound
@@ -261,7 +261,7 @@ class FactorModel(RatingModel):
     ) -> dict[int, float]:
         """Predicted stars of the known movies of ``movie_ids`` not among ``ratings``, with the
         ratings the model was not trained on folded into the user's vector (see
-        :mod:`movierec.ai.fold_in`): a rating made a second ago moves them. Movies the user
+        :mod:`movierec.ai.rating_fold_in`): a rating made a second ago moves them. Movies the user
         rated when the model was trained are left out too, as :meth:`recommend` leaves them."""
         rated = {movie_id for movie_id, _ in ratings}
         rated.update(self.rated_movie_ids(user_id).tolist())
@@ -297,6 +297,8 @@ class FactorModel(RatingModel):
         targets = np.fromiter((r for _, r in new), np.float64, len(new))[found]
         if self.biased:
             targets -= self.global_mean + np.asarray(self._bi[rows], dtype=np.float64)
-            x = fold_in(self._qi[rows], targets, np.r_[prior_p, prior_b], self.fold_in_reg)
+            x = fold_in_ratings(self._qi[rows], targets, np.r_[prior_p, prior_b], self.fold_in_reg)
             return x[:dim], float(x[dim])
-        return fold_in(self._qi[rows], targets, prior_p, self.fold_in_reg, biased=False), 0.0
+        return fold_in_ratings(
+            self._qi[rows], targets, prior_p, self.fold_in_reg, biased=False
+        ), 0.0

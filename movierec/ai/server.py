@@ -319,7 +319,7 @@ def _stars(user_id: int, movie_ids: Sequence[int], context: UserContext) -> dict
 @bp.route(wire.PREDICTIONS.path, methods=[wire.PREDICTIONS.method, wire.PREDICTIONS_POSTED.method])
 def predictions():
     """Predicted stars of a list of movies for one user, from the rating model, with the
-    user's ratings since training folded in (see :mod:`movierec.ai.fold_in`): the stars
+    user's ratings since training folded in (see :mod:`movierec.ai.rating_fold_in`): the stars
     beside a page's movies, in one call per page. Movies the user rated, and movies the
     model does not know, are left out. A POST carries the user's context as ``/recommend``'s
     does; a GET reads it from the database. No rating model is an answer too, with no

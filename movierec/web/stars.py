@@ -1,7 +1,7 @@
 """The logged-in user's predicted stars ("you'd rate it ≈ 4.1") beside the movies of a page.
 
 They come from the recommender's rating model with the user's newest ratings folded in
-(``/predictions``, :mod:`movierec.ai.fold_in`), one call per page for all of its movies, and
+(``/predictions``, :mod:`movierec.ai.rating_fold_in`), one call per page for all of its movies, and
 are kept per user (:attr:`movierec.web.cache.WebCaches.stars`) exactly as long as the user's
 recommendations are: until the model or the user's taste version changes. A "for you" list
 gets its stars with the list itself (:func:`movierec.web.picks.for_user`); this module serves

@@ -1,10 +1,10 @@
-"""Predicted stars with the user's newest ratings folded in (movierec.ai.fold_in)."""
+"""Predicted stars with the user's newest ratings folded in (movierec.ai.rating_fold_in)."""
 
 import numpy as np
 import pytest
 
 from movierec.ai import FactorModel, TrainParams, fit_svd, model_arrays, ratings_from_arrays
-from movierec.ai.fold_in import fold_in
+from movierec.ai.rating_fold_in import fold_in_ratings
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_the_solve_pulls_towards_the_prior_as_regularisation_grows():
     items = rng.normal(size=(3, 4))
     prior = rng.normal(size=5)
     targets = rng.normal(size=3)
-    assert np.allclose(fold_in(items[:0], targets[:0], prior), prior)
-    assert np.allclose(fold_in(items, targets, prior, reg=1e9), prior, atol=1e-6)
-    loose = fold_in(items, targets, prior, reg=1e-9)
+    assert np.allclose(fold_in_ratings(items[:0], targets[:0], prior), prior)
+    assert np.allclose(fold_in_ratings(items, targets, prior, reg=1e9), prior, atol=1e-6)
+    loose = fold_in_ratings(items, targets, prior, reg=1e-9)
     fitted = np.hstack([items, np.ones((3, 1))]) @ loose
     assert np.allclose(fitted, targets, atol=1e-4)  # 3 equations, 5 unknowns: met exactly

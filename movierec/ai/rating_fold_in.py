@@ -1,4 +1,5 @@
-"""Folding a user's newest ratings into a rating model's factors, at request time.
+"""Folding a user's newest ratings into a rating model's factors, at request time (a ranking
+model's fold-in of signals is :mod:`movierec.ai.folding`'s).
 
 A factor model knows each user as the vector ``p_u`` (and bias ``b_u``) it learnt from the
 ratings it was trained on. A rating made since then is in the database, not in the model: the
@@ -28,7 +29,7 @@ import numpy as np
 FOLD_IN_REG = 10.0
 
 
-def fold_in(
+def fold_in_ratings(
     item_factors: np.ndarray,
     targets: np.ndarray,
     prior: np.ndarray,
