@@ -98,7 +98,9 @@ end
 function request()
   counter = counter + 1
   local i = (offset or 0) + counter
+  -- wrk.format takes this table instead of wrk.headers (the -H ones): copy them in.
   local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
   if #cookies > 0 then headers["Cookie"] = "session=" .. cookies[i %% #cookies + 1] end
   return wrk.format("GET", paths[i %% #paths + 1], headers)
 end
