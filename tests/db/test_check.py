@@ -113,7 +113,8 @@ def test_acknowledged_writes_that_are_not_there_fail_the_check(replicated, tmp_p
     assert "2 checked, 1 missing" in lost.output and "LOST WRITES" in lost.output
 
     record.write_text(json.dumps(rows[0]) + "\n")
-    assert run_check(replicated, "--acknowledged", str(record)).exit_code == 0
+    found = run_check(replicated, "--acknowledged", str(record))
+    assert found.exit_code == 0, found.output
 
     record.write_text('{"user_id": 7}\n')
     bad = run_check(replicated, "--acknowledged", str(record))
