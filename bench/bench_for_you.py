@@ -16,9 +16,12 @@ includes them. Statements are counted on the site's engine (``before_cursor_exec
 each is one round trip (the hot reads run in autocommit, without BEGIN or COMMIT).
 
     .venv/bin/python bench/bench_for_you.py --a REV [--b DIR] [--pairs 4] [--cold 300]
+        [--profile DIR]
 
 ``--a`` is a git revision (exported with ``git archive``) or a directory; ``--b`` defaults to
-this checkout.
+this checkout. ``--profile DIR`` runs each round's cold pages under cProfile and writes
+``DIR/A-1.prof`` ... (read with ``python -m pstats``): where a difference comes from, not how
+big it is, since profiling slows Python code several times over.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--b", default=str(ROOT), help="directory of code B (default: here)")
     parser.add_argument("--pairs", type=int, default=4, help="A/B pairs of rounds")
     parser.add_argument("--cold", type=int, default=300, help="cold pages per round")
+    parser.add_argument("--profile", type=Path, help="write each round's cold-page cProfile here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a round's JSON job
     args = parser.parse_args()
     if args.worker:
@@ -58,7 +62,7 @@ def main() -> None:
         root = Path(tmp)
         os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root
         trees = {"A": code_tree(args.a, root / "a"), "B": Path(args.b).resolve()}
-        compare(root, trees, args.pairs, args.cold)
+        compare(root, trees, args.pairs, args.cold, args.profile)
 
 
 def code_tree(where: str, target: Path) -> Path:
@@ -73,7 +77,9 @@ def code_tree(where: str, target: Path) -> Path:
     return target
 
 
-def compare(root: Path, trees: dict[str, Path], pairs: int, cold: int) -> None:
+def compare(
+    root: Path, trees: dict[str, Path], pairs: int, cold: int, profile: Path | None
+) -> None:
     from movierec.ai import train_model
     from movierec.config import load_settings
     from movierec.data import generate_catalogue
@@ -118,7 +124,11 @@ def compare(root: Path, trees: dict[str, Path], pairs: int, cold: int) -> None:
         for index, name in enumerate(order):
             first = 1 + index * (cold + WARMUP_USERS)
             users = list(range(first, first + cold + WARMUP_USERS))
-            result = one_round(trees[name], {**job, "users": users})
+            round_job = {**job, "users": users}
+            if profile is not None:
+                profile.mkdir(parents=True, exist_ok=True)
+                round_job["profile"] = str(profile.resolve() / f"{name}-{index + 1}.prof")
+            result = one_round(trees[name], round_job)
             say(f"round {index + 1}/{len(order)} {name}: {json.dumps(result)}")
             results[name].append(result)
         print(report(results, trees, pairs, cold))
@@ -198,7 +208,14 @@ def run_round(job: dict) -> dict:
     try:
         pages(job["users"][:WARMUP_USERS])  # imports, templates, pools, the change listener
         cold_users = job["users"][WARMUP_USERS:]
-        cold = pages(cold_users)
+        if "profile" in job:
+            import cProfile
+
+            with cProfile.Profile() as profiler:
+                cold = pages(cold_users)
+            profiler.dump_stats(job["profile"])
+        else:
+            cold = pages(cold_users)
         warm = pages(cold_users[:WARM_USERS] * WARM_REPEAT)
     finally:
         close_app(app)

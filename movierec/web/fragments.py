@@ -20,7 +20,7 @@ from flask import get_template_attribute, session
 from flask_login import current_user
 from markupsafe import Markup
 
-from movierec.web import catalog
+from movierec.web import catalog, stars
 from movierec.web.bounded_cache import approx_size
 from movierec.web.cache import caches
 
@@ -110,23 +110,37 @@ def _shows(page: Page, picks: Listing) -> bool:
     )
 
 
-# What the movie_item macro shows of a movie: every field but the score. An attrgetter
-# rather than dataclasses.replace(movie, score=None), which cost ten times as much.
-_SHOWN = attrgetter(*(f.name for f in fields(catalog.MovieItem) if f.name != "score"))
+# What every list showing a movie shares of its HTML: each field but the score (not shown)
+# and the user's predicted stars (filled in per list). An attrgetter rather than
+# dataclasses.replace(movie, score=None), which cost ten times as much.
+_SHARED = attrgetter(
+    *(f.name for f in fields(catalog.MovieItem) if f.name not in ("score", "predicted"))
+)
+# Where the predicted stars go in a movie's kept HTML (a comment: nothing else writes one).
+STARS_SLOT = Markup("<!--stars-->")
 
 
 def movies_html(movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None) -> list[Markup]:
-    """Each movie as the ``movie_item`` macro renders it; the same for every list that shows
-    it (the score, which differs per user, is not shown)."""
+    """Each movie as the ``movie_item`` macro renders it, the user's predicted stars in it.
+
+    A movie's HTML is kept once for every list that shows it, around a slot for the stars
+    (:data:`STARS_SLOT`), which each list fills from the few badges :func:`stars.badge`
+    keeps. With the stars inside, the kept HTML was nearly never the same for two users
+    (their stars differ): a cold "for you" page rendered its ten movies again, and cost the
+    web 25 % more CPU than before the stars (BENCHMARKS.md, "Serving").
+    """
     store = caches().movie_html
-    keys = [(_SHOWN(movie), dismiss_form) for movie in movies]
+    keys = [(_SHARED(movie), dismiss_form) for movie in movies]
     found = store.get_many(keys)
     html = []
     for movie, key in zip(movies, keys, strict=True):
-        one = found.get(key)
-        if one is None:
+        parts = found.get(key)
+        if parts is None:
             macro = get_template_attribute("_macros.html", "movie_item")
-            one = found[key] = Markup(macro(movie, dismiss_form))
-            store.put(key, one, size=sys.getsizeof(one) * 2)  # key ~ value
-        html.append(one)
+            before, after = Markup(macro(movie, dismiss_form, STARS_SLOT)).split(STARS_SLOT)
+            parts = found[key] = (before, after)
+            store.put(key, parts, size=2 * (sys.getsizeof(before) + sys.getsizeof(after)))
+        before, after = parts
+        badge = stars.badge(movie.predicted) if movie.predicted else ""
+        html.append(before + badge + after)
     return html

@@ -267,6 +267,28 @@ def test_a_new_list_reuses_the_html_of_movies_other_lists_showed(app, client, se
     assert hits_and_misses(client, "movie_html") == (2, 3)  # only Heat was rendered
 
 
+def test_users_with_different_stars_share_a_movies_html_and_see_their_own_stars(
+    app, client, seed, ai, helpers
+):
+    """Each user's predicted stars differ: kept inside a movie's HTML, they made every cold
+    list render its movies again (BENCHMARKS.md, "Serving")."""
+    ai.recommendations[seed.ann] = [(seed.alien, 4.9), (seed.toy, 4.1)]
+    ai.recommendations[seed.bob] = [(seed.toy, 3.9), (seed.alien, 3.0)]
+    ai.stars[seed.ann] = {seed.alien: 4.24, seed.toy: 3.61}
+    ai.stars[seed.bob] = {seed.toy: 2.18}
+    helpers.log_in(client, "ann")
+    page = client.get("/for-you").get_data(as_text=True)
+    assert "≈ 4.2 ★" in page and "≈ 3.6 ★" in page
+    client.post("/logout")
+    helpers.log_in(client, "bob")
+    answer = client.get("/for-you")
+    assert helpers.titles(answer) == ["Toy Story", "Alien"]
+    page = answer.get_data(as_text=True)
+    assert "≈ 2.2 ★" in page and "≈ 4.2 ★" not in page and "≈ 3.6 ★" not in page
+    assert page.count("you'd rate it") == 1  # Alien has no stars of bob's
+    assert hits_and_misses(client, "movie_html") == (2, 2)  # bob's list rendered no movie
+
+
 def test_the_api_and_the_page_keep_their_own_k_and_a_rating_drops_both(
     app, client, seed, ai, helpers
 ):
