@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +70,18 @@ def run(
     return done
 
 
+def movierec_command(args: Sequence[str]) -> list[str]:
+    """The command line of ``movierec *args`` in a new process of this Python.
+
+    ``-P``: without it, ``python -m`` puts the working directory first on the path, and a
+    ``movierec`` directory there (a checkout, an old tree unpacked to compare against) is what
+    the servers would run, whatever the environment's package or ``PYTHONPATH`` says. That
+    happened: benches meant to compare an old tree's servers with today's ran today's on both
+    sides, as they were started from a checkout.
+    """
+    return [sys.executable, "-P", "-m", "movierec", *args]
+
+
 @dataclass
 class Child:
     """A ``movierec`` sub-command running in the background, its output in ``log``."""
@@ -93,7 +105,7 @@ class Child:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "movierec", *args],
+                movierec_command(args),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
