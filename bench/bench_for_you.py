@@ -1,12 +1,18 @@
-"""The "for you" page served in-process, code A against code B in one run: web CPU and wall
-time per cold and warm page, and the statements each page sends to PostgreSQL.
+"""The "for you" page (or a movie's page) served in-process, code A against code B in one run:
+web CPU and wall time per cold and warm page, and the statements each page sends to
+PostgreSQL.
 
 One PostgreSQL (private, on 127.0.0.1) holds a synthetic catalogue; one real recommender
-(``movierec serve ai``, the ranking model trained once) answers both codes. Each round is a
-fresh Python process with one code's tree first on ``sys.path``, building the site with
-``create_app`` (as the ``movierec_web`` role) and asking pages through Flask's test client,
-logged in with session cookies signed by the site's key (what a login leaves). Rounds
+(``movierec serve ai``, the site's two models trained once, as the demo trains them: the
+ranking model and the rating model whose predicted stars the pages show) answers both codes.
+Each round is a fresh Python process with one code's tree first on ``sys.path``, building the
+site with ``create_app`` (as the ``movierec_web`` role) and asking pages through Flask's test
+client, logged in with session cookies signed by the site's key (what a login leaves). Rounds
 alternate A B B A ..., so the machine's drift (20 % and more on a shared VM) falls on both.
+
+``--page movie``: the pages of the 50 most-rated movies in turn (each movie's own part is
+shared by every user and stays cached; a cold page is a user's first, so their predicted stars
+are asked for).
 
 *Cold*: a user the process has not served (neither their row nor their list is cached), after
 a warm-up of the process on other users; every such page asks the recommender. *Warm*: the
@@ -16,7 +22,7 @@ includes them. Statements are counted on the site's engine (``before_cursor_exec
 each is one round trip (the hot reads run in autocommit, without BEGIN or COMMIT).
 
     .venv/bin/python bench/bench_for_you.py --a REV [--b DIR] [--pairs 4] [--cold 300]
-        [--profile DIR]
+        [--page for-you|movie] [--profile DIR]
 
 ``--a`` is a git revision (exported with ``git archive``) or a directory; ``--b`` defaults to
 this checkout. ``--profile DIR`` runs each round's cold pages under cProfile and writes
@@ -41,6 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MOVIES, USERS, RATINGS = 3_000, 12_000, 600_000
 WARMUP_USERS = 60
 WARM_USERS, WARM_REPEAT = 40, 25
+# A page's path for a user: "for you", or the pages of the 50 most-rated movies in turn (the
+# synthetic catalogue's ids 1..50), as bench_serving.py asks for them.
+PAGES = {"for-you": lambda user: "/for-you", "movie": lambda user: f"/movies/{1 + user % 50}"}
 
 
 def main() -> None:
@@ -49,6 +58,7 @@ def main() -> None:
     parser.add_argument("--b", default=str(ROOT), help="directory of code B (default: here)")
     parser.add_argument("--pairs", type=int, default=4, help="A/B pairs of rounds")
     parser.add_argument("--cold", type=int, default=300, help="cold pages per round")
+    parser.add_argument("--page", choices=sorted(PAGES), default="for-you")
     parser.add_argument("--profile", type=Path, help="write each round's cold-page cProfile here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # a round's JSON job
     args = parser.parse_args()
@@ -62,7 +72,7 @@ def main() -> None:
         root = Path(tmp)
         os.chmod(root, 0o755)  # the postgres OS user must enter it when we are root
         trees = {"A": code_tree(args.a, root / "a"), "B": Path(args.b).resolve()}
-        compare(root, trees, args.pairs, args.cold, args.profile)
+        compare(root, trees, args.pairs, args.cold, args.page, args.profile)
 
 
 def code_tree(where: str, target: Path) -> Path:
@@ -78,13 +88,13 @@ def code_tree(where: str, target: Path) -> Path:
 
 
 def compare(
-    root: Path, trees: dict[str, Path], pairs: int, cold: int, profile: Path | None
+    root: Path, trees: dict[str, Path], pairs: int, cold: int, page: str, profile: Path | None
 ) -> None:
-    from movierec.ai import train_model
     from movierec.config import load_settings
     from movierec.data import generate_catalogue
     from movierec.db import Database, LocalPostgres, upgrade
     from movierec.db.roles import APP_ROLES
+    from movierec.demo import ensure_model
     from movierec.ports import port_free
     from movierec.processes import Child
 
@@ -102,8 +112,7 @@ def compare(
         with Database(settings) as database:
             say("data: generating ...")
             generate_catalogue(database, MOVIES, USERS, RATINGS, seed=1)
-            say("model: training the ranking model ...")
-            train_model(database, settings.model_dir, algo="auto")
+            ensure_model(database, settings, say)
         port = next(p for p in range(24001, 24100) if port_free(p))
         key = secrets.token_urlsafe(24)
         ai = Child.start(
@@ -118,6 +127,7 @@ def compare(
             "ai_urls": f"http://127.0.0.1:{port}",
             "ai_key": key,
             "secret_key": secrets.token_hex(16),
+            "page": page,
         }
         results: dict[str, list[dict]] = {"A": [], "B": []}
         order = [name for pair in range(pairs) for name in ("AB" if pair % 2 == 0 else "BA")]
@@ -192,7 +202,7 @@ def run_round(job: dict) -> dict:
         for user in users:
             client.set_cookie("session", sessions[user])
             c0, w0 = time.process_time(), time.perf_counter()
-            response = client.get("/for-you")
+            response = client.get(PAGES[job["page"]](user))
             cpu.append(time.process_time() - c0)
             wall.append(time.perf_counter() - w0)
             if response.status_code != 200 or b"recommender unavailable" in response.data:

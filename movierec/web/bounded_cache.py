@@ -206,6 +206,24 @@ class BoundedCache(Generic[K, V]):
             self.evictions += before - len(self._data)
         return True
 
+    def replace(self, key: K, value: V, size: int | None = None) -> bool:
+        """Put ``value`` in place of ``key``'s fresh entry, keeping its expiry; False when
+        there is none (or ``value`` is too big). For the same thing restamped or grown: a
+        TTL bounds how long what an entry was made from may change unseen, and :meth:`put`
+        would start it again (kept stars outlived a rating model promoted alone that way,
+        each page of the user's putting them back)."""
+        if size is None:
+            size = approx_size(value) + approx_size(key)
+        size += _ENTRY_OVERHEAD
+        with self._lock:
+            entry = self._current(key, self._clock())
+            if entry is None or size > self.max_bytes:
+                return False
+            before = len(self._data)
+            self._data[key] = _Entry(value, entry.expires, size)
+            self.evictions += before - len(self._data)
+        return True
+
     def pop(self, key: K) -> bool:
         """Drop ``key``; False when it was not there."""
         with self._lock:

@@ -159,7 +159,7 @@ class UserLists:
 
         entry = self.entries.get(key, valid=current)
         if entry is not None:
-            self.entries.put(key, replace(entry, stamp=taste.stamp))
+            self.entries.replace(key, replace(entry, stamp=taste.stamp))
             return Found(user_id, k, model_version, picks=entry.picks)
         return Found(user_id, k, model_version, taste=taste)
 
@@ -176,7 +176,7 @@ class UserLists:
         when a page needs stars of movies the kept ones lack."""
         entry = self.entries.peek((user_id, k))
         if entry is not None and entry.picks is kept:
-            self.entries.put((user_id, k), replace(entry, picks=picks))
+            self.entries.replace((user_id, k), replace(entry, picks=picks))
 
     def forget(self, user_id: int) -> None:
         """The current user changed what their lists depend on (a rating, a "not

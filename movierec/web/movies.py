@@ -11,6 +11,7 @@ from movierec.errors import BadInput
 from movierec.web import cache, catalog, picks, popular, stars
 from movierec.web.db import commit, get_session, read_session
 from movierec.web.forms import RateForm
+from movierec.web.fragments import movies_html
 from movierec.web.users import rating_of, record_search
 from movierec.wire import site
 
@@ -52,24 +53,47 @@ def search() -> tuple[str, int]:
 
 @bp.get("/movies/<id:movie_id>")
 def detail(movie_id: int) -> str:
+    # Before anything asks for current_user: a worker's first page for a user reads their
+    # row, their taste (what their stars are kept under) and their ratings in one statement.
+    taste = _taste_with_user()
     movie = cache.movie(movie_id)
     form = RateForm()
     mine = None
     if current_user.is_authenticated:
-        try:
-            with read_session() as session:  # the primary after the user's own writes
-                mine = rating_of(session, current_user.id, movie_id)
-        except ShardUnavailable:
-            flash("Your ratings are out of reach for a moment; try again soon.", "error")
+        mine = _own_rating(movie_id, taste)
         form.rating.data = None if mine is None else str(mine)
     similar = picks.similar_to(movie_id, SIMILAR_ON_PAGE)
     # The movie's and its similar movies' stars in one call.
-    predicted = stars.for_movies([movie_id, *(m.id for m in similar.movies)])
+    predicted = stars.for_movies([movie_id, *(m.id for m in similar.movies)], taste)
+    similar_movies = tuple(m.with_stars(predicted.get(m.id)) for m in similar.movies)
     return render_template(
         "movies/detail.html", movie=movie, mine=mine, form=form, similar=similar,
-        similar_movies=tuple(m.with_stars(predicted.get(m.id)) for m in similar.movies),
+        similar_movies=similar_movies, similar_html=movies_html(similar_movies, None),
         predicted=None if mine is not None else catalog.shown_stars(predicted.get(movie_id)),
     )  # fmt: skip
+
+
+def _taste_with_user() -> picks.Taste | None:
+    """:func:`picks.taste_with_user`, or None with a shard of the ratings down: the page
+    then goes on as it did before it showed stars (the user's row read alone, their rating
+    out of reach for a moment)."""
+    try:
+        return picks.taste_with_user()
+    except ShardUnavailable:
+        return None
+
+
+def _own_rating(movie_id: int, taste: picks.Taste | None) -> float | None:
+    """The user's rating of the movie: among the ratings read with ``taste`` when this
+    request read them, else read (on the primary, after the user's own writes)."""
+    if taste is not None:
+        return picks.rating_in(taste, movie_id)
+    try:
+        with read_session() as session:
+            return rating_of(session, current_user.id, movie_id)
+    except ShardUnavailable:
+        flash("Your ratings are out of reach for a moment; try again soon.", "error")
+        return None
 
 
 def remember_search(query: catalog.SearchQuery) -> None:

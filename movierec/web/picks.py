@@ -115,6 +115,16 @@ def taste_with_user() -> Taste | None:
     return None if read is None else _taste(read.user_id, read.stamp, read.values, read.named)
 
 
+def rating_in(taste: Taste, movie_id: int) -> float | None:
+    """The user's rating of ``movie_id`` among the ratings read with ``taste`` (all of them,
+    from the primary, as :func:`movierec.web.users.rating_of` reads it); None if unrated."""
+    context = taste.read_with[1]
+    for rated, stars in zip(context["movie_ids"] or (), context["stars"] or (), strict=True):
+        if rated == movie_id:
+            return stars
+    return None
+
+
 def _taste(user_id: int, stamp: int, values: Sequence, named: Mapping[str, Any]) -> Taste:
     version = tuple(values[: _REFUSALS.start])
     return cache.Taste(user_id, version, stamp, (Refusals.of(values[_REFUSALS]), as_json(named)))

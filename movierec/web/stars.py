@@ -36,19 +36,24 @@ MOST_KEPT = 2_000  # movies per user's entry: past it, the entry starts afresh
 Known = Mapping[int, float | None]
 
 
-def for_movies(movie_ids: Iterable[int]) -> dict[int, float]:
+def for_movies(movie_ids: Iterable[int], taste: picks.Taste | None = None) -> dict[int, float]:
     """The current user's predicted stars of ``movie_ids`` (at most
     :data:`~movierec.wire.recommender.MAX_PREDICT` of them): only movies they have not
-    rated and the model knows. Empty when nobody is logged in or stars are out of reach."""
+    rated and the model knows. Empty when nobody is logged in or stars are out of reach.
+    ``taste``: the user's, when :func:`picks.taste_with_user` read it already."""
     if not current_user.is_authenticated:
         return {}
     user_id = current_user.id
     wanted = list(dict.fromkeys(movie_ids))[:MAX_PREDICT]
     store = cache.caches().stars
     client = picks.ai_client()
+    known = taste if taste is not None and taste.user_id == user_id else None
     try:
         found = store.find(
-            user_id, ENTRY, client.model_version(), lambda: picks.read_taste(connection(), user_id)
+            user_id,
+            ENTRY,
+            client.model_version(),
+            lambda: known or picks.read_taste(connection(), user_id),
         )
     except DatabaseUnavailable as exc:
         log.info("no predicted stars for user %s: %s", user_id, exc)

@@ -103,6 +103,18 @@ def test_the_cache_stays_within_its_entry_bound():
     assert cache.stats().entries == 3 and cache.get(1) is None and cache.get(4) == 4
 
 
+def test_replacing_an_entry_keeps_its_expiry():
+    now = [0.0]
+    cache = BoundedCache("t", "lru", max_entries=10, max_bytes=10**6, ttl=600, clock=lambda: now[0])
+    assert not cache.replace("k", "v")  # nothing to replace
+    cache.put("k", "made")
+    now[0] = 590
+    assert cache.replace("k", "restamped") and cache.get("k") == "restamped"
+    now[0] = 601
+    assert cache.get("k") is None  # 600 s after it was made, not after it was restamped
+    assert not cache.replace("k", "late")
+
+
 def test_lfu_keeps_what_is_used_often_and_touch_counts_as_use():
     cache = BoundedCache("t", "lfu", max_entries=3, max_bytes=10**6)
     for key in ("viewed", "searched", "other"):
@@ -234,6 +246,16 @@ def test_a_workers_first_list_for_a_user_reads_the_user_with_the_taste_version(
     for path in ("/for-you", "/api/recommendations?k=1"):
         reads = first_request(path)
         assert len(reads) == 1 and "FROM users LEFT OUTER JOIN LATERAL" in reads[0], path
+    # A movie page: the user, the taste their stars are kept under and their ratings (their
+    # own of this movie among them), all in one.
+    client.get(f"/movies/{seed.heat}")  # the movie's own row and statistics, kept
+    with app.app_context():
+        caches().predictions.clear()
+    reads = first_request(f"/movies/{seed.heat}")
+    assert len(reads) == 1 and "FROM users LEFT OUTER JOIN LATERAL" in reads[0]
+    assert "You rated it <strong>4</strong>" in client.get(f"/movies/{seed.heat}").get_data(
+        as_text=True
+    )
     # A page that does not start with the user's taste has the user read alone.
     reads = first_request("/account")
     assert "FROM users" in reads[0] and "ratings" not in reads[0]

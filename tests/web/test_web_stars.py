@@ -91,3 +91,24 @@ def test_kept_stars_are_asked_again_after_ten_minutes(app, seed, ai, helpers):
     now[0] += 2
     page = client.get(f"/movies/{seed.alien}").get_data(as_text=True)
     assert len(predictions_calls(ai)) == 2 and BADGE.format(2.0) in page
+
+
+def test_stars_grown_by_later_pages_still_expire_ten_minutes_after_they_were_asked(
+    app, seed, ai, helpers
+):
+    """Each page of the user's adds its movies' stars to the kept ones: that must not keep
+    them alive past the TTL, or a user who keeps browsing never sees a new rating model's."""
+    now = [1000.0]
+    app.extensions[cache.EXTENSION] = cache.WebCaches.sized(64, clock=lambda: now[0])
+    client = app.test_client()
+    ai.stars[seed.ann] = {seed.alien: 4.14, seed.toy: 3.0}
+    helpers.log_in(client, "ann")
+    client.get(f"/movies/{seed.alien}")
+    for step in range(3):  # pages of other movies within the ten minutes
+        now[0] += 150
+        client.get(f"/movies/{seed.toy if step % 2 == 0 else seed.shining}")
+    calls = len(predictions_calls(ai))
+    ai.stars[seed.ann] = {seed.alien: 2.0}
+    now[0] += 151  # 601 s after Alien's stars were asked for
+    page = client.get(f"/movies/{seed.alien}").get_data(as_text=True)
+    assert len(predictions_calls(ai)) == calls + 1 and BADGE.format(2.0) in page
