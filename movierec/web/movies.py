@@ -33,6 +33,7 @@ def index() -> str:
 
 @bp.get("/search")
 def search() -> tuple[str, int]:
+    taste = _taste_with_user()  # before anything asks for current_user: see detail()
     try:
         query = catalog.parse_search(request.args)
     except BadInput as exc:
@@ -44,17 +45,18 @@ def search() -> tuple[str, int]:
     if not query.is_empty:
         remember_search(query)
         page = cache.search(query)
-        movies = stars.with_stars(page.movies)  # the page is everyone's; the stars are yours
+        movies = stars.with_stars(page.movies, taste)  # the page is everyone's; the stars yours
     return render_template(
-        "movies/search.html", page=page, movies=movies, query=query, genres=GENRES,
-        sorts=site.SEARCH_SORTS,
+        "movies/search.html", page=page, movies=movies, movies_html=movies_html(movies, None),
+        query=query, genres=GENRES, sorts=site.SEARCH_SORTS,
     ), 200  # fmt: skip
 
 
 @bp.get("/movies/<id:movie_id>")
 def detail(movie_id: int) -> str:
     # Before anything asks for current_user: a worker's first page for a user reads their
-    # row, their taste (what their stars are kept under) and their ratings in one statement.
+    # row, their taste (what their stars are kept under) and their ratings in one statement,
+    # not three.
     taste = _taste_with_user()
     movie = cache.movie(movie_id)
     form = RateForm()

@@ -82,9 +82,12 @@ def _shown(kept: Known, wanted: Sequence[int]) -> dict[int, float]:
     return {m: stars for m in wanted if (stars := kept.get(m)) is not None}
 
 
-def with_stars(movies: Sequence[catalog.MovieItem]) -> tuple[catalog.MovieItem, ...]:
-    """``movies`` with the current user's predicted stars (one call for all of them)."""
-    stars = for_movies(m.id for m in movies)
+def with_stars(
+    movies: Sequence[catalog.MovieItem], taste: picks.Taste | None = None
+) -> tuple[catalog.MovieItem, ...]:
+    """``movies`` with the current user's predicted stars (one call for all of them);
+    ``taste`` as for :func:`for_movies`."""
+    stars = for_movies((m.id for m in movies), taste)
     if not stars:
         return tuple(movies)
     return tuple(m.with_stars(stars.get(m.id)) for m in movies)
