@@ -531,7 +531,7 @@ def _items(body: Mapping[str, Any]) -> tuple[Scored, ...]:
 def _optional_int(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"not a movie id: {value!r}")
     return int(value)
 
@@ -539,7 +539,7 @@ def _optional_int(value: object) -> int | None:
 def _optional_stars(value: object) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 5:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.5 <= value <= 5:
         raise ValueError(f"not stars: {value!r}")
     return float(value)
 
