@@ -87,7 +87,8 @@ def _running_record(state: Path) -> ClusterRecord | None:
 def up(
     settings: Settings, spec: ClusterSpec, say: Say, prepare: Prepare | None = None
 ) -> ClusterRecord:
-    """Start the cluster of ``spec`` and return its record once every server is healthy.
+    """Start the cluster of ``spec`` and return its record once every server is healthy
+    (and every replicated group has its synchronous standby: :func:`ha.wait_protected`).
 
     ``prepare`` runs after the schema is migrated and before the AI servers start (sample
     data, a model). On any failure, what was started is stopped again. Raises
@@ -120,6 +121,8 @@ def up(
         settings = _start_redis(settings, record, say)
         _start_servers(settings, spec, record, say)
         _start_director(settings, spec, record, say)
+        if spec.replicas or spec.shard_replicas:
+            ha.wait_protected(state, say)  # last: the servers' start-up overlaps the wait
     except BaseException:
         _stop(settings, record, lambda _text: None)
         raise

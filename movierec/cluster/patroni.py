@@ -129,6 +129,10 @@ def has_running_leader(views: list[MemberView]) -> bool:
     return any(v.is_leader and v.state == "running" for v in views)
 
 
+def has_sync_standby(views: list[MemberView]) -> bool:
+    return any(v.role == "sync_standby" and v.state == "streaming" for v in views)
+
+
 def streams(member: Member) -> Callable[[list[MemberView]], bool]:
     """Whether ``member`` is a replica streaming from the running leader."""
     return lambda views: (

@@ -27,6 +27,7 @@ from movierec.db.consistency import (
     check_acknowledged,
     compare,
     digests,
+    flush_wal,
     read_acknowledged,
     writes_paused,
 )
@@ -74,6 +75,8 @@ def check(settings: Settings, acknowledged: Path | None = None) -> CheckReport:
             except (DatabaseUnavailable, psycopg.OperationalError) as exc:
                 unreachable.append((name, first_line(exc)))
         with writes_paused([pauser]) as (paused,):
+            if copies:
+                flush_wal(reader)  # before its snapshot: the replicas are sent the moment
             at_snapshot(reader, paused)
             for _name, conn in copies:
                 at_replayed(conn, paused.lsn)

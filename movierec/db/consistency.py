@@ -10,9 +10,10 @@ takes it on a server: in one transaction it locks the tables compared (SHARE: re
 writers wait, in-flight writes finish first), exports its snapshot and reads the WAL position
 (``db check``) or writes a restore point (``backup drill``), and holds the lock only until the
 readers of that moment have started: the other side's snapshot (a replica that has replayed
-up to the position) and an import of the exported one. The checksums are then computed at
-leisure while the site writes again. Writes stall for the time it takes a replica to replay
-to the position (milliseconds when it streams); ``PAUSE_LIMIT`` bounds it.
+up to the position, once :func:`flush_wal` has it sent) and an import of the exported one.
+The checksums are then computed at leisure while the site writes again. Writes stall for the
+time it takes a replica to replay to the position (milliseconds when it streams);
+``PAUSE_LIMIT`` bounds it.
 """
 
 from __future__ import annotations
@@ -146,7 +147,9 @@ def writes_paused(
     try:
         with ExitStack() as held:
             tables = [_lock_data_tables(conn, held) for conn in conns]
-            position = "SELECT pg_current_wal_lsn()::text"
+            # The insert position, not pg_current_wal_lsn() (the written one): a commit made
+            # with synchronous_commit = off is seen before the WAL writer writes it.
+            position = "SELECT pg_current_wal_insert_lsn()::text"
             args: tuple = ()
             if restore_point is not None:
                 position, args = "SELECT pg_create_restore_point(%s)::text", (restore_point,)
@@ -182,6 +185,24 @@ def _lock_data_tables(conn: psycopg.Connection, held: ExitStack) -> tuple[str, .
     return names
 
 
+def flush_wal(conn: psycopg.Connection) -> None:
+    """Have the server of ``conn`` (not in a transaction) write and flush its WAL up to now,
+    so that its replicas are sent all of it and can replay up to a paused moment.
+
+    A commit with synchronous_commit = off (LocalPostgres' setting; any session may choose
+    it) is visible before the WAL writer writes it, up to ``wal_writer_delay`` later (200 ms;
+    records no commit follows may wait for a full page), and a walsender sends only flushed
+    WAL: a replica waited for up to the moment of such a commit could not get there. A
+    commit flushes every record before its own when its transaction wrote one (an xid alone
+    is not enough): a transactional logical message, which needs no table (those compared
+    are locked) and no privilege. ``local``: no wait for a synchronous standby (one that is
+    down would hold the check).
+    """
+    with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = local")
+        conn.execute("SELECT pg_logical_emit_message(true, 'movierec', 'db check')")
+
+
 def at_snapshot(conn: psycopg.Connection, paused: Paused) -> None:
     """Begin a REPEATABLE READ transaction on ``conn`` that sees ``paused``'s moment (same
     server, while the pause lasts)."""
@@ -190,7 +211,8 @@ def at_snapshot(conn: psycopg.Connection, paused: Paused) -> None:
 
 
 def at_replayed(conn: psycopg.Connection, lsn: str, limit: float = PAUSE_LIMIT) -> None:
-    """Begin a REPEATABLE READ transaction on standby ``conn`` once it has replayed ``lsn``.
+    """Begin a REPEATABLE READ transaction on standby ``conn`` once it has replayed ``lsn``
+    (which the primary must have flushed: :func:`flush_wal`).
 
     Raises :class:`CheckFailed` when it has not within ``limit`` seconds.
     """

@@ -407,6 +407,19 @@ def _any_answering(group: Group) -> Member:
     raise DatabaseUnavailable(f"no Patroni member of {group.scope} answers")
 
 
+def synchronous_mode(group: Group) -> bool:
+    """Whether the group's dynamic configuration (in etcd, what Patroni applies now; `db
+    replica sync` changes it, not the record) asks for a synchronous standby. Raises
+    :class:`DatabaseUnavailable` when no member's REST API answers."""
+    member = _any_answering(group)
+    try:
+        answer = requests.get(f"{member.rest_url}/config", auth=_auth(group), timeout=REST_TIMEOUT)
+        answer.raise_for_status()
+        return bool(answer.json().get("synchronous_mode"))
+    except (requests.RequestException, ValueError) as exc:
+        raise DatabaseUnavailable(f"Patroni of {member.name}: {type(exc).__name__}") from exc
+
+
 def promote(group: Group, candidate: str) -> str:
     """Make ``candidate`` the primary: a switchover (the healthy leader hands over cleanly,
     no commit lost) when the group has a running leader, a failover when it has none.

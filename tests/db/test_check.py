@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -119,6 +120,35 @@ def test_acknowledged_writes_that_are_not_there_fail_the_check(replicated, tmp_p
     record.write_text('{"user_id": 7}\n')
     bad = run_check(replicated, "--acknowledged", str(record))
     assert bad.exit_code == 1 and "acknowledged.jsonl:1: not a rating record" in bad.output
+
+
+def test_a_commit_seen_before_its_wal_is_written_is_waited_for_on_the_replica(replicated):
+    """With synchronous_commit = off (LocalPostgres' setting; any session may choose it) a
+    commit is visible before the WAL writer writes it, and a replica is sent only written
+    WAL. The check once waited for the primary's write position, so the replica's snapshot
+    could miss a row the primary's showed: "differs" for a copy that was not behind (the
+    flaky acknowledged-writes test). A slow WAL writer (10 s) keeps the commit unwritten."""
+    conninfo = libpq_conninfo(replicated.database_url, "t")
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.5)  # the WAL writer reads the setting when its 200 ms sleep ends
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("SET synchronous_commit = off")
+            conn.execute("DELETE FROM ratings WHERE user_id = 9 AND movie_id = 9")
+            conn.execute("INSERT INTO ratings (user_id, movie_id, rating) VALUES (9, 9, 3.5)")
+            written, inserted = conn.execute(
+                "SELECT pg_current_wal_lsn(), pg_current_wal_insert_lsn()"
+            ).fetchone()
+        result = run_check(replicated)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM RESET wal_writer_delay")
+            conn.execute("SELECT pg_reload_conf()")
+    assert written < inserted  # the commit was still unwritten: the case at hand
+    assert result.exit_code == 0, result.output
+    assert "same" in result.output and "differs" not in result.output
 
 
 def test_one_changed_row_makes_two_copies_differ(pg_server, db_url):

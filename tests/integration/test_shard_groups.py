@@ -57,6 +57,11 @@ def test_each_shard_is_a_patroni_group_and_its_failover_is_followed(tmp_path):
             rows = conn.execute("SELECT count(*) FROM ratings_p3").fetchone()[0]
         assert rows > 100
 
+        # `up` returns with the group protected: a primary killed while its replica streams
+        # but is not yet the synchronous standby has no one to fail over to, and Patroni
+        # restarts it in place (the drill once saw pg1 still leader after the kill).
+        views = cluster_view(shard)
+        assert [v.name for v in views if v.role == "sync_standby"] == ["pg2"], views
         old = shard.member(leader(shard))
         postmaster = int((old.local.data_dir / "postmaster.pid").read_text().split()[0])
         os.kill(postmaster, signal.SIGKILL)
