@@ -283,16 +283,17 @@ def train(settings: Settings, args, results: Results | None) -> None:
     for kind, algo in (("ranking", "auto"), ("rating", "svd")):
         if newest_of_kind(settings.model_dir, kind):
             continue
-        found = train_child(settings, algo, args)
+        limit = args.ranking_timeout if kind == "ranking" else args.train_timeout
+        found = train_child(settings, algo, args, limit)
         if results is not None:
             train_rows(results, settings, kind, algo, found)
         if not found["ok"] and kind == "ranking":  # something must serve: ALS, fast at any size
-            fallback = train_child(settings, "als", args)
+            fallback = train_child(settings, "als", args, args.train_timeout)
             if results is not None:
                 train_rows(results, settings, kind, "als (fallback)", fallback)
 
 
-def train_child(settings: Settings, algo: str, args) -> dict:
+def train_child(settings: Settings, algo: str, args, timeout: float) -> dict:
     """Run ``movierec model train --algo ALGO``; wall seconds, peak RSS, whether it made a
     model and why not. Killed past ``--train-timeout`` seconds or ``--train-max-gb``."""
     env = admin_env(settings)
@@ -304,7 +305,7 @@ def train_child(settings: Settings, algo: str, args) -> dict:
             [str(VENV_BIN / "movierec"), "model", "train", "--algo", algo],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        killed = watch_child(child.pid, args.train_timeout, args.train_max_gb * 2**30)
+        killed = watch_child(child.pid, timeout, args.train_max_gb * 2**30)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
@@ -617,7 +618,12 @@ def main() -> None:
     parser.add_argument("--phases", default=",".join(PHASES), help=", ".join(PHASES))
     parser.add_argument("--state-dir", type=Path, help="keep the cluster's state here")
     parser.add_argument("--duration", type=int, default=10, help="wrk seconds per row")
-    parser.add_argument("--train-timeout", type=float, default=1800, help="seconds per model")
+    parser.add_argument(
+        "--train-timeout", type=float, default=1800, help="seconds for the rating model"
+    )
+    parser.add_argument(
+        "--ranking-timeout", type=float, default=1800, help="seconds for the ranking model"
+    )
     parser.add_argument("--train-max-gb", type=float, default=14, help="RSS limit of training")
     parser.add_argument("--keep-up", action="store_true", help="leave the cluster running")
     args = parser.parse_args()
