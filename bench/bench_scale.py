@@ -305,39 +305,43 @@ def train_child(settings: Settings, algo: str, args, timeout: float) -> dict:
             [str(VENV_BIN / "movierec"), "model", "train", "--algo", algo],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        killed = watch_child(child.pid, timeout, args.train_max_gb * 2**30)
-        _, status, usage = os.wait4(child.pid, 0)
+        killed, peak = watch_child(child.pid, timeout, args.train_max_gb * 2**30)
+        _, status, _usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     tail = log_path.read_text().strip().splitlines()[-1:] or [""]
     return {
         "ok": child.returncode == 0 and not killed,
         "seconds": seconds,
-        "peak": usage.ru_maxrss * 1024,
+        "peak": peak,
         "why": killed or (f"exit {child.returncode}: {tail[0][:160]}" if child.returncode else ""),
     }
 
 
-def watch_child(pid: int, timeout: float, max_bytes: float) -> str:
+def watch_child(pid: int, timeout: float, max_bytes: float) -> tuple[str, int]:
     """Wait while ``pid`` runs; kill it past ``timeout`` s or ``max_bytes`` of RSS (the
-    machine is shared: a blow-up must not take the others' memory). Why it was killed."""
-    started = time.monotonic()
+    machine is shared: a blow-up must not take the others' memory). Why it was killed, and
+    its peak RSS (VmHWM: the rusage of a child forked from this process starts at this
+    process's own peak, the generator's gigabytes)."""
+    started, peak = time.monotonic(), 0
     while True:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 state = f.read().rsplit(")", 1)[1].split()[0]
             if state == "Z":
-                return ""
+                return "", peak
             with open(f"/proc/{pid}/status") as f:
-                rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
-        except (OSError, StopIteration):
-            return ""
+                fields = dict(line.split(":", 1) for line in f if line.startswith("Vm"))
+            rss = int(fields["VmRSS"].split()[0]) * 1024
+            peak = max(peak, int(fields["VmHWM"].split()[0]) * 1024)
+        except (OSError, KeyError):
+            return "", peak
         if rss > max_bytes:
             os.kill(pid, 9)
-            return f"killed at {rss / 2**30:.1f} GB RSS (limit {max_bytes / 2**30:.0f} GB)"
+            return f"killed at {rss / 2**30:.1f} GB RSS (limit {max_bytes / 2**30:.0f} GB)", peak
         if time.monotonic() - started > timeout:
             os.kill(pid, 9)
-            return f"killed after {timeout:.0f} s, not finished"
+            return f"killed after {timeout:.0f} s, not finished", peak
         time.sleep(0.5)
 
 
