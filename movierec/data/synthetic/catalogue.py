@@ -7,8 +7,8 @@ catalogue. The model, chosen so that a recommender has something real to learn:
   ``pop_i ∝ 1 / rank_i``, a quality bias ``b_i`` and latent factors ``q_i``;
 * user *u*: genre affinities ``a_u`` (a few loved genres, often one disliked), a bias
   ``b_u``, latent factors ``p_u`` and an activity level (how many movies they rate);
-* movie *i* belongs to one niche (a scene, a school, a franchise: ``movies / NICHE_MOVIES``
-  of them), and user *u* is a fan of ``FAN_NICHES`` niches;
+* movie *i* belongs to one of ``NICHES`` niches (taste communities: a scene, a school, a
+  kind of film), and user *u* is a fan of ``FAN_NICHES`` of them;
 * *u* picks a movie to consider by popularity, or (``NICHE_SHARE`` of the time) by popularity
   within one of their niches, and rates it with probability ``exp(λ · taste_ui)`` (scaled to
   at most 1), where ``taste_ui`` is the mean of ``a_u`` over *i*'s genres, giving it
@@ -17,9 +17,10 @@ catalogue. The model, chosen so that a recommender has something real to learn:
 Without niches, what a user watches is popularity times 19 genre affinities: on such data
 the most popular movies beat every model's hold-out NDCG@10 once the catalogue is large
 (5,000 movies, 5,000 users, 100,000 ratings: popularity 0.056, ALS 0.019; 50,000 movies:
-0.083 and 0.008). People's tastes are finer than genres; with niches of 100 movies followed
-half the time, 0.031 and 0.048 (and 0.015 / 0.087 at 80 %). ``bench/bench_scale.py`` reports
-both figures at each size it runs.
+0.083 and 0.008). People's tastes are finer than genres. Niches of 100 movies, followed half
+the time, gave 0.031 and 0.048 at 5,000 movies but 0.034 and 0.011 at 100,000 (1,000 niches:
+more than ALS's 64 factors hold); 50 niches followed 80 % of the time give 0.017 and 0.065
+there (``bench/bench_scale.py --phases taste`` prints both figures at any size).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ LATENT_FACTORS = 8
 RATING_NOISE = 0.7
 FIRST_YEAR, LAST_YEAR = 1920, 2025
 MAX_GENRES = 3
-NICHE_MOVIES = 100  # movies per niche, on average
+NICHES = 50
 FAN_NICHES = 2  # niches each user follows
-NICHE_SHARE = 0.5  # of the movies a user considers, those drawn from their niches
+NICHE_SHARE = 0.8  # of the movies a user considers, those drawn from their niches
 STATED_PREFERENCE_SHARE = 0.3  # users who filled in their favourite genres
 DAY = 86_400
 FIRST_RATING_EPOCH = 852_076_800  # 1997-01-01, when MovieLens started collecting ratings
@@ -152,7 +153,7 @@ class _Niches:
     """Movies drawn by popularity within one of a user's niches."""
 
     def __init__(self, rng: np.random.Generator, popularity: np.ndarray, users: int):
-        count = max(popularity.size // NICHE_MOVIES, 1)
+        count = min(NICHES, popularity.size)
         niche = rng.integers(0, count, size=popularity.size)
         self.order = np.argsort(niche, kind="stable")  # movies grouped by niche
         self.cumulative = np.cumsum(popularity[self.order])
