@@ -28,6 +28,8 @@ the table shows every row measured there so far):
   point-in-time restore of every server (``movierec backup restore --time``) to the moment
   before a deliberate mistake (the ratings of 0.1 % of users deleted), checked by count.
 * ``replica``: ``movierec db replica create`` (Patroni clones the primary), then removed.
+* ``taste`` (no cluster): the catalogue drawn in this process, each user's latest 20 % held
+  out, NDCG@10 of ALS (what trains at any size) against popularity's.
 
 The cluster is taken down at the end unless ``--keep-up``; a later run on the same
 ``--state-dir`` starts it again on its data and models (``up`` then reuses both).
@@ -57,12 +59,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serving import cpu_seconds, session_cookies, wrk  # noqa: E402
 
 from movierec import cluster  # noqa: E402
+from movierec.ai.algorithms import get_algorithm  # noqa: E402
 from movierec.ai.artifact import read_artifact  # noqa: E402
+from movierec.ai.dataset import ratings_from_arrays  # noqa: E402
 from movierec.ai.registry import newest_of_kind  # noqa: E402
+from movierec.ai.train import popularity_baseline, ranking_metrics, time_split  # noqa: E402
 from movierec.cluster.members import member_alive  # noqa: E402
 from movierec.cluster.spec import port_free  # noqa: E402
 from movierec.config import Settings, load_settings  # noqa: E402
-from movierec.data import generate_catalogue  # noqa: E402
+from movierec.data import generate_catalogue, sample_catalogue  # noqa: E402
 from movierec.data.synthetic.words import ADJECTIVES, NOUNS  # noqa: E402
 from movierec.db import Database, Movie  # noqa: E402
 from movierec.db import backup as lib  # noqa: E402
@@ -72,7 +77,7 @@ from movierec.db.partitions.catalog import primary  # noqa: E402
 from movierec.db.partitions.servers import connect_server  # noqa: E402
 from movierec.demo import demo_password, ensure_demo_user  # noqa: E402
 
-PHASES = ("up", "pages", "serving", "backup", "replica")
+PHASES = ("taste", "up", "pages", "serving", "backup", "replica")
 HEAVY_USER = 1  # given HEAVY_RATINGS ratings and the admin role
 HEAVY_RATINGS = 5000
 COLD_USERS = 20_000  # "for you" cold: each once, from user 1,001 on
@@ -412,6 +417,22 @@ def size_rows(settings: Settings, results: Results) -> None:
 # --- pages ------------------------------------------------------------------------------
 
 
+def taste_rows(args, results: Results) -> None:
+    """Whether the data have taste a model learns: ALS against popularity on the hold-out."""
+    drawn = sample_catalogue(args.movies, args.users, args.ratings, seed=args.seed)
+    data = ratings_from_arrays(
+        drawn.rating_user + 1, drawn.rating_movie + 1, drawn.half_stars / 2, drawn.rated_epoch
+    )
+    del drawn
+    split = time_split(data, 0.2, 0)
+    als = get_algorithm("als")
+    model = ranking_metrics(data, als, als.resolve(None), split, 0)
+    base = popularity_baseline(data, split, 0).ndcg
+    results.add("taste", "hold-out NDCG@10: ALS against popularity", f"{model.ndcg:.4f}",
+                f"popularity {base:.4f}; each user's latest 20 %, {model.n_users:,} users "
+                f"sampled{'' if model.ndcg > base else ' (POPULARITY WINS)'}")  # fmt: skip
+
+
 def typo(word: str, rng: random.Random) -> str:
     """``word`` with two neighbouring letters after the first swapped."""
     i = rng.randrange(1, len(word) - 1)
@@ -657,12 +678,16 @@ def main() -> None:
     settings = bench_settings(root)
     results = Results(root / "scale-results.json")
     say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    if "taste" in phases:
+        results.start("taste")
+        taste_rows(args, results)
+        phases.remove("taste")
     try:
         if "up" in phases:
             results.start("up")
             if running(settings):
                 raise SystemExit("a cluster runs there: `up` measures a start; stop it first")
-        record = bring_up(settings, args, results if "up" in phases else None)
+        record = bring_up(settings, args, results if "up" in phases else None) if phases else None
         for phase in phases:
             if phase == "up":
                 continue
