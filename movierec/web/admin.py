@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from movierec.db.schema import Identity, Movie, Rating, User
+from movierec.web.counts import Count, table_rows
 from movierec.web.db import read_session
 from movierec.wire import site
 
@@ -37,10 +38,10 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
 def index() -> str:
     with read_session() as session:
         counts = {
-            "users": session.scalar(select(func.count()).select_from(User)),
-            "admins": session.scalar(select(func.count()).where(User.is_admin)),
-            "movies": session.scalar(select(func.count()).select_from(Movie)),
-            "ratings": session.scalar(select(func.count()).select_from(Rating)),
+            "users": table_rows(session, User),
+            "admins": Count(session.scalar(select(func.count()).where(User.is_admin)), False),
+            "movies": table_rows(session, Movie),
+            "ratings": table_rows(session, Rating),
         }
     return render_template("admin/index.html", counts=counts)
 

@@ -5,6 +5,9 @@ import pytest
 from data_samples import table_counts
 from sqlalchemy import text
 
+from movierec.ai.algorithms import get_algorithm
+from movierec.ai.dataset import ratings_from_arrays
+from movierec.ai.train import popularity_baseline, ranking_metrics, time_split
 from movierec.data import generate_catalogue, sample_catalogue
 from movierec.data.synthetic import words
 from movierec.data.synthetic.catalogue import LAST_RATING_EPOCH
@@ -75,6 +78,20 @@ def test_users_rate_the_genres_they_like_higher(catalogue):
     assert len(liked) >= 10
     assert np.mean(np.array(liked) - np.array(other)) > 0.3
     assert all(a > b for a, b in zip(liked, other, strict=True))
+
+
+def test_a_model_beats_popularity_on_the_hold_out():
+    """Taste structure a model can learn beyond popularity: ALS's NDCG@10 on each user's
+    latest 20 % above that of the most rated movies (before niches, with the same counts
+    per user and per movie as a million of each with 20M ratings: 0.019 against 0.056)."""
+    drawn = sample_catalogue(movies=5000, users=5000, ratings=100_000, seed=0)
+    data = ratings_from_arrays(
+        drawn.rating_user + 1, drawn.rating_movie + 1, drawn.half_stars / 2, drawn.rated_epoch
+    )
+    split = time_split(data, 0.2, 0)
+    als = get_algorithm("als")
+    model = ranking_metrics(data, als, als.resolve(None), split, 0).ndcg
+    assert model > 1.2 * popularity_baseline(data, split, 0).ndcg
 
 
 def test_users_watch_the_genres_they_like_more(catalogue):

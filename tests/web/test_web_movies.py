@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import time
+
+from sqlalchemy import select, text
 
 from movierec.db import Movie, Rating, Search, User
-from movierec.web import popular
+from movierec.web import catalog, popular
 from movierec.web.auth.tokens import create_token
 
 
@@ -121,3 +123,27 @@ def test_popular_movies_are_counted_at_most_once_a_minute(app, client, seed, dat
     assert helpers.titles(client.get("/"))[0] == "Heat"  # the cached count
     app.extensions[popular.EXTENSION] = popular.PopularCache(ttl=0)
     assert helpers.titles(client.get("/"))[0] == "Toy Story"
+
+
+def test_a_count_past_the_statement_timeout_is_made_aside_and_fails_no_page(
+    make_app, seed, helpers, monkeypatch
+):
+    """At 20M ratings counting popular movies outlasted the statement timeout: every home
+    page view waited for it and failed (503). Now a slow count runs in a thread of its own,
+    with its own timeout, and the page is served meanwhile without the list."""
+    counted = catalog.popular
+
+    def slow(session, limit):  # as slow as a count over millions of ratings, for real
+        session.execute(text("SELECT pg_sleep(0.6)"))
+        return counted(session, limit)
+
+    monkeypatch.setattr(catalog, "popular", slow)
+    client = make_app(statement_timeout_ms=300).test_client()
+    started = time.monotonic()
+    first = client.get("/")
+    assert first.status_code == 200 and helpers.titles(first) == []
+    assert time.monotonic() - started < 0.6 + 0.3  # one timed-out try, not a wait for more
+    deadline = time.monotonic() + 10
+    while not helpers.titles(page := client.get("/")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert helpers.titles(page)[0] == "Heat"

@@ -138,8 +138,18 @@ def fit_sansa(
     # Movies without a training row are left out of the fit (sansa's scaling fails on an
     # empty column) and get no weights: nothing can be learnt about them from these rows.
     active = np.flatnonzero(matrix.getnnz(axis=0) > 0)
-    with _heap_frozen():
-        encoder, decoder = sansa.SANSA(config).fit(matrix[:, active].tocsr()).weights
+    from sksparse.cholmod import CholmodOutOfMemoryError, CholmodTooLargeError
+
+    try:
+        with _heap_frozen():
+            encoder, decoder = sansa.SANSA(config).fit(matrix[:, active].tocsr()).weights
+    except (CholmodTooLargeError, CholmodOutOfMemoryError) as exc:
+        # 100,000 synthetic movies: "problem too large" after 55 s (BENCHMARKS.md, "The
+        # whole product at scale"); it reached the user as a traceback.
+        raise BadInput(
+            f"sansa: {active.size:,} movies are too many for the {params['factorizer']} "
+            f"factorisation ({str(exc).splitlines()[0][-60:]}); train --algo als instead"
+        ) from exc
     weights = pruned_product(sp.csr_matrix(encoder), sp.csr_matrix(decoder), params)
     return _embed(weights, active, data.n_items)
 
