@@ -19,6 +19,11 @@ from movierec.db import Database, Movie, Rating
 from movierec.web.auth.tokens import create_token
 from movierec.web.users import create_user
 
+# Longer than any failover the drills allow: a request in flight when a primary is killed is
+# held until the site gives up on it (12 s seen, then a 503 with Retry-After), and a client
+# that hung up first would record "no answer" where the site did answer.
+CLIENT_TIMEOUT = 30
+
 
 def make_writers(database: Database, count: int, prefix: str) -> list[tuple[int, str]]:
     """``count`` new users with an API token each: ``[(user_id, token)]``."""
@@ -85,7 +90,7 @@ class SteadyWriter:
                         f"{self.site}/api/ratings",
                         json={"movie_id": movie, "rating": 4.5},
                         headers={"Authorization": f"Bearer {token}"},
-                        timeout=10,
+                        timeout=CLIENT_TIMEOUT,
                     )
                     status, retry = answer.status_code, answer.headers.get("Retry-After")
                 except requests.RequestException:
