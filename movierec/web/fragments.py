@@ -126,8 +126,9 @@ def movies_html(movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None)
     A movie's HTML is kept once for every list that shows it, around a slot for the stars
     (:data:`STARS_SLOT`), which each list fills from the few badges :func:`stars.badge`
     keeps. With the stars inside, the kept HTML was nearly never the same for two users
-    (their stars differ): a cold "for you" page rendered its ten movies again, and cost the
-    web 25 % more CPU than before the stars (BENCHMARKS.md, "Serving").
+    (their stars differ) and a cold "for you" page rendered its ten movies again: keeping
+    them apart took 5 % off such a page's web CPU (B/A 0.952 in-process, BENCHMARKS.md,
+    "Three trees, alternating").
     """
     store = caches().movie_html
     keys = [(_SHARED(movie), dismiss_form) for movie in movies]
