@@ -160,12 +160,11 @@ def free_base() -> int:
 
 def admin_env(settings: Settings) -> dict[str, str]:
     """The environment of a ``movierec`` admin command on this cluster (the owner's URL)."""
-    url = cluster.admin_url_file(settings).read_text().strip()
     return {
         **os.environ,
         "MOVIEREC_STATE_DIR": str(settings.state_dir.resolve()),
         "MOVIEREC_MODEL_DIR": str(settings.model_dir.resolve()),
-        "MOVIEREC_DATABASE_URL": url,
+        "MOVIEREC_DATABASE_URL": owner_url(settings),
     }
 
 
