@@ -79,6 +79,11 @@ PAGES = {
         for g in ("Drama", "Comedy", "Action", "Thriller", "Romance", "Adventure", "Crime",
                   "Sci-Fi", "Horror", "Children")
     ]),
+    # What a search page's script asks for after it (static/stars.js): a page's 20 movies.
+    "stars": ("/stars?movies=20 IDS", [
+        "/stars?movies=" + ",".join(str(m) for m in range(start, start + 20))
+        for start in range(1, 200, 20)
+    ]),
 }  # fmt: skip
 CPU_ROLES = {
     "web": "web", "ai": "AI", "primary": "PG", "director": "HAProxy", "dbswitch": "switch",

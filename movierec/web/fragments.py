@@ -120,8 +120,11 @@ _SHARED = attrgetter(
 STARS_SLOT = Markup("<!--stars-->")
 
 
-def movies_html(movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None) -> list[Markup]:
-    """Each movie as the ``movie_item`` macro renders it, the user's predicted stars in it.
+def movies_html(
+    movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None, stars_later: bool = False
+) -> list[Markup]:
+    """Each movie as the ``movie_item`` macro renders it, the user's predicted stars in it;
+    with ``stars_later``, a place the page's script puts them in (:func:`stars_later_slot`).
 
     A movie's HTML is kept once for every list that shows it, around a slot for the stars
     (:data:`STARS_SLOT`), which each list fills from the few badges :func:`stars.badge`
@@ -142,6 +145,15 @@ def movies_html(movies: tuple[catalog.MovieItem, ...], dismiss_form: str | None)
             parts = found[key] = (before, after)
             store.put(key, parts, size=2 * (sys.getsizeof(before) + sys.getsizeof(after)))
         before, after = parts
-        badge = stars.badge(movie.predicted) if movie.predicted else ""
+        if stars_later:
+            badge = stars_later_slot(movie.id)
+        else:
+            badge = stars.badge(movie.predicted) if movie.predicted else ""
         html.append(before + badge + after)
     return html
+
+
+def stars_later_slot(movie_id: int) -> Markup:
+    """Where ``static/stars.js`` puts the user's predicted stars of ``movie_id``, asked for
+    after the page (:func:`movierec.web.movies.stars_badges`)."""
+    return Markup(f'<span data-stars-for="{int(movie_id)}"></span>')

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, render_template, request
+from flask import Blueprint, flash, jsonify, render_template, request, url_for
 from flask_login import current_user
+from werkzeug.wrappers import Response
 
 from movierec.db import ShardUnavailable
 from movierec.db.schema import GENRES
 from movierec.errors import BadInput
 from movierec.web import cache, catalog, picks, popular, stars
+from movierec.web.auth.sessions import login_manager
 from movierec.web.db import commit, get_session, read_session
 from movierec.web.forms import RateForm
 from movierec.web.fragments import movies_html
 from movierec.web.users import rating_of, record_search
 from movierec.wire import site
+from movierec.wire.params import read_args
 
 bp = Blueprint("movies", __name__)
 bp.add_app_template_filter(stars.badge, "star_badge")  # every page's movie lists use it
@@ -33,7 +36,11 @@ def index() -> str:
 
 @bp.get("/search")
 def search() -> tuple[str, int]:
-    taste = _taste_with_user()  # before anything asks for current_user: see detail()
+    """Search results, the same for everyone; a logged-in user's predicted stars are put in
+    by the page's script (:func:`stars_badges`). Asked for here, they cost each user's first
+    search in a worker a read of their ratings and a recommender call: 126 against 366
+    requests a second without them, on a page that is otherwise a kept list (BENCHMARKS.md,
+    "Three trees, alternating")."""
     try:
         query = catalog.parse_search(request.args)
     except BadInput as exc:
@@ -45,11 +52,29 @@ def search() -> tuple[str, int]:
     if not query.is_empty:
         remember_search(query)
         page = cache.search(query)
-        movies = stars.with_stars(page.movies, taste)  # the page is everyone's; the stars yours
+        movies = page.movies
+    later = current_user.is_authenticated
     return render_template(
-        "movies/search.html", page=page, movies=movies, movies_html=movies_html(movies, None),
-        query=query, genres=GENRES, sorts=site.SEARCH_SORTS,
+        "movies/search.html", page=page, movies=movies, query=query, genres=GENRES,
+        movies_html=movies_html(movies, None, stars_later=later), sorts=site.SEARCH_SORTS,
+        stars_url=url_for("movies.stars_badges") if later and movies else None,
     ), 200  # fmt: skip
+
+
+@bp.get("/stars")
+def stars_badges() -> Response:
+    """``{"badges": {movie id: HTML}}``: the current user's predicted stars of ``movies``
+    (:data:`~movierec.wire.site.STARS_FOR`) as the badges the pages show, for the script of a
+    page that is everyone's (search). Only movies with stars are in it; none when the
+    recommender is out of reach."""
+    taste = _taste_with_user()  # before anything asks for current_user: see detail()
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    movie_ids = read_args((site.STARS_FOR,), request.args)["movies"]
+    found = stars.for_movies(movie_ids, taste)
+    response = jsonify(badges={str(m): stars.badge(value) for m, value in found.items()})
+    response.headers["Cache-Control"] = "private, no-store"  # the user's own
+    return response
 
 
 @bp.get("/movies/<id:movie_id>")

@@ -5,7 +5,8 @@ They come from the recommender's rating model with the user's newest ratings fol
 are kept per user (:attr:`movierec.web.cache.WebCaches.stars`) exactly as long as the user's
 recommendations are: until the model or the user's taste version changes. A "for you" list
 gets its stars with the list itself (:func:`movierec.web.picks.for_user`); this module serves
-the other pages: a movie's own page with its similar movies, and search results.
+the other pages: a movie's own page with its similar movies, and search results, whose script
+asks for them after the page (:func:`movierec.web.movies.stars_badges`).
 
 Stars are an extra: with no recommender, or no database to read the user's taste from, a
 page shows none and is otherwise the same. Nobody logged in, no stars (and no call).
@@ -21,7 +22,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from movierec.errors import DatabaseUnavailable
-from movierec.web import cache, catalog, picks
+from movierec.web import cache, picks
 from movierec.web.ai_client import AIUnavailable
 from movierec.web.db import connection
 from movierec.wire.recommender import MAX_PREDICT
@@ -80,17 +81,6 @@ def for_movies(movie_ids: Iterable[int], taste: picks.Taste | None = None) -> di
 
 def _shown(kept: Known, wanted: Sequence[int]) -> dict[int, float]:
     return {m: stars for m in wanted if (stars := kept.get(m)) is not None}
-
-
-def with_stars(
-    movies: Sequence[catalog.MovieItem], taste: picks.Taste | None = None
-) -> tuple[catalog.MovieItem, ...]:
-    """``movies`` with the current user's predicted stars (one call for all of them);
-    ``taste`` as for :func:`for_movies`."""
-    stars = for_movies((m.id for m in movies), taste)
-    if not stars:
-        return tuple(movies)
-    return tuple(m.with_stars(stars.get(m.id)) for m in movies)
 
 
 def badge(value: float) -> Markup:

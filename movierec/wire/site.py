@@ -21,7 +21,16 @@ from movierec.wire.openapi import (
     nullable,
     obj,
 )
-from movierec.wire.params import Choice, Integer, Problem, Text, json_whole_number, quote
+from movierec.wire.params import (
+    Choice,
+    Ids,
+    Integer,
+    Problem,
+    Text,
+    json_whole_number,
+    quote,
+)
+from movierec.wire.recommender import MAX_PREDICT
 
 MAX_QUERY_CHARS = 200
 MAX_SEARCH_PAGE = 500
@@ -57,6 +66,8 @@ DECADE = Choice(
     choices=tuple(f"{d}{s}" for d in DECADES for s in ("s", "")),
 )  # fmt: skip
 MOVIE_ID = Integer("movie_id", "The movie's id.", required=True)
+# The movies of a page whose predicted stars its script asks for (GET /stars, the search page).
+STARS_FOR = Ids("movies", "The page's movies.", required=True, max_items=MAX_PREDICT)
 
 MOVIE = obj(
     ["id", "title", "year", "genres", "imdb_url", "tmdb_url", "ratings", "average_rating",

@@ -256,10 +256,13 @@ def test_a_workers_first_list_for_a_user_reads_the_user_with_the_taste_version(
     assert "You rated it <strong>4</strong>" in client.get(f"/movies/{seed.heat}").get_data(
         as_text=True
     )
+    # A search page is everyone's: the user's row alone; its stars' request reads the rest.
     client.get("/search?q=alien")  # the search's results, kept
+    reads = first_request("/search?q=alien")
+    assert len(reads) == 1 and "LATERAL" not in reads[0]
     with app.app_context():
         caches().predictions.clear()
-    reads = first_request("/search?q=alien")
+    reads = first_request(f"/stars?movies={seed.alien}")
     assert len(reads) == 1 and "FROM users LEFT OUTER JOIN LATERAL" in reads[0]
     # A page that does not start with the user's taste has the user read alone.
     reads = first_request("/account")

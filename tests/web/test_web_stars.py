@@ -5,6 +5,8 @@ tests/ai/test_ai_contract.py's."""
 
 from __future__ import annotations
 
+import re
+
 from movierec.web import cache
 
 BADGE = "you'd rate it ≈ {:.1f} ★"
@@ -41,18 +43,41 @@ def test_a_new_rating_drops_the_kept_stars_and_its_movie_shows_none(client, seed
     assert len(predictions_calls(ai)) == 2
 
 
-def test_search_results_carry_stars_for_the_logged_in_user_only(client, seed, ai, helpers):
+def test_search_results_leave_the_stars_to_the_pages_script(client, seed, ai, helpers):
+    """The results are everyone's; the user's stars would cost each user's first search a
+    recommender call: the page leaves a place for each and asks after it (static/stars.js)."""
     ai.stars[seed.ann] = {seed.shining: 3.5, seed.alien: 4.5}
     anonymous = client.get("/search?genre=Horror").get_data(as_text=True)
-    assert "you'd rate it" not in anonymous and predictions_calls(ai) == []
+    assert "data-stars-for" not in anonymous and "stars.js" not in anonymous
     helpers.log_in(client, "ann")
     page = client.get("/search?genre=Horror").get_data(as_text=True)
-    assert BADGE.format(3.5) in page and BADGE.format(4.5) in page
-    assert len(predictions_calls(ai)) == 1
-    # The search page itself stays everyone's: bob's has no stars of ann's.
-    client.post("/auth/logout")
-    helpers.log_in(client, "bob")
-    assert "you'd rate it" not in client.get("/search?genre=Horror").get_data(as_text=True)
+    assert "you'd rate it" not in page and predictions_calls(ai) == []
+    slots = sorted(int(m) for m in re.findall(r'data-stars-for="(\d+)"', page))
+    assert slots == sorted([seed.alien, seed.shining]) and 'src="/static/stars.js"' in page
+    answer = client.get(f"/stars?movies={seed.alien},{seed.shining}")
+    assert answer.headers["Cache-Control"] == "private, no-store"
+    badges = answer.get_json()["badges"]
+    assert BADGE.format(4.5) in badges[str(seed.alien)]
+    assert BADGE.format(3.5) in badges[str(seed.shining)]
+    assert len(predictions_calls(ai)) == 1  # one call for the list
+    client.get(f"/stars?movies={seed.alien}")
+    assert len(predictions_calls(ai)) == 1  # kept
+
+
+def test_the_stars_of_a_page_need_a_login_and_well_formed_ids(client, seed, ai, helpers):
+    assert client.get(f"/stars?movies={seed.alien}").status_code == 302  # to the login page
+    helpers.log_in(client, "ann")
+    for bad in ("", "?movies=", "?movies=x", "?movies=" + ",".join(["1"] * 101)):
+        answer = client.get(f"/stars{bad}")
+        assert answer.status_code == 400, bad
+    assert predictions_calls(ai) == []
+
+
+def test_with_the_recommender_down_a_pages_stars_are_none(client, seed, ai, helpers):
+    helpers.log_in(client, "ann")
+    ai.status = 503
+    answer = client.get(f"/stars?movies={seed.alien}")
+    assert answer.status_code == 200 and answer.get_json() == {"badges": {}}
 
 
 def test_for_you_stars_come_with_the_list(client, seed, ai, helpers):
