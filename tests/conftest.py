@@ -2,7 +2,7 @@
 
 The server is private (initdb into a temp dir, free loopback port). The schema is migrated
 once into a template database; each test gets a copy of it (CREATE DATABASE ... TEMPLATE),
-which costs tens of milliseconds and isolates tests completely.
+made ahead while earlier tests run (support/databases.py), which isolates tests completely.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
+from support.databases import DatabasePool
 from support.keys import AI_KEY
 
 from movierec.config import load_settings
@@ -56,11 +56,17 @@ def pg_server():
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def _databases(pg_server):
+    pool = DatabasePool(pg_server, TEMPLATE)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def db_url(pg_server):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    url = pg_server.create_database(name, template=TEMPLATE)
-    yield url
+def db_url(pg_server, _databases):
+    name = _databases.take()
+    yield pg_server.url(name)
     pg_server.drop_database(name)
 
 
