@@ -12,7 +12,8 @@ alternate A B B A ..., so the machine's drift (20 % and more on a shared VM) fal
 
 ``--page movie``: the pages of the 50 most-rated movies in turn (each movie's own part is
 shared by every user and stays cached; a cold page is a user's first, so their predicted stars
-are asked for).
+are asked for). ``--page search``: 10 genre searches in turn (the results are everyone's and stay
+cached; a cold page is a user's first search).
 
 *Cold*: a user the process has not served (neither their row nor their list is cached), after
 a warm-up of the process on other users; every such page asks the recommender. *Warm*: the
@@ -22,7 +23,7 @@ includes them. Statements are counted on the site's engine (``before_cursor_exec
 each is one round trip (the hot reads run in autocommit, without BEGIN or COMMIT).
 
     .venv/bin/python bench/bench_for_you.py --a REV [--b DIR] [--pairs 4] [--cold 300]
-        [--page for-you|movie] [--profile DIR]
+        [--page for-you|movie|search] [--profile DIR]
 
 ``--a`` is a git revision (exported with ``git archive``) or a directory; ``--b`` defaults to
 this checkout. ``--profile DIR`` runs each round's cold pages under cProfile and writes
@@ -48,9 +49,15 @@ ROOT = Path(__file__).resolve().parents[1]
 MOVIES, USERS, RATINGS = 3_000, 12_000, 600_000
 WARMUP_USERS = 60
 WARM_USERS, WARM_REPEAT = 40, 25
-# A page's path for a user: "for you", or the pages of the 50 most-rated movies in turn (the
-# synthetic catalogue's ids 1..50), as bench_serving.py asks for them.
-PAGES = {"for-you": lambda user: "/for-you", "movie": lambda user: f"/movies/{1 + user % 50}"}
+# A page's path for a user: "for you", the pages of the 50 most-rated movies in turn (the
+# synthetic catalogue's ids 1..50) or 10 genre searches in turn, as bench_serving.py asks.
+SEARCHED = ("Drama", "Comedy", "Action", "Thriller", "Romance", "Adventure", "Crime", "Sci-Fi",
+            "Horror", "Children")  # fmt: skip
+PAGES = {
+    "for-you": lambda user: "/for-you",
+    "movie": lambda user: f"/movies/{1 + user % 50}",
+    "search": lambda user: f"/search?genre={SEARCHED[user % 10]}",
+}
 
 
 def main() -> None:
