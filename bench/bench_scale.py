@@ -390,6 +390,7 @@ STEPS = (  # progress lines of cluster.up whose preceding seconds are the step's
     ("partitions: searches_", "move a searches partition (online)"),
     ("partitions: preferences_", "move a preferences partition (online)"),
     ("streams from the primary", "clone the replica (pg_basebackup)"),
+    ("archives from the group's start", "pgBackRest stanza of a new group, before its data"),
     ("backups:", "pgBackRest set up"),
     ("ai-1:", "start the AI instances (load the models)"),
 )
