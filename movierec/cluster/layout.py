@@ -188,9 +188,17 @@ def archive_from_start(settings: Settings, groups: list[tuple[str, Group]], say:
     :class:`OpsCommandFailed` when pgBackRest fails (archiving does not work).
     """
     config = backup.backup_config(settings)
-    servers = [backup.group_server(stanza, group) for stanza, group in groups]
+    started = [backup.group_server(stanza, group) for stanza, group in groups]
+    # The servers of an earlier `up` stay in the configuration: a shard set up then archives,
+    # and when it starts again before setup_backups its archive_command must find its stanza.
+    earlier = [
+        item
+        for item in backup.local_servers(settings)
+        if item.name not in {s.name for s in started}
+        and all(m.info_file.exists() for m in item.members or (item.server,))
+    ]
     stanza = groups[-1][0]
-    backup.create_stanzas(config, servers, [stanza])
+    backup.create_stanzas(config, [*started, *earlier], [stanza])
     say(f"backups: pgBackRest stanza {stanza} archives from the group's start")
 
 
