@@ -67,10 +67,11 @@ def choose_ranking_algo(
     Size, on bench_scale's synthetic catalogues (as many users as movies, 20 ratings per
     movie, each user's latest 20 % held out; ``bench/bench_handover.py``, 2 shared cores,
     fits stopped at 600 s): ``sansaals`` with its exact CHOLMOD factorisation (the default)
-    did not finish at 20,000 movies (3.6 GB when stopped) nor at 50,000 (8.5 GB), and at
-    100,000 CHOLMOD refused it ("problem too large") after ~45 s; with the incomplete
-    factorisation (``factorizer = icf``) it fitted 20,000 movies in 138 s (1.3 GB) at NDCG@10
-    0.078, below ALS, and did not finish at 50,000 or 100,000. ALS fitted the same in 2.4 s
+    fitted 10,000 movies in 91 s (1.3 GB, NDCG@10 0.078) but did not finish at 20,000 (3.6 GB
+    when stopped) nor at 50,000 (8.5 GB), and at 100,000 CHOLMOD refused it ("problem too
+    large") after ~45 s; with the incomplete factorisation (``factorizer = icf``) it fitted
+    20,000 movies in 138 s (1.3 GB) at NDCG@10 0.078, below ALS, and did not finish at
+    50,000 or 100,000. ALS fitted the same in 2.4 s
     (0.2 GB, NDCG@10 0.083), 7.2 s (0.3 GB, 0.066) and 8.3 s (0.4 GB, 0.065), above
     popularity each time (0.018, 0.027, 0.017). So ``sansa_max_items`` defaults to
     ``ease_max_items``, and above 20,000 movies ``auto`` trains ALS: it trains at any size, at
