@@ -90,12 +90,14 @@ class Settings:
     api_token_max_days: int = 365
     debug: bool = False
     # Models: which algorithm `movierec model train|refresh` uses per kind ("auto" = the EASE +
-    # ALS blend up to ease_max_items movies, the SANSA + ALS blend above), their
+    # ALS blend up to ease_max_items movies, the SANSA + ALS blend up to sansa_max_items, ALS
+    # above: movierec.ai.algorithms.choose_ranking_algo has the measurements), their
     # hyper-parameters ({algo: {param: value}}, a TOML table or JSON in MOVIEREC_ALGO_PARAMS),
     # and how often `model refresh --every` runs.
     ranking_algo: str = "auto"
     rating_algo: str = "svd"
     ease_max_items: int = 20_000
+    sansa_max_items: int = 20_000
     # Training past one machine (`model train --engine spark`): the Spark master (local[*],
     # spark://host:7077, yarn, k8s://...) and where the Parquet ratings snapshot is written
     # ("" = state_dir/snapshots; on a cluster, storage every executor reads).
@@ -214,8 +216,9 @@ def _validate(values: dict[str, Any], problems: list[str]) -> None:
         problems.append("database_connect_wait: must not be negative (0 = no waiting)")
     if values["ai_timeout"] <= 0:
         problems.append("ai_timeout: must be positive")
-    if values["ease_max_items"] < 1:
-        problems.append("ease_max_items: must be at least 1")
+    for name in ("ease_max_items", "sansa_max_items"):
+        if values[name] < 1:
+            problems.append(f"{name}: must be at least 1")
     if values["model_refresh_interval"] < 0:
         problems.append("model_refresh_interval: must not be negative (0 = off)")
     for name in ("ann_min_items", "ann_nprobe", "ai_cache_users", "ai_hot_mb", "ai_blas_threads"):

@@ -143,8 +143,9 @@ def ensure_model(database: Database, settings: Settings, say: Say) -> None:
             continue
         say(f"model: training the {label} ...")
         report = train_model(
-            database, settings.model_dir, algo=algo, ease_max_items=settings.ease_max_items
-        )
+            database, settings.model_dir, algo=algo, ease_max_items=settings.ease_max_items,
+            sansa_max_items=settings.sansa_max_items,
+        )  # fmt: skip
         quality = ""
         if report.top_n is not None:
             quality = f", hold-out NDCG@10 {report.top_n.ndcg:.3f}"

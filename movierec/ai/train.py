@@ -164,11 +164,18 @@ def popularity_baseline(
     return ranking_metrics(data, popularity, popularity.resolve(None), split, seed, k)
 
 
-def resolve_algo(name: str | None, n_items: int, ease_max_items: int | None = None) -> str:
-    """``auto`` (or None) becomes ``easeals`` or ``als`` by catalogue size; others are
-    checked."""
+def resolve_algo(
+    name: str | None,
+    n_items: int,
+    ease_max_items: int | None = None,
+    sansa_max_items: int | None = None,
+) -> str:
+    """``auto`` (or None) becomes ``easeals``, ``sansaals`` or ``als`` by catalogue size
+    (:func:`choose_ranking_algo`; a limit left None is its default); others are checked.
+    Raises :class:`BadInput` for an unknown name."""
     if name in (None, "", "auto"):
-        return choose_ranking_algo(n_items, *(() if ease_max_items is None else (ease_max_items,)))
+        limits = {"max_items": ease_max_items, "sansa_max_items": sansa_max_items}
+        return choose_ranking_algo(n_items, **{k: v for k, v in limits.items() if v is not None})
     return get_algorithm(name).name
 
 
@@ -320,19 +327,21 @@ def train_model(
     algo: str | None = None,
     algo_params: Mapping[str, Any] | None = None,
     ease_max_items: int | None = None,
+    sansa_max_items: int | None = None,
     ann_min_items: int = ann.MIN_ITEMS,
 ) -> TrainReport:
     """Train on every rating in the database and write a new artifact to ``model_dir``.
 
-    Without ``algo`` this is surprise's SVD; ``algo="auto"`` picks the EASE + ALS blend or
-    ALS by catalogue size. Hyper-parameters: :func:`algorithm_params` (of ``params`` and
-    ``algo_params``); ``params`` always supplies ``test_size`` and ``seed``.
+    Without ``algo`` this is surprise's SVD; ``algo="auto"`` picks the EASE + ALS blend, the
+    SANSA + ALS blend or ALS by catalogue size (:func:`resolve_algo`). Hyper-parameters:
+    :func:`algorithm_params` (of ``params`` and ``algo_params``); ``params`` always supplies
+    ``test_size`` and ``seed``.
     Raises :class:`ModelNotReady` when the database holds no rating, :class:`BadInput` for bad
     parameters, :class:`DatabaseUnavailable` when the database cannot be read.
     """
     params = (params or TrainParams()).check()
     data, genre_names, movie_genres = read_training_data(database, progress)
-    name = resolve_algo(algo or ALGORITHM, data.n_items, ease_max_items)
+    name = resolve_algo(algo or ALGORITHM, data.n_items, ease_max_items, sansa_max_items)
     return train_on_data(
         data,
         model_dir,
@@ -372,7 +381,7 @@ def train_models(
     reports = []
     for chosen in wanted:
         chosen = settings.ranking_algo if chosen == "auto" else chosen
-        name = resolve_algo(chosen, data.n_items, settings.ease_max_items)
+        name = resolve_algo(chosen, data.n_items, settings.ease_max_items, settings.sansa_max_items)
         given = algorithm_params(name, algo_params, params, settings)
         reports.append(
             train_on_data(

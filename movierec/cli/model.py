@@ -376,7 +376,7 @@ def refresh(
     def once() -> RefreshReport:
         data, names, genres, _ = _load(settings, None)
         wanted = algo or (settings.ranking_algo if kind == RANKING else settings.rating_algo)
-        name = resolve_algo(wanted, data.n_items, settings.ease_max_items)
+        name = resolve_algo(wanted, data.n_items, settings.ease_max_items, settings.sansa_max_items)
         if get_algorithm(name).kind != kind:
             raise BadInput(f"{name} is a {get_algorithm(name).kind} algorithm, not {kind}")
         given = algorithm_params(name, cli, settings=settings)

@@ -45,6 +45,7 @@ from movierec.cluster.redis_server import start_redis
 from movierec.cluster.spec import ClusterSpec
 from movierec.config import Settings
 from movierec.db import Database, LocalPostgres, upgrade
+from movierec.db.backup import PRIMARY_STANZA
 from movierec.db.roles import AI_ROLE, APP_ROLES, WEB_ROLE
 from movierec.db.topology import PRIMARY_DIR
 from movierec.director.haproxy import haproxy_binary
@@ -137,6 +138,8 @@ def _start_database(
     if spec.replicas:  # replicas are Patroni's: the clients reach the group through the switch
         archiving = layout.archive_settings(settings) if spec.backup else {}
         group = ha.start_main_group(state, spec.base_port, record.members, say, archiving)
+        if spec.backup:  # before the data step writes the catalogue's WAL
+            layout.archive_from_start(settings, [(PRIMARY_STANZA, group)], say)
         server = ha.frontend(group)
     else:
         server = layout.cluster_server(state / PRIMARY_DIR)

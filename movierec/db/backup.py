@@ -228,7 +228,7 @@ def setup(config: BackupConfig, servers: list[BackupServer], durable: bool = Tru
     plain = [item for item in servers if not item.managed]
     for item in plain:
         _ensure_running(item.server)
-    conf = write_config(config, servers)
+    write_config(config, servers)
     for item in plain:
         if _configure_archiving(config, item, durable):
             restart(item.server)
@@ -236,10 +236,21 @@ def setup(config: BackupConfig, servers: list[BackupServer], durable: bool = Tru
         if item.managed:  # Patroni owns the configuration (and its members are durable)
             group = load_group(item.server.state_dir.parent)
             apply_settings(group, archive_settings(config, item.name, MEMBER_DATA_DIR))
-    conf = write_config(config, servers)  # restarted servers have new socket directories
-    for item in servers:
-        run_pgbackrest(config, "stanza-create", [f"--stanza={item.name}"], timeout=120)
-        run_pgbackrest(config, "check", [f"--stanza={item.name}"], timeout=120)
+    # Restarted servers have new socket directories: the configuration is written again.
+    return create_stanzas(config, servers, [item.name for item in servers])
+
+
+def create_stanzas(config: BackupConfig, servers: list[BackupServer], names: list[str]) -> Path:
+    """Write pgbackrest.conf for ``servers``, then create and check the stanzas ``names``
+    (of servers that archive already, e.g. a Patroni group made with :func:`archive_settings`);
+    ``check`` waits for a WAL segment to reach the repository. Returns the configuration file.
+    Raises :class:`OpsCommandFailed` when pgBackRest fails, :class:`ConfigError` as
+    :func:`write_config`.
+    """
+    conf = write_config(config, servers)
+    for name in names:
+        run_pgbackrest(config, "stanza-create", [f"--stanza={name}"], timeout=120)
+        run_pgbackrest(config, "check", [f"--stanza={name}"], timeout=120)
     return conf
 
 

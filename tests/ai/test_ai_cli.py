@@ -19,8 +19,8 @@ def run(db_url, settings):
         "MOVIEREC_DEBUG": "",
     }
 
-    def invoke(*args: str):
-        return runner.invoke(app, list(args), env=env)
+    def invoke(*args: str, **more_env: str):
+        return runner.invoke(app, list(args), env={**env, **more_env})
 
     return invoke
 
@@ -85,3 +85,15 @@ def test_svd_named_with_parameters_keeps_the_svd_options(run, loaded, settings):
     assert trained.exit_code == 0, trained.output
     meta = json.loads(run("model", "show", "--json").stdout)
     assert (meta["params"]["factors"], meta["params"]["epochs"]) == (8, 5)
+
+
+def test_auto_past_the_sansa_handover_trains_als(run, loaded, settings):
+    """A catalogue past sansa_max_items (lowered here to 2 of its 100 movies, with
+    ease_max_items to 1) gets ALS, which trains at any size: the SANSA blend's factorisation
+    fell over at 100,000 synthetic movies, and `auto` picked it at any size above 20,000."""
+    limits = {"MOVIEREC_EASE_MAX_ITEMS": "1", "MOVIEREC_SANSA_MAX_ITEMS": "2"}
+    trained = run("model", "train", "--algo", "auto", **limits)
+    assert trained.exit_code == 0, trained.output
+    meta = json.loads(run("model", "show", "--json").stdout)
+    assert (meta["algorithm"], meta["kind"], meta["n_movies"]) == ("als", "ranking", 100)
+    assert meta["top_n"]["ndcg"] > 0

@@ -90,7 +90,7 @@ def test_ease_params_default_to_the_recipe_and_are_checked():
     assert get_algorithm("easeals").resolve({})["factors"] == 64
     with pytest.raises(BadInput, match="window_weight"):
         get_algorithm("ease").resolve({"window_weight": "-1"})
-    assert choose_ranking_algo(1000) == "easeals" and choose_ranking_algo(10**6) == "sansaals"
+    assert choose_ranking_algo(1000) == "easeals" and choose_ranking_algo(10**6) == "als"
 
 
 def test_movielens_files_bring_genres_and_years(tmp_path):

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from movierec.ai.algorithms import choose_ranking_algo, get_algorithm
+from movierec.ai.algorithms import (
+    EASE_MAX_ITEMS,
+    SANSA_MAX_ITEMS,
+    choose_ranking_algo,
+    get_algorithm,
+)
 from movierec.ai.algorithms.sansa import pruned_product
 from movierec.ai.base import Signals
 from movierec.ai.dataset import read_movielens
@@ -14,12 +19,31 @@ from movierec.ai.evaluation import per_user_split
 from movierec.ai.loader import load_model
 from movierec.ai.sparse_weights import SparseWeights, csr_arrays, csr_from_arrays, slice_columns
 from movierec.ai.train import resolve_algo, score_top_n, train_on_data
+from movierec.config import load_settings
+from movierec.errors import ConfigError
 
 
-def test_auto_above_ease_max_items_trains_the_sansa_blend():
+def test_auto_hands_over_from_the_blends_to_als_at_the_measured_sizes():
+    """EASE + ALS up to ease_max_items, SANSA + ALS up to sansa_max_items, ALS above: the
+    SANSA blend's exact factorisation did not finish in 10 minutes at 20,000 synthetic movies
+    and failed at 100,000 (choose_ranking_algo's docstring)."""
+    assert (EASE_MAX_ITEMS, SANSA_MAX_ITEMS) == (20_000, 20_000)
     assert choose_ranking_algo(20_000) == "easeals"
-    assert choose_ranking_algo(20_001) == "sansaals"
-    assert resolve_algo("auto", 50, ease_max_items=1) == "sansaals"
+    assert choose_ranking_algo(20_001) == "als"
+    assert choose_ranking_algo(10**6) == "als"
+    assert choose_ranking_algo(20_001, sansa_max_items=30_000) == "sansaals"
+    assert choose_ranking_algo(30_001, sansa_max_items=30_000) == "als"
+    assert choose_ranking_algo(500, max_items=100, sansa_max_items=1000) == "sansaals"
+    assert resolve_algo("auto", 50, ease_max_items=1) == "sansaals"  # the large path forced
+    assert resolve_algo("auto", 50, ease_max_items=1, sansa_max_items=49) == "als"
+    assert resolve_algo(None, 50, 1, 50) == "sansaals" and resolve_algo("ease", 10**6) == "ease"
+
+
+def test_the_config_defaults_are_the_measured_limits():
+    settings = load_settings(environ={}, toml_path=None)
+    assert (settings.ease_max_items, settings.sansa_max_items) == (EASE_MAX_ITEMS, SANSA_MAX_ITEMS)
+    with pytest.raises(ConfigError, match="sansa_max_items: must be at least 1"):
+        load_settings(environ={"MOVIEREC_SANSA_MAX_ITEMS": "0"}, toml_path=None)
 
 
 def test_the_forced_large_path_is_within_3_percent_of_the_blend_on_ml100k(movielens_dir):

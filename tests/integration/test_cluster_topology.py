@@ -100,6 +100,13 @@ def test_full_topology_shards_backs_up_and_stops_everything(home):
     # Rows of ratings live on both shards: read them there, not through the primary.
     primary = LocalPostgres(state_dir / "postgres")
     url = primary.url_file.read_text().strip()  # what `cluster up` leaves for admin commands
+    # The group archives from its creation: its stanza must exist before the data step, or
+    # every archive attempt of the load fails and its WAL piles up in pg_wal.
+    with psycopg.connect(libpq_conninfo(url, "test"), autocommit=True) as conn:
+        archiver = conn.execute(
+            "SELECT failed_count, last_failed_wal, archived_count FROM pg_stat_archiver"
+        ).fetchone()
+    assert archiver[0] == 0 and archiver[2] > 0, archiver
     assert primary.passwords.path.stat().st_mode & 0o077 == 0
     settings = load_settings(
         environ={}, toml_path=None, overrides={"state_dir": state_dir, "database_url": url}
@@ -122,7 +129,9 @@ def test_full_topology_shards_backs_up_and_stops_everything(home):
         with shard.connect("movierec") as conn:
             table = sql.Identifier(*remote_table.split("."))
             rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()[0]
+            failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
         assert rows > 100, (name, remote_table, rows)
+        assert failed == 0, (name, failed)
 
     # The site's role reaches the shards through the primary (a USER MAPPING FOR PUBLIC).
     site_url = primary.as_role(url, WEB_ROLE)

@@ -138,14 +138,16 @@ class EaseAls(ItemsPlusAls):
 
 
 class SansaAls(ItemsPlusAls):
-    """What ``auto`` trains above ``ease_max_items``: the blend with SANSA's sparse weights in
-    place of EASE's dense ones (memory linear in the catalogue), the same fixed-scale sum.
+    """What ``auto`` trains above ``ease_max_items`` up to ``sansa_max_items`` (ALS above: its
+    exact factorisation does not scale to any size, see ``choose_ranking_algo``): the blend
+    with SANSA's sparse weights in place of EASE's dense ones (memory linear in the catalogue
+    once fitted), the same fixed-scale sum.
     Measured (BENCHMARKS.md, "Large catalogues"), forced on the small data sets: NDCG@10
     0.496 on ml-100k (issue protocol; the blend 0.503) and 0.131 on ml-latest-small's
     time-ordered hold-out (the blend 0.132)."""
 
     name = "sansaals"
-    summary = "collective SANSA (sparse EASE) + iALS, scaled sum (above ease_max_items)"
+    summary = "collective SANSA (sparse EASE) + iALS, scaled sum (up to sansa_max_items)"
     library = f"sansa + implicit {implicit.__version__}"
     params = blend_params(SANSA_PARAMS)
 
