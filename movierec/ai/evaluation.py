@@ -17,6 +17,14 @@ from movierec.errors import BadInput
 # training it measures: past this many users with held-out ratings, a seeded sample of them
 # (a per-user NDCG@10 lies in [0, 1], so the mean of 10,000 has a standard error <= 0.005).
 MAX_USERS = 10_000
+# Past this many user x movie scores, fewer users still: at a million movies scoring and
+# ranking one user's row took 33-38 ms (this function on random factors, 64 per movie, 2
+# shared cores), so 10,000 users were 6 minutes per evaluation, and a training evaluates twice
+# (its model and the popularity baseline): bench_scale's full-size ALS was killed after 900 s,
+# still evaluating. 2e9 scores keep 10,000 users up to 200,000 movies and 2,000 at a million
+# (a standard error <= 0.011 by the bound above; two models are measured on the same sample).
+MAX_SCORES = 2_000_000_000
+MIN_USERS = 500  # however large the catalogue
 SCORE_BYTES = 256 * 2**20  # a batch's dense scores: 512 users x 1M movies were 4 GB
 
 
@@ -150,10 +158,12 @@ def top_n_metrics(
     batch: int = 512,
     max_users: int = MAX_USERS,
     seed: int = 0,
+    max_scores: int = MAX_SCORES,
 ) -> TopN:
     """Rank every movie a user has not rated in ``seen`` by ``scores_for(users)`` (a dense
     ``(len(users), n_items)`` array) and measure against ``held_out`` (both user-item CSR),
-    over the users with a held-out rating, or a seeded sample of ``max_users`` of them.
+    over the users with a held-out rating, or a seeded sample of ``max_users`` of them
+    (fewer when that many would be more than ``max_scores`` scores, :data:`MAX_SCORES`).
 
     Raises :class:`BadInput` when no user has a held-out rating.
     """
@@ -163,6 +173,7 @@ def top_n_metrics(
     users = np.flatnonzero(np.diff(held_out.indptr) > 0)
     if users.size == 0:
         raise BadInput("no user has a held-out rating to evaluate on")
+    max_users = min(max_users, max(MIN_USERS, max_scores // n_items))
     if users.size > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
     batch = max(1, min(batch, SCORE_BYTES // (8 * n_items)))  # scores are made float64
