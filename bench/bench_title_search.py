@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Text, func, literal, select
@@ -189,15 +190,16 @@ def explain(server: LocalPostgres, dbname: str, stmt) -> str:
             names.append(match.group(1))
         return f"${names.index(match.group(1)) + 1}"
 
-    text = _PARAM.sub(number, str(compiled))
+    text = _PARAM.sub(number, str(compiled)).replace("%%", "%")  # pyformat's escaped %
     values = [compiled.params[name] for name in names]
     types = ", ".join(_pg_type(value) for value in values)
     with server.connect(dbname) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.execute(f"PREPARE bench_search ({types}) AS {text}")
-        placeholders = ", ".join(f"%s::{_pg_type(v)}" for v in values)
+        # The values inline: EXPLAIN EXECUTE takes no parameters of its own.
+        arguments = sql.SQL(", ").join(sql.Literal(value) for value in values)
         plan = conn.execute(
-            f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_search ({placeholders})", values
+            sql.SQL("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_search ({})").format(arguments)
         ).fetchall()
     return "\n".join(line for (line,) in plan)
 

@@ -140,7 +140,7 @@ _ORDERS = {
 MANY_WORD_MATCHES = 1_500
 # The longest walk. A walk that finds fewer side-by-side matches than the page needs (many
 # titles have the words, few next to each other) gives way to scoring every word match.
-WALK_LIMIT = 100_000
+WALK_LIMIT = 30_000
 
 
 def search(session: Session, query: SearchQuery) -> SearchPage:

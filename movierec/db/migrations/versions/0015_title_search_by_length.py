@@ -28,8 +28,30 @@ INDEX = (
 )
 
 
+# Each local partition's copy named <index>_p<remainder>, as migration 0004 named the others
+# (and movierec.db.partitions names the copies it makes).
+RENAME = """
+DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT c.relname AS copy, t.relname AS part
+               FROM pg_inherits i
+               JOIN pg_class c ON c.oid = i.inhrelid
+               JOIN pg_index x ON x.indexrelid = c.oid
+               JOIN pg_class t ON t.oid = x.indrelid
+              WHERE i.inhparent = 'movies_title_trigrams_idx'::regclass
+    LOOP
+        EXECUTE format('ALTER INDEX %I RENAME TO %I', r.copy, 'movies_title_trigrams_idx_'
+                       || coalesce(substring(r.part from '_(p[0-9]+)$'), r.part));
+    END LOOP;
+END
+$$
+"""
+
+
 def upgrade() -> None:
     op.execute(sa.text(INDEX))
+    op.execute(sa.text(RENAME))
 
 
 def downgrade() -> None:
