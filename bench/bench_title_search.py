@@ -1,5 +1,5 @@
-"""Title search over a large catalogue (issue 23 §2): the site's search statement, timed per
-query class, before and after migration BEFORE_REVISION's successors, on the same data.
+"""Title search over a large catalogue (issue 23 §2): the site's search statement as it was
+and as it is, timed per query class on the same data, query by query in turn.
 
     .venv/bin/python bench/bench_title_search.py [--movies 100000,1000000] [--queries 200]
 
@@ -7,15 +7,17 @@ For each ``--movies`` size: a private PostgreSQL (LocalPostgres, as the tests st
 server for every size), a database migrated to ``BEFORE_REVISION`` (the title indexes the
 search had: GIN tsvector and GIN trigram), then ``N`` synthetic titles (the generator's,
 :func:`movierec.data.sample_catalogue`; movies only, no ratings) plus ``RARE_TITLES`` titles
-with a made-up word each, COPYed in with the tables' triggers off (a catalogue, not edits).
-Then, per query class (two words, misspelt words, one common word, a rare word, genre + word,
-a common word sorted newest first), ``--queries`` distinct queries, each one search in its own
-read-only session of :class:`movierec.db.Database` (the site's engine: prepared statements,
-generic plans), timed; p50/p99. First with the search as it was (``before_search``, a copy of
-the statement before this change), then the database is migrated to head and
-:func:`movierec.web.catalog.search` runs the same queries. Ends with EXPLAIN (ANALYZE,
-BUFFERS) of each side's slowest class (its slowest query, prepared, generic plan, as the site
-runs it), and a rich table; ``--markdown`` prints the table as markdown too.
+with a made-up word each, COPYed in with the tables' triggers off (a catalogue, not edits),
+then migrated to head (timed: the new index's build). Per query class (two words, misspelt
+words, one common word, a rare word, genre + word, a common word sorted newest first),
+``--queries`` distinct queries, each searched in its own read-only session of
+:class:`movierec.db.Database` (the site's engine: prepared statements, generic plans) by
+``before_search`` (a copy of the statement before migration 0015: it reads none of 0015's
+index) and by :func:`movierec.web.catalog.search`, alternately, so that both meet the same
+load of a shared machine; p50/p99 of each, and how many pages (ids, has_next) differed.
+Ends with EXPLAIN (ANALYZE, BUFFERS) of each side's slowest class by p99 (its slowest query,
+prepared, generic plan, as the site runs it) and a rich table; ``--markdown`` prints the
+table as markdown too.
 """
 
 from __future__ import annotations
@@ -121,18 +123,30 @@ def query_classes(count: int, rare: list[str], seed: int) -> dict[str, list[Sear
     }
 
 
-def time_class(database: Database, search: Search, queries: list[SearchQuery]) -> list[float]:
-    """Milliseconds of each query's search, each in its own read-only session."""
-    for query in queries[:WARMUP]:
-        with database.session(readonly=True) as session:
-            search(session, query)
-    times = []
-    for query in queries:
-        started = time.perf_counter()
-        with database.session(readonly=True) as session:
-            search(session, query)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
+def timed(database: Database, search: Search, query: SearchQuery) -> tuple[float, list, bool]:
+    """Milliseconds of one search in its own read-only session, and its page (ids, next)."""
+    started = time.perf_counter()
+    with database.session(readonly=True) as session:
+        page = search(session, query)
+    return (time.perf_counter() - started) * 1000, [m.id for m in page.movies], page.has_next
+
+
+def time_class(database: Database, queries: list[SearchQuery]) -> dict:
+    """Each query searched before and after, alternately (which goes first alternates too),
+    so that both sides meet the same load on a shared machine; the times of each side and
+    how many pages differed."""
+    for query in queries[:WARMUP]:  # prepared statements (generic plans), caches
+        for search in (before_search, catalog.search):
+            timed(database, search, query)
+    found: dict = {"before": [], "after": [], "different": 0}
+    for i, query in enumerate(queries):
+        sides = [("before", before_search), ("after", catalog.search)]
+        pages = {}
+        for side, search in sides if i % 2 == 0 else reversed(sides):
+            ms, *pages[side] = timed(database, search, query)
+            found[side].append(ms)
+        found["different"] += pages["before"] != pages["after"]
+    return found
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -213,10 +227,6 @@ def _pg_type(value) -> str:
 # -- the run ---------------------------------------------------------------------------------
 
 
-def measure(database: Database, search: Search, classes: dict) -> dict[str, list[float]]:
-    return {name: time_class(database, search, queries) for name, queries in classes.items()}
-
-
 def run_size(server: LocalPostgres, movies: int, args, say: Callable[[str], None]) -> dict:
     dbname = f"search_{movies}"
     server.drop_database(dbname)
@@ -229,15 +239,18 @@ def run_size(server: LocalPostgres, movies: int, args, say: Callable[[str], None
     database = Database(load_settings(environ={}, toml_path=None,
                                       overrides={"database_url": server.url(dbname)}))  # fmt: skip
     try:
-        before = measure(database, before_search, classes)
-        say(f"{movies:,} titles: before measured")
         started = time.perf_counter()
         upgrade(server.url(dbname))
         migrated = time.perf_counter() - started
         say(f"{movies:,} titles: migrated to head in {migrated:,.1f} s")
-        after = measure(database, catalog.search, classes)
+        runs = {}
+        for name, queries in classes.items():
+            runs[name] = time_class(database, queries)
+            say(f"{movies:,} titles: {name} measured")
     finally:
         database.dispose()
+    before = {name: run["before"] for name, run in runs.items()}
+    after = {name: run["after"] for name, run in runs.items()}
     plans = {
         side: explain(server, dbname, statement(_slowest(times, classes)))
         for side, times, statement in (
@@ -247,6 +260,7 @@ def run_size(server: LocalPostgres, movies: int, args, say: Callable[[str], None
     }
     return {"movies": len(rows), "load": loaded, "migrate": migrated,
             "before": before, "after": after, "plans": plans,
+            "different": {name: run["different"] for name, run in runs.items()},
             "slowest": {side: _slowest_name(t) for side, t in (("before", before),
                                                                 ("after", after))}}  # fmt: skip
 
@@ -264,7 +278,7 @@ def _slowest(times: dict[str, list[float]], classes: dict) -> SearchQuery:
 def report(results: list[dict], args) -> Table:
     table = Table(title=f"Title search, {args.queries} queries per class, one at a time")
     for column in ("titles", "class", "before p50", "before p99", "after p50", "after p99",
-                   "p99 before/after"):  # fmt: skip
+                   "p99 before/after", "pages not the same"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("titles", "class") else "right")
     for found in results:
         for name in found["before"]:
@@ -274,6 +288,7 @@ def report(results: list[dict], args) -> Table:
                 f"{statistics.median(b):,.1f} ms", f"{percentile(b, 0.99):,.1f} ms",
                 f"{statistics.median(a):,.1f} ms", f"{percentile(a, 0.99):,.1f} ms",
                 f"{percentile(b, 0.99) / percentile(a, 0.99):,.1f}x",
+                f"{found['different'][name]} of {len(b)}",
             )  # fmt: skip
     return table
 
@@ -297,7 +312,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)  # the table on one line a row, in a terminal or a file
     started = time.perf_counter()
 
     def say(text: str) -> None:
@@ -318,7 +333,7 @@ def main() -> None:
         for side in ("before", "after"):
             console.rule(f"{found['movies']:,} titles, {side}: EXPLAIN (ANALYZE, BUFFERS) of "
                          f"the slowest query of '{found['slowest'][side]}'")  # fmt: skip
-            console.print(found["plans"][side], markup=False, highlight=False)
+            print(found["plans"][side])  # plain: rich would wrap the plan's lines
         console.print(f"{found['movies']:,} titles: loaded in {found['load']:,.1f} s, "
                       f"migrated to head in {found['migrate']:,.1f} s")  # fmt: skip
     table = report(results, args)
