@@ -134,12 +134,14 @@ _ORDERS = {
 }
 # Word matches counted before choosing how to rank them. Up to this many, each one is scored
 # (word_similarity and similarity: about 20 µs a title); past it, the titles-by-trigrams index
-# (migration 0015) is walked from the shortest title on, about 2 µs a title (read from the
-# index alone), some PAGE_SIZE x catalogue / matches titles long. 1,500 keeps either way
-# within a few milliseconds at a million titles (bench/bench_title_search.py).
+# (migration 0015) is walked from the shortest title on, about 1.5 µs a title (read from the
+# index alone), some PAGE_SIZE x catalogue / matches titles long. At a million titles 1,500
+# puts the two near each other (scoring 1,500: about 30 ms; a walk for 1,500 matches: about
+# 14,000 titles, 20 ms; bench/bench_title_search.py and EXPLAIN of its queries).
 MANY_WORD_MATCHES = 1_500
 # The longest walk. A walk that finds fewer side-by-side matches than the page needs (many
-# titles have the words, few next to each other) gives way to scoring every word match.
+# titles have the words, few next to each other, or only long ones: "of paris") gives way to
+# scoring every word match; 30,000 titles cost about as much as scoring 2,000.
 WALK_LIMIT = 30_000
 
 
@@ -151,12 +153,18 @@ def search(session: Session, query: SearchQuery) -> SearchPage:
     with the words come first, then by word similarity, similarity and id; a chosen
     ``sort`` (title, newest, oldest) comes before all of these.
 
-    Why the relevance order is found in parts (:func:`_best_matches`): scoring and sorting
-    every matching title before LIMIT cost p99 769 ms (two words), 621 ms (typos) and
-    1,450 ms (one common word) at 100,000 titles through the site (BENCHMARKS.md, "The whole
-    product at scale"), and grows with the catalogue. Here only what a page can show is
-    scored, with the same answers; figures before and after in BENCHMARKS.md, "Title search
-    at a million titles" (bench/bench_title_search.py).
+    Why the relevance order is found in parts (:func:`_best_matches`): the one statement
+    that scored and sorted every title matching the words or a trigram before LIMIT cost
+    p99 769 ms (two words), 621 ms (typos) and 1,450 ms (one common word) at 100,000 titles
+    through the site (BENCHMARKS.md, "The whole product at scale"), and at a million titles,
+    the statement alone (bench/bench_title_search.py, query by query in turn with this one,
+    p50 / p99): two words 285 / 1,104 ms, one common word 358 / 4,012 ms. Scoring only what
+    a page can show: 84 / 271 ms and 88 / 356 ms, the same pages for all 600 queries of the
+    run. Not faster: misspelt words with fewer close titles than a page (119 / 714 against
+    124 / 728 ms: the whole-title trigram test still checks tens of thousands of titles), a
+    rare word (53 / 299 against 91 / 236 ms: its parts read the same few pages more than
+    once), and a chosen sort, which needs every match (367 / 4,754 against 383 / 4,358 ms).
+    BENCHMARKS.md, "Title search at a million titles", has both sizes.
     """
     rows = [_item(row) for row in session.execute(search_statement(query))]
     return SearchPage(query, tuple(rows[:PAGE_SIZE]), has_next=len(rows) > PAGE_SIZE)
