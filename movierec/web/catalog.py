@@ -158,12 +158,11 @@ def search(session: Session, query: SearchQuery) -> SearchPage:
     p99 769 ms (two words), 621 ms (typos) and 1,450 ms (one common word) at 100,000 titles
     through the site (BENCHMARKS.md, "The whole product at scale"), and at a million titles,
     the statement alone (bench/bench_title_search.py, query by query in turn with this one,
-    p50 / p99): two words 285 / 1,104 ms, one common word 358 / 4,012 ms. Scoring only what
-    a page can show: 84 / 271 ms and 88 / 356 ms, the same pages for all 600 queries of the
-    run. Not faster: misspelt words with fewer close titles than a page (119 / 714 against
-    124 / 728 ms: the whole-title trigram test still checks tens of thousands of titles), a
-    rare word (53 / 299 against 91 / 236 ms: its parts read the same few pages more than
-    once), and a chosen sort, which needs every match (367 / 4,754 against 383 / 4,358 ms).
+    p50 / p99): two words 299 / 1,211 ms, one common word 290 / 3,941 ms. Scoring only what
+    a page can show: 10 / 36 ms and 21 / 344 ms, the same pages for all 600 queries of the
+    run. Not faster: misspelt words and a rare word (typo matches are read as before:
+    89 / 667 against 92 / 822 ms, 31 / 267 against 28 / 315 ms), and a chosen sort, which
+    needs every match (289 / 4,193 against 301 / 4,114 ms).
     BENCHMARKS.md, "Title search at a million titles", has both sizes.
     """
     rows = [_item(row) for row in session.execute(search_statement(query))]
