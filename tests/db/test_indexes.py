@@ -11,6 +11,8 @@ from sqlalchemy import text
 from movierec.db import Database
 from movierec.db.errors import QueryTimeout
 from movierec.errors import DatabaseUnavailable, MovierecError
+from movierec.web import catalog
+from movierec.web.catalog import SearchQuery
 
 MOVIES, USERS, PER_USER = 20_000, 2_000, 30
 
@@ -70,6 +72,24 @@ def test_title_search_uses_the_word_and_trigram_indexes_of_every_partition(loade
             text("SELECT title FROM movies WHERE title % :q OR :q <% title"), {"q": "shinning"}
         ).scalars()
         assert list(found) == ["The Shining"]
+
+
+def test_a_word_most_titles_have_is_ranked_by_walking_the_titles_by_trigrams_index(loaded):
+    # "film" is in 20,000 titles: past catalog.MANY_WORD_MATCHES, search walks the covering
+    # index of titles by number of trigrams (migration 0015) instead of scoring every match.
+    with loaded.session(readonly=True) as s:
+        page = catalog.search(s, SearchQuery(q="film"))
+        # This transaction's scans of each partition's copy of the index.
+        scans = s.execute(
+            text(
+                "SELECT c.relname, pg_stat_get_xact_numscans(c.oid) FROM pg_class c "
+                "WHERE c.relname LIKE 'movies_title_trigrams_idx_p%' ORDER BY 1"
+            )
+        ).all()
+    assert [name for name, _ in scans] == [f"movies_title_trigrams_idx_p{r}" for r in range(4)]
+    assert all(count > 0 for _, count in scans), scans
+    # The shortest titles with the word first: "Film number 1" .. "Film number 9".
+    assert [m.title for m in page.movies[:9]] == [f"Film number {i}" for i in range(1, 10)]
 
 
 def test_a_users_ratings_use_one_partitions_key(loaded):
