@@ -39,8 +39,9 @@ def search() -> tuple[str, int]:
     """Search results, the same for everyone; a logged-in user's predicted stars are put in
     by the page's script (:func:`stars_badges`). Asked for here, they cost each user's first
     search in a worker a read of their ratings and a recommender call, on a page that is
-    otherwise a kept list: 207 cold searches a second against 362 without stars, and 318 with
-    them after the page (BENCHMARKS.md, "Search results' stars after the page")."""
+    otherwise a kept list: 207 cold searches a second against 362 without stars in a loaded
+    run; with the stars after the page, 981 against 973 on a quiet machine (BENCHMARKS.md,
+    "Search results' stars after the page")."""
     try:
         query = catalog.parse_search(request.args)
     except BadInput as exc:
