@@ -15,7 +15,10 @@ arrays from a file, so its peak RSS is the fit's and the scoring's, not the draw
 * ``cholmod``: ``sansaals`` as ``auto`` trains it above ``ease_max_items`` (exact CHOLMOD
   factorisation, then pruned);
 * ``icf``: ``sansaals`` with ``factorizer = icf`` (incomplete factorisation);
-* ``als``: plain ALS (64 factors), and the popularity figure of the same split beside it.
+* ``als``: plain ALS with its defaults (64 factors, reg 50, confidence 8), and the popularity
+  figure of the same split beside it;
+* ``als-first``: ALS with its first defaults (reg 0.05, confidence 2), what ``auto`` trained
+  above ``sansa_max_items`` until they were tuned.
 
 Prints one markdown table; no database needed.
 """
@@ -43,6 +46,7 @@ CANDIDATES = {
     "cholmod": ("sansaals", {}),
     "icf": ("sansaals", {"factorizer": "icf"}),
     "als": ("als", {}),
+    "als-first": ("als", {"reg": 0.05, "alpha": 2.0}),
 }
 MB = 2**20
 

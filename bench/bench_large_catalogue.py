@@ -43,11 +43,12 @@ from movierec.ai.evaluation import per_user_split  # noqa: E402
 from movierec.ai.loader import load_model  # noqa: E402
 from movierec.ai.train import resolve_algo, score_top_n, time_split, train_on_data  # noqa: E402
 
-# (label, algorithm or "auto" / "auto-large", parameters)
+# (label, algorithm or "auto" / "auto-large" / "auto-largest", parameters)
 CANDIDATES = [
     ("blend: `auto` up to 20k movies", "auto", {}),
-    ("**`auto` above 20k movies, forced**", "auto-large", {}),
-    ("ALS, 64 factors (`auto` above 20k before)", "als", {}),
+    ("**`auto` above 20k movies, forced: SANSA + ALS**", "auto-large", {}),
+    ("**`auto` above `sansa_max_items`, forced: ALS**", "auto-largest", {}),
+    ("ALS, its first defaults (reg 0.05, confidence 2)", "als", {"reg": 0.05, "alpha": 2}),
     ("iALS, 400 factors, reg 50, confidence 8, binary", "als",
      {"factors": 400, "reg": 50, "alpha": 8, "rating_weight": 0}),
     ("collective SANSA alone", "sansa", {}),
@@ -63,6 +64,8 @@ def algorithm_for(name: str, data: RatingsData) -> str:
         return resolve_algo("auto", data.n_items)
     if name == "auto-large":
         return resolve_algo("auto", data.n_items, ease_max_items=1)
+    if name == "auto-largest":
+        return resolve_algo("auto", data.n_items, ease_max_items=1, sansa_max_items=1)
     return name
 
 

@@ -10,8 +10,10 @@ the item factors go to the servers, so Spark's user factors are never collected.
 Each rating's weight is the served one, ``max(1 + rating_weight·(r - 3), 0.05)``; Spark's
 confidence is ``1 + alpha·w`` where ``implicit``'s (and the fold-in's) is ``alpha·w``, and
 Spark scales ``reg`` by each user's and movie's number of ratings (ALS-WR): the same parameter
-values are not the same model. The defaults are ``als``'s; BENCHMARKS.md compares the two
-trainers with them (bench/bench_spark.py).
+values are not the same model. So Spark keeps its own ``reg`` and ``alpha`` defaults (0.05 and
+2, ``als``'s before it was tuned for ``implicit``: ``implicit``'s reg 50 scaled by every count
+would flatten the factors); the others are ``als``'s. BENCHMARKS.md compares the two trainers
+with their defaults (bench/bench_spark.py).
 
 The session comes from ``SparkSession.builder.getOrCreate()`` with ``master`` (``local[*]``
 for this machine; ``spark://host:7077``, ``yarn`` or ``k8s://...`` for a cluster, where the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,8 @@ from movierec.ai.dataset import RatingsData
 from movierec.ai.folding import NEUTRAL_RATING
 from movierec.ai.ids import dense_lookup
 from movierec.ai.snapshot import pyarrow_modules
+
+SPARK_DEFAULTS = {"reg": 0.05, "alpha": 2.0}  # ALS-WR's scale: see the module's docstring
 
 
 def spark_session(master: str) -> SparkSession:
@@ -64,7 +69,11 @@ class SparkAls(Algorithm):
     kind = RANKING
     summary = "implicit-feedback matrix factorisation, fitted on Spark MLlib"
     library = f"pyspark {pyspark.__version__}"
-    params = tuple(p for p in Als.params if p.name != "threads")  # Spark has executors
+    params = tuple(  # Spark has executors, not threads
+        replace(p, default=SPARK_DEFAULTS.get(p.name, p.default))
+        for p in Als.params
+        if p.name != "threads"
+    )
 
     def __init__(self, snapshot: Path, master: str = "local[*]"):
         self.snapshot, self.master = Path(snapshot), master

@@ -61,8 +61,8 @@ def choose_ranking_algo(
 
     Quality: ``easeals`` measured NDCG@10 0.503 on ml-100k (issue protocol, 3 seeds) against
     0.499 for collective EASE alone; ``sansaals``, forced on the same data, 0.496 (and 0.131
-    against 0.132 on ml-latest-small's time-ordered hold-out), where ALS measured 0.388 and
-    0.108 (BENCHMARKS.md, "Large catalogues").
+    against 0.132 on ml-latest-small's time-ordered hold-out) (BENCHMARKS.md, "Large
+    catalogues").
 
     Size, on bench_scale's synthetic catalogues (as many users as movies, 20 ratings per
     movie, each user's latest 20 % held out; ``bench/bench_handover.py``, 2 shared cores,
@@ -75,7 +75,8 @@ def choose_ranking_algo(
     (0.2 GB, NDCG@10 0.083), 7.2 s (0.3 GB, 0.066) and 8.3 s (0.4 GB, 0.065), above
     popularity each time (0.018, 0.027, 0.017). So ``sansa_max_items`` defaults to
     ``ease_max_items``, and above 20,000 movies ``auto`` trains ALS: it trains at any size, at
-    the price measured on real data above (0.388 against 0.496 on ml-100k). Raise
+    the price measured on real data (0.487 against 0.496 on ml-100k, 0.119 against 0.131 on
+    ml-latest-small, with ALS's defaults tuned for it; 0.388 and 0.108 before). Raise
     ``sansa_max_items`` for a catalogue whose Gram matrix stays sparse enough for CHOLMOD
     (ml-latest-small's 9,724 movies fit in 61 s); BENCHMARKS.md, "Where `auto` hands over".
     """

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import implicit
@@ -38,7 +37,6 @@ from movierec.ai.algorithms.sansa import SANSA_PARAMS, FittedSansa, fit_sansa
 from movierec.ai.dataset import RatingsData, user_item_matrix
 
 SCALE_USERS = 2000
-BLEND_ALS_DEFAULTS = {"reg": 50.0, "alpha": 8.0}
 
 
 def score_scale(scores: np.ndarray, seen: sp.csr_matrix) -> float:
@@ -82,15 +80,8 @@ class FittedEaseAls(Fitted):
 
 def blend_params(item_params: tuple[Param, ...]) -> tuple[Param, ...]:
     """The item part's parameters (its rating_weight weighs the query of both parts) and
-    ALS's, with the regularisation and confidence tuned for the blend."""
-    return (
-        *item_params,
-        *(
-            replace(p, default=BLEND_ALS_DEFAULTS.get(p.name, p.default))
-            for p in Als.params
-            if p.name != "rating_weight"
-        ),
-    )
+    ALS's."""
+    return (*item_params, *(p for p in Als.params if p.name != "rating_weight"))
 
 
 def blend(
