@@ -69,7 +69,11 @@ class User(Base):
 
     identities: Mapped[list[Identity]] = relationship(back_populates="user")
 
-    __table_args__ = (UniqueConstraint("source", "source_id", name="users_source_key"),)
+    __table_args__ = (
+        UniqueConstraint("source", "source_id", name="users_source_key"),
+        # The admin page counts admins (migration 0016): a few rows, not every user.
+        Index("users_admins_idx", "id", postgresql_where=text("is_admin")),
+    )
 
 
 class Identity(Base):

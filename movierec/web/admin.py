@@ -57,17 +57,18 @@ def users() -> Response:
         .scalar_subquery()
     )
     with read_session() as session:
-        total = session.scalar(select(func.count()).select_from(User))
+        total = table_rows(session, User)
         rows = session.execute(
             select(User, providers)
             .order_by(User.id)
             .offset((page - 1) * USERS_PAGE)
-            .limit(USERS_PAGE)
+            .limit(USERS_PAGE + 1)  # the next page's first row says there is one
         ).all()
     return jsonify(
         page=page,
-        total=total,
-        has_next=page * USERS_PAGE < total,
+        total=total.rows,
+        total_estimated=total.estimated,
+        has_next=len(rows) > USERS_PAGE,
         users=[
             {
                 "id": user.id,
@@ -79,6 +80,6 @@ def users() -> Response:
                 "providers": sorted(linked or []),
                 "created_at": user.created_at.isoformat(),
             }
-            for user, linked in rows
+            for user, linked in rows[:USERS_PAGE]
         ],
     )

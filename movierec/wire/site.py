@@ -103,8 +103,11 @@ USER = obj(
     is_admin=BOOLEAN, has_password=BOOLEAN, providers=array_of(STRING),
     created_at={"type": "string", "format": "date-time"},
 )  # fmt: skip
-USERS = obj(["page", "total", "has_next", "users"], page=INTEGER, total=INTEGER,
-            has_next=BOOLEAN, users=array_of(USER))  # fmt: skip
+USERS = obj(
+    ["page", "total", "total_estimated", "has_next", "users"], page=INTEGER,
+    total={**INTEGER, "description": "exact unless total_estimated (above a million users)"},
+    total_estimated=BOOLEAN, has_next=BOOLEAN, users=array_of(USER),
+)  # fmt: skip
 
 MOVIE_GET = Operation(
     "GET", "/api/movies/{movie_id}", "One movie with its rating count and average.",
