@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python bench/bench_spark.py [--movielens DIR] [--master local[2]]`` (needs the
 ``spark`` extra and Java 17).
 
-Both fit implicit ALS with the same parameters (``als``'s defaults: 64 factors, reg 0.05,
-alpha 2, 15 sweeps, rating weight 0.2) and are served alike: the item factors go into the
+Both fit implicit ALS with their defaults (64 factors, 15 sweeps, rating weight 0.2; reg 50
+and alpha 8 for ``implicit``, reg 0.05 and alpha 2 for Spark, which scales reg by each user's
+and movie's count: see movierec.ai.spark_als) and are served alike: the item factors go into the
 ``als`` artifact and a user is folded in against them (``FittedAls.score_users``), so the only
 difference is who fitted the item factors. Spark reads the ratings from a Parquet snapshot
 (``movierec.ai.snapshot``), as ``--engine spark`` does. NDCG@10 on ml-100k (the issue's
