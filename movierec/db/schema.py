@@ -23,6 +23,7 @@ from sqlalchemy import (
     CheckConstraint,
     Computed,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -201,6 +202,20 @@ class MovieArrival(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("movie_arrivals_added_at", "added_at"),)
+
+
+class PopularMovie(Base):
+    """One of the most rated movies as last counted (0017): written by the web worker that
+    found the count due, read by every worker (movierec.web.popular)."""
+
+    __tablename__ = "popular_movies"
+
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    movie_id: Mapped[int] = mapped_column(BigInteger)
+    ratings: Mapped[int] = mapped_column(BigInteger)
+    average: Mapped[float] = mapped_column(Float)
+    counted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float] = mapped_column(Float)
 
 
 class Rating(Base):

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from movierec.db.schema import Movie, Rating
+from movierec.db.schema import Movie, PopularMovie, Rating
 from movierec.wire import site
 from movierec.wire.params import MAX_ID
 
@@ -398,6 +398,18 @@ def popular(session: Session, limit: int) -> list[MovieItem]:
         .join(stats, stats.c.movie_id == Movie.id)
         .order_by(stats.c.ratings.desc(), Movie.id)
         .limit(limit)
+    )
+    return [_item(row) for row in session.execute(stmt)]
+
+
+def counted_popular(session: Session) -> list[MovieItem]:
+    """The most rated movies as last counted into ``popular_movies`` (movierec.web.popular),
+    in their order; a movie deleted since is left out."""
+    stmt = (
+        select(*_COLUMNS, PopularMovie.ratings, PopularMovie.average)
+        .select_from(PopularMovie)
+        .join(Movie, Movie.id == PopularMovie.movie_id)
+        .order_by(PopularMovie.rank)
     )
     return [_item(row) for row in session.execute(stmt)]
 
