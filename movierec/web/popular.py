@@ -5,9 +5,10 @@ recommender-down fallback both need it; a minute-old answer serves them equally 
 last count is kept in the database (``popular_movies``, migration 0017) with when it was made
 and how long it took. A worker reads it every ``ttl`` seconds; the worker that finds it due
 counts again under an advisory lock and replaces it, and the others go on reading the last
-one. Each worker used to count for itself: at 20M ratings (9.1 s a count, bench_scale at full
-size) a new worker showed no popular movies until its own first count ended, and every
-worker spent the database that long every few minutes.
+one. Each worker used to count for itself: at 20M ratings (58 s a count, bench_scale at full
+size) a restarted worker showed no popular movies for minutes (the first list 102 s after a
+restart of the web instances; now at once when a count is kept), and every worker spent the
+database that long.
 
 A count is due ``ttl`` after the last. One that took more than ``SLOW_SECONDS`` (or outlasted
 the statement timeout) is kept ``KEEP_PER_SECOND`` times as long as it took, so that the site
