@@ -3,9 +3,10 @@
 Revision ID: 0017
 Revises: 0016
 
-Counting every rating took 9.1 s at 20M ratings (bench/bench_scale.py at full size), and
-each web worker counted for itself: each new worker showed no popular movies until its own
-first count ended, and every worker spent the database 9 s per count. ``popular_movies``
+Counting every rating took about a minute at 20M ratings (the site's statement on
+bench/bench_scale.py's full-size cluster), and each web worker counted for itself: a new
+worker showed no popular movies until its own first count ended (102 s after a restart of
+the web instances), and every worker spent the database that long per count. ``popular_movies``
 holds the last count (rank, movie, ratings, average) with when it was made and how long it
 took; whichever worker finds it due counts under an advisory lock and replaces it, the
 others read it (movierec.web.popular). The site's role writes it: a derived table, outside
