@@ -140,8 +140,7 @@ def count_where_possible(
     except DatabaseUnavailable:
         with database().session(readonly=True) as session:
             _timeout(session, timeout_ms)
-            started = time.monotonic()
-            return catalog.popular(session, CANDIDATES), time.monotonic() - started
+            return _count(session)
 
 
 def _timeout(session: Session, timeout_ms: int | None) -> None:
@@ -181,9 +180,7 @@ def count_and_keep(session: Session, ttl: float) -> tuple[list[catalog.MovieItem
     state = _state(session, ttl)
     if state is not None and not state[0]:
         return None
-    started = time.monotonic()
-    movies = catalog.popular(session, CANDIDATES)
-    seconds = time.monotonic() - started
+    movies, seconds = _count(session)
     now = session.scalar(select(func.now()))
     session.execute(delete(PopularMovie))
     if movies:
@@ -196,6 +193,12 @@ def count_and_keep(session: Session, ttl: float) -> tuple[list[catalog.MovieItem
             ],
         )  # fmt: skip
     return movies, seconds
+
+
+def _count(session: Session) -> tuple[list[catalog.MovieItem], float]:
+    started = time.monotonic()
+    movies = catalog.popular(session, CANDIDATES)
+    return movies, time.monotonic() - started
 
 
 def init_app(app: Flask, ttl: float = TTL_SECONDS) -> None:
