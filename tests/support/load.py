@@ -245,7 +245,9 @@ class _User:
             url = base + path
             try:
                 return self.http.request(method, url, timeout=TIMEOUT, **options), attempt + 1
-            except requests.ConnectionError as exc:
+            # A director that dies while it sends the body cuts the answer short, as one
+            # that dies before it answers closes the connection: a GET is asked again.
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 error = _error_name(exc)
                 never_sent = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in (
                     repr(exc)
